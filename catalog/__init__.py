@@ -1,0 +1,1 @@
+"""The catalogue's models, rules, settings and resolution."""

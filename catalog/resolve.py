@@ -1,0 +1,300 @@
+"""Resolution: the validated catalogue plus one stack's settings → one neutral, concrete spec per
+service. Every serializer (docker, compose, kubernetes, helm, tunnel, docs) reads only this.
+
+Secrets stay references: an env value is a `Template` of literal text and `SecretRef`s, and
+each serializer writes a reference in its own syntax (`${X}` in Compose, `$(X)` on Kubernetes,
+a secret Output in Pulumi).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Literal
+
+import networkx as nx
+from pydantic import BaseModel, ConfigDict
+
+from catalog.model import (
+    Category,
+    DbUrl,
+    EnvValue,
+    Estate,
+    Health,
+    HostOf,
+    Legacy,
+    PortOf,
+    PublicUrl,
+    RedisUrl,
+    Role,
+    Secret,
+    SecretOf,
+    Service,
+    Target,
+    UrlOf,
+    database_secret,
+)
+from catalog.rules import check, container_name, dependency_graph, volume_name
+from catalog.schema import LAZY_RETRY_ENV, NAMESPACES, STARTUP_CLASSES
+from catalog.settings import StackSettings
+from catalog.units import parse_memory
+
+CLUSTER_DOMAIN = "svc.cluster.local"
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SecretRef(_Frozen):
+    secret: str
+
+
+class Template(_Frozen):
+    """An env value: literal text and secret references, in order."""
+
+    parts: tuple[str | SecretRef, ...]
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        return tuple(p.secret for p in self.parts if isinstance(p, SecretRef))
+
+    @property
+    def plain(self) -> str | None:
+        """The value when it holds no secret, else None."""
+        return None if self.secrets else "".join(self.parts)  # type: ignore[arg-type]
+
+    def render(self, secret: Callable[[str], str], literal: Callable[[str], str] = str) -> str:
+        """Text with each secret written by `secret(name)` and each literal by `literal(text)`."""
+        return "".join(secret(p.secret) if isinstance(p, SecretRef) else literal(p)
+                       for p in self.parts)
+
+
+class ResolvedPort(_Frozen):
+    name: str
+    container: int  # what other services connect to on the internal network
+    published: int | None  # host port (bound to loopback on the Mac Mini)
+
+
+class ResolvedVolume(_Frozen):
+    name: str  # Docker volume name
+    claim: str  # Kubernetes PersistentVolumeClaim name (one per pod, never shared)
+    path: str
+    subpath: str | None  # directory inside a shared Docker volume
+    stateful: bool
+    size: str
+    shared: bool
+
+
+class ResolvedPublic(_Frozen):
+    hostname: str  # fully qualified
+    port: str
+    access: bool  # behind a Cloudflare Access application
+    service_url: str  # where the tunnel sends requests on this target
+
+
+class Database(_Frozen):
+    name: str
+    owner: str  # service id; the PostgreSQL role has the database's name
+    password_secret: str
+
+
+class ResolvedService(_Frozen):
+    id: str
+    category: Category
+    role: Role
+    description: str
+    native: bool
+    container_name: str  # Docker container
+    name: str  # Kubernetes object name
+    namespace: str
+    host: str  # address as other services on this target see it
+    image: str | None
+    command: tuple[str, ...] | None
+    ports: tuple[ResolvedPort, ...]
+    env: dict[str, Template]
+    secrets: tuple[str, ...]  # every secret this service's environment needs, by name
+    database: str | None
+    volumes: tuple[ResolvedVolume, ...]
+    hard: tuple[str, ...]
+    lazy: tuple[str, ...]
+    health: Health | None
+    memory: int | None  # bytes
+    memory_text: str | None
+    public: ResolvedPublic | None
+    tier: int  # startup tier from the dependency graph (native services: 0, always there)
+    workload: Literal["service", "daemon"]
+    labels: dict[str, str]
+    legacy: Legacy
+
+    def port(self, name: str = "http") -> ResolvedPort:
+        for p in self.ports:
+            if p.name == name:
+                return p
+        raise KeyError(f"{self.id} has no port {name!r}")
+
+    def url(self, port: str = "http", scheme: str = "http", path: str = "") -> str:
+        return f"{scheme}://{self.host}:{self.port(port).container}{path}"
+
+    @property
+    def stateful(self) -> bool:
+        return any(v.stateful for v in self.volumes)
+
+
+class ResolvedEstate(_Frozen):
+    settings: StackSettings
+    services: tuple[ResolvedService, ...]  # in startup order: tier, then id
+    secrets: tuple[Secret, ...]  # every secret some service on this stack needs
+    databases: tuple[Database, ...]
+    reserved_ports: dict[int, str]  # published ports nobody may take
+
+    @property
+    def target(self) -> Target:
+        return self.settings.target
+
+    def __getitem__(self, service_id: str) -> ResolvedService:
+        return next(s for s in self.services if s.id == service_id)
+
+    @property
+    def containers(self) -> tuple[ResolvedService, ...]:
+        return tuple(s for s in self.services if not s.native)
+
+
+def _address(svc: Service, settings: StackSettings) -> str:
+    if settings.target == "kubernetes":
+        return f"{svc.id}.{NAMESPACES[svc.category]}.{CLUSTER_DOMAIN}"
+    return settings.native_host if svc.native else container_name(svc)
+
+
+def tiers(estate: Estate, services: list[Service]) -> dict[str, int]:
+    """Startup tier per service, from the graph of hard dependencies.
+
+    A service starts one tier after the latest of its hard dependencies (lazy ones don't wait:
+    that is their point), and no earlier than its startup class (infra 1, core 2, gateway 3,
+    backends 4, frontends 5), so a frontend with only lazy needs still starts last. Native
+    services are tier 0: they are always there.
+    """
+    graph = dependency_graph(estate, hard_only=True).subgraph(s.id for s in services)
+    by_id = {s.id: s for s in services}
+    tier: dict[str, int] = {}
+    for sid in reversed(list(nx.lexicographical_topological_sort(graph))):
+        svc = by_id[sid]
+        if svc.native:
+            tier[sid] = 0
+            continue
+        floor = STARTUP_CLASSES.get(svc.role, (1, ""))[0]
+        tier[sid] = max(floor, 1 + max((tier[d] for d in graph.successors(sid)), default=0))
+    return tier
+
+
+def _env_value(value: EnvValue, svc: Service, estate: Estate, settings: StackSettings) -> Template:
+    def other(sid: str) -> Service:
+        found = estate.get(sid)
+        assert found is not None  # guaranteed by the rules
+        return found
+
+    def port_number(s: Service, name: str) -> int:
+        p = s.port(name)
+        assert p is not None
+        return p.container
+
+    if isinstance(value, str):
+        return Template(parts=(value,))
+    if isinstance(value, UrlOf):
+        target = other(value.service)
+        return Template(parts=(f"{value.scheme}://{_address(target, settings)}:"
+                               f"{port_number(target, value.port)}{value.path}",))
+    if isinstance(value, HostOf):
+        return Template(parts=(_address(other(value.service), settings),))
+    if isinstance(value, PortOf):
+        return Template(parts=(str(port_number(other(value.service), value.port)),))
+    if isinstance(value, PublicUrl):
+        public = other(value.service).public
+        assert public is not None
+        return Template(parts=(f"https://{public.host}.{settings.domain}{value.path}",))
+    if isinstance(value, DbUrl):
+        pg, db = other("postgres"), svc.database or ""
+        return Template(parts=(f"postgresql://{db}:", SecretRef(secret=database_secret(db)),
+                               f"@{_address(pg, settings)}:{port_number(pg, 'postgres')}/{db}"))
+    if isinstance(value, RedisUrl):
+        redis = other("redis")
+        return Template(parts=("redis://:", SecretRef(secret="REDIS_PASSWORD"),
+                               f"@{_address(redis, settings)}:{port_number(redis, 'redis')}"
+                               f"/{value.db}"))
+    if isinstance(value, SecretOf):
+        return Template(parts=(SecretRef(secret=value.name),))
+    raise TypeError(f"unknown env value {value!r}")
+
+
+def _volumes(svc: Service) -> tuple[ResolvedVolume, ...]:
+    out = []
+    for v in svc.volumes:
+        name = v.name or volume_name(svc)
+        shared = v.subpath is not None
+        claim = f"{svc.id}-data" if shared else name.removeprefix("manacore-")
+        out.append(ResolvedVolume(name=name, claim=claim, path=v.path, subpath=v.subpath,
+                                  stateful=v.stateful, size=v.size, shared=shared))
+    return tuple(out)
+
+
+def _resolve_service(svc: Service, tier: int, estate: Estate,
+                     settings: StackSettings) -> ResolvedService:
+    env = {k: _env_value(v, svc, estate, settings) for k, v in svc.env.items()}
+    lazy = tuple(n.service for n in svc.needs if not n.hard)
+    if lazy:
+        env = {**{k: Template(parts=(v,)) for k, v in LAZY_RETRY_ENV.items()}, **env}
+    secrets = dict.fromkeys(svc.secrets)
+    for template in env.values():
+        secrets.update(dict.fromkeys(template.secrets))
+    image = None
+    if svc.image is not None:
+        image = (f"{settings.registry}/{svc.image.repository}:{settings.tag}" if svc.image.own
+                 else f"{svc.image.repository}:{svc.image.tag}")
+    public = None
+    if svc.public is not None:
+        p = svc.port(svc.public.port)
+        assert p is not None
+        public = ResolvedPublic(
+            hostname=f"{svc.public.host}.{settings.domain}", port=svc.public.port,
+            access=svc.public.access,
+            service_url=f"http://{_address(svc, settings)}:{p.container}")
+    return ResolvedService(
+        id=svc.id, category=svc.category, role=svc.role, description=svc.description,
+        native=svc.native, container_name=container_name(svc), name=svc.id,
+        namespace=NAMESPACES[svc.category], host=_address(svc, settings), image=image,
+        command=svc.command,
+        ports=tuple(ResolvedPort(name=p.name, container=p.container, published=p.published)
+                    for p in svc.ports),
+        env=dict(sorted(env.items())), secrets=tuple(sorted(secrets)), database=svc.database,
+        volumes=_volumes(svc), hard=tuple(n.service for n in svc.needs if n.hard), lazy=lazy,
+        health=svc.health, memory=parse_memory(svc.memory) if svc.memory else None,
+        memory_text=svc.memory, public=public, tier=tier, workload=svc.workload,
+        labels={"manacore.service": svc.id, "manacore.category": svc.category,
+                "manacore.role": svc.role, "manacore.tier": str(tier)},
+        legacy=svc.legacy,
+    )
+
+
+def runs_on(svc: Service, target: Target) -> bool:
+    return svc.native or target in svc.targets
+
+
+def resolve(estate: Estate, settings: StackSettings) -> ResolvedEstate:
+    """The estate as it runs on `settings.target`; raises EstateError listing every violation."""
+    check(estate, settings)
+    services = [s for s in estate.valid_services if runs_on(s, settings.target)]
+    tier = tiers(estate, services)
+    resolved = sorted((_resolve_service(s, tier[s.id], estate, settings) for s in services),
+                      key=lambda r: (r.tier, r.id))
+    databases = tuple(Database(name=s.database, owner=s.id,
+                               password_secret=database_secret(s.database))
+                      for s in resolved if s.database)
+    declared = {x.name: x for x in estate.secrets}
+    for db in databases:
+        declared.setdefault(db.password_secret, Secret(
+            name=db.password_secret, description=f"password of PostgreSQL role {db.name}"))
+    used = {name for s in resolved for name in s.secrets}
+    if any(s.id == "postgres" for s in resolved):
+        used |= {db.password_secret for db in databases}
+    return ResolvedEstate(settings=settings, services=tuple(resolved),
+                          secrets=tuple(declared[n] for n in sorted(used)), databases=databases,
+                          reserved_ports=estate.reserved_ports)

@@ -1,0 +1,417 @@
+"""Rules over the whole estate. Each rule yields every violation it finds; `validate` runs
+them all, so a broken catalogue is reported in one go and never as a traceback.
+
+A line reads `service: rule: what is wrong and what to do`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from typing import NamedTuple
+
+import networkx as nx
+
+from catalog.model import (
+    Broken,
+    DbUrl,
+    Estate,
+    HostOf,
+    PortOf,
+    PublicUrl,
+    RedisUrl,
+    SecretOf,
+    Service,
+    UrlOf,
+    database_secret,
+)
+from catalog.schema import STARTUP_CLASSES, allowed_ports, port_allowed
+from catalog.settings import StackSettings
+from catalog.units import parse_memory
+
+
+class Violation(NamedTuple):
+    service: str
+    rule: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.service}: {self.rule}: {self.message}"
+
+
+class EstateError(Exception):
+    """The estate breaks rules; `violations` holds all of them."""
+
+    def __init__(self, violations: list[Violation]):
+        self.violations = violations
+        super().__init__("\n".join(map(str, violations)))
+
+
+Rule = Callable[[Estate, "StackSettings | None"], Iterator[Violation]]
+RULES: dict[str, Rule] = {}
+
+_LABEL = re.compile(r"^[a-z]([a-z0-9-]*[a-z0-9])?$")
+_ENV_KEY = re.compile(r"^[A-Z_][A-Z0-9_]*$")
+_VOLUME = re.compile(r"^manacore-[a-z0-9]+(-[a-z0-9]+)*-data$")
+
+
+def rule(name: str) -> Callable[[Rule], Rule]:
+    def register(fn: Rule) -> Rule:
+        RULES[name] = fn
+        return fn
+
+    return register
+
+
+def container_name(svc: Service) -> str:
+    """The one place the container naming convention is written."""
+    return f"manacore-{svc.category}-{svc.id}"
+
+
+def volume_name(svc: Service) -> str:
+    """The default name of a service's volume."""
+    return f"manacore-{svc.id}-data"
+
+
+def _containers(estate: Estate) -> list[Service]:
+    return [s for s in estate.valid_services if not s.native]
+
+
+@rule("schema")
+def _schema(estate: Estate, _settings) -> Iterator[Violation]:
+    for broken in (s for s in estate.services if isinstance(s, Broken)):
+        for error in broken.errors:
+            yield Violation(broken.id, "schema", f"{error}; fix the declaration in services.py")
+
+
+@rule("naming")
+def _naming(estate: Estate, _settings) -> Iterator[Violation]:
+    seen: dict[str, int] = defaultdict(int)
+    for s in estate.services:
+        seen[s.id] += 1
+    for sid, count in seen.items():
+        if count > 1:
+            yield Violation(sid, "naming", f"id declared {count} times; ids must be unique")
+    for s in estate.valid_services:
+        if not _LABEL.match(s.id):
+            yield Violation(s.id, "naming", "id must be lowercase letters, digits and '-', "
+                            "starting with a letter (it becomes a DNS name)")
+        name = container_name(s)
+        if len(name) > 63:
+            yield Violation(s.id, "naming", f"container name {name} is longer than 63 characters;"
+                            " shorten the id")
+        names = [p.name for p in s.ports]
+        for dup in sorted({n for n in names if names.count(n) > 1}):
+            yield Violation(s.id, "naming", f"port name {dup!r} used twice; name ports uniquely")
+        for p in s.ports:
+            if not _LABEL.match(p.name) or len(p.name) > 15:
+                yield Violation(s.id, "naming", f"port name {p.name!r} must be a lowercase label "
+                                "of at most 15 characters (Kubernetes port names)")
+
+
+@rule("volume-naming")
+def _volume_naming(estate: Estate, _settings) -> Iterator[Violation]:
+    users: dict[str, list[str]] = defaultdict(list)
+    for s in estate.valid_services:
+        for v in s.volumes:
+            users[v.name or volume_name(s)].append(s.id)
+    for s in estate.valid_services:
+        if s.native and s.volumes:
+            yield Violation(s.id, "volume-naming", "a native service has no container volumes")
+        paths = [v.path for v in s.volumes]
+        for dup in sorted({p for p in paths if paths.count(p) > 1}):
+            yield Violation(s.id, "volume-naming", f"two volumes mounted at {dup}")
+        for v in s.volumes:
+            if v.name is None:
+                continue
+            shared = len(set(users[v.name])) > 1
+            own = v.name == volume_name(s) or (
+                v.name.startswith(f"manacore-{s.id}-") and _VOLUME.match(v.name))
+            if not _VOLUME.match(v.name) or not (own or shared):
+                yield Violation(s.id, "volume-naming", f"volume {v.name} must be named "
+                                f"{volume_name(s)} (or manacore-{s.id}-<what>-data, or "
+                                "manacore-<group>-data when several services share it)")
+            if shared and not v.subpath:
+                yield Violation(s.id, "volume-naming", f"shared volume {v.name} needs a subpath "
+                                "so each service keeps its own directory")
+        try:
+            for v in s.volumes:
+                parse_memory(v.size)
+        except ValueError as exc:
+            yield Violation(s.id, "volume-naming", f"volume size: {exc}")
+
+
+@rule("port-range")
+def _port_range(estate: Estate, _settings) -> Iterator[Violation]:
+    for s in estate.valid_services:
+        for p in s.ports:
+            for number in (p.container, p.published):
+                if number is not None and not 1 <= number <= 65535:
+                    yield Violation(s.id, "port-range", f"port {number} is not a TCP port")
+            if p.published is not None and not port_allowed(s.role, p.published):
+                yield Violation(s.id, "port-range", f"published port {p.published} ({p.name}) is "
+                                f"outside the range of role {s.role}: use {allowed_ports(s.role)}")
+
+
+@rule("port-unique")
+def _port_unique(estate: Estate, _settings) -> Iterator[Violation]:
+    owners: dict[int, list[str]] = defaultdict(list)
+    for s in estate.valid_services:
+        for p in s.ports:
+            if p.published is not None:
+                owners[p.published].append(s.id)
+    for number, ids in sorted(owners.items()):
+        if len(ids) > 1:
+            for sid in sorted(set(ids)):
+                others = ", ".join(sorted(set(ids) - {sid})) or sid
+                yield Violation(sid, "port-unique", f"published port {number} is also used by "
+                                f"{others}; pick a free port in the range")
+        if number in estate.reserved_ports:
+            for sid in sorted(set(ids)):
+                yield Violation(sid, "port-unique", f"published port {number} is reserved "
+                                f"({estate.reserved_ports[number]}); pick another")
+
+
+@rule("hostname-unique")
+def _hostnames(estate: Estate, _settings) -> Iterator[Violation]:
+    owners: dict[str, list[str]] = defaultdict(list)
+    for s in estate.valid_services:
+        if s.public is None:
+            continue
+        owners[s.public.host].append(s.id)
+        if not _LABEL.match(s.public.host.replace(".", "-")):
+            yield Violation(s.id, "hostname-unique", f"public host {s.public.host!r} must be a "
+                            "lowercase DNS name below the stack's domain")
+        if s.port(s.public.port) is None:
+            yield Violation(s.id, "hostname-unique", f"public host {s.public.host} routes to port "
+                            f"{s.public.port!r}, which the service does not have; add the port "
+                            "or drop the route")
+    for host, ids in sorted(owners.items()):
+        if len(ids) > 1:
+            for sid in ids:
+                yield Violation(sid, "hostname-unique", f"public host {host} is also used by "
+                                f"{', '.join(i for i in ids if i != sid) or sid}")
+
+
+def _references(s: Service) -> Iterator[tuple[str, str, str | None]]:
+    """(env key, referenced service, referenced port name or None) of every env reference."""
+    for key, value in s.env.items():
+        if isinstance(value, (UrlOf, PortOf)):
+            yield key, value.service, value.port
+        elif isinstance(value, (HostOf, PublicUrl)):
+            yield key, value.service, None
+
+
+@rule("dependency-exists")
+def _dependency_exists(estate: Estate, _settings) -> Iterator[Violation]:
+    known = {s.id for s in estate.services}
+    for s in estate.valid_services:
+        for need in s.needs:
+            if need.service == s.id:
+                yield Violation(s.id, "dependency-exists", "depends on itself")
+            elif need.service not in known:
+                yield Violation(s.id, "dependency-exists", f"depends on unknown service "
+                                f"{need.service!r}; declare it or remove the dependency")
+        needed = {n.service for n in s.needs}
+        for key, target, port_name in _references(s):
+            other = estate.get(target)
+            if target == s.id:
+                pass
+            elif target not in known:
+                yield Violation(s.id, "dependency-exists", f"env {key} refers to unknown service "
+                                f"{target!r}")
+            elif target not in needed:
+                yield Violation(s.id, "dependency-exists", f"env {key} refers to {target}, which "
+                                "is not among its needs; add hard() or lazy()")
+            if other is not None and port_name is not None and other.port(port_name) is None:
+                yield Violation(s.id, "dependency-exists", f"env {key} refers to port "
+                                f"{port_name!r} of {target}, which has no such port")
+            if other is not None and isinstance(s.env[key], PublicUrl) and other.public is None:
+                yield Violation(s.id, "dependency-exists", f"env {key} wants the public URL of "
+                                f"{target}, which has no public hostname")
+
+
+@rule("dependency-target")
+def _dependency_target(estate: Estate, _settings) -> Iterator[Violation]:
+    for s in estate.valid_services:
+        for need in s.needs:
+            other = estate.get(need.service)
+            if other is None or other.native:
+                continue
+            missing = sorted(set(s.targets) - set(other.targets))
+            if missing:
+                yield Violation(s.id, "dependency-target", f"depends on {other.id}, which does not"
+                                f" run on {', '.join(missing)}; make the dependency lazy-optional "
+                                "or limit this service's targets")
+
+
+def dependency_graph(estate: Estate, *, hard_only: bool = False) -> nx.DiGraph:
+    """Edges point from a service to what it needs."""
+    graph = nx.DiGraph()
+    for s in estate.valid_services:
+        graph.add_node(s.id)
+        for need in s.needs:
+            if need.hard or not hard_only:
+                graph.add_edge(s.id, need.service, hard=need.hard)
+    return graph
+
+
+@rule("no-cycle")
+def _no_cycle(estate: Estate, _settings) -> Iterator[Violation]:
+    graph = dependency_graph(estate)
+    for component in sorted(nx.strongly_connected_components(graph), key=sorted):
+        if len(component) < 2:
+            continue
+        cycle = nx.find_cycle(graph.subgraph(component))
+        path = " -> ".join([cycle[0][0], *(edge[1] for edge in cycle)])
+        for sid in sorted(component):
+            yield Violation(sid, "no-cycle", f"dependency cycle {path}; make one edge lazy and "
+                            "break the loop, or remove it")
+
+
+@rule("hard-needs-health")
+def _hard_needs_health(estate: Estate, _settings) -> Iterator[Violation]:
+    for s in estate.valid_services:
+        for need in s.needs:
+            other = estate.get(need.service)
+            if need.hard and other is not None and other.health is None:
+                yield Violation(s.id, "hard-needs-health", f"hard dependency {other.id} has no "
+                                "health check to wait for; give it one or make the need lazy")
+
+
+@rule("health")
+def _health(estate: Estate, _settings) -> Iterator[Violation]:
+    for s in estate.valid_services:
+        h = s.health
+        if h is None:
+            continue
+        kinds = sum([h.http is not None, h.cmd is not None, h.tcp])
+        if kinds != 1:
+            yield Violation(s.id, "health", "a health check is exactly one of http, cmd or tcp")
+        if (h.http is not None or h.tcp) and s.port(h.port) is None:
+            yield Violation(s.id, "health", f"health check probes port {h.port!r}, which the "
+                            "service does not have")
+        if h.http is not None and not h.http.startswith("/"):
+            yield Violation(s.id, "health", f"health path {h.http!r} must start with '/'")
+        if min(h.interval, h.timeout, h.retries) < 1 or h.start_period < 0:
+            yield Violation(s.id, "health", "interval, timeout and retries must be positive")
+
+
+@rule("memory-limit")
+def _memory(estate: Estate, _settings) -> Iterator[Violation]:
+    for s in _containers(estate):
+        if s.memory is None:
+            yield Violation(s.id, "memory-limit", "every container needs a memory limit; set "
+                            "memory='256Mi' or what the service really uses")
+            continue
+        try:
+            if parse_memory(s.memory) <= 0:
+                yield Violation(s.id, "memory-limit", "memory limit must be positive")
+        except ValueError as exc:
+            yield Violation(s.id, "memory-limit", str(exc))
+
+
+@rule("image-pinned")
+def _image_pinned(estate: Estate, settings: StackSettings | None) -> Iterator[Violation]:
+    for s in estate.valid_services:
+        if s.native:
+            if s.image is not None:
+                yield Violation(s.id, "image-pinned", "a native service runs on the host and has "
+                                "no image")
+            continue
+        if s.image is None:
+            yield Violation(s.id, "image-pinned", "a container needs an image")
+        elif not s.image.own and (not s.image.tag or s.image.tag == "latest"):
+            yield Violation(s.id, "image-pinned", f"image {s.image.repository} must have a "
+                            f"pinned tag, not {s.image.tag or 'none'!r}")
+    if settings is not None and settings.tag in ("", "latest"):
+        yield Violation("settings", "image-pinned", f"stack {settings.stack}: tag "
+                        f"{settings.tag!r} for our own images must be a pinned release")
+
+
+@rule("legacy-unique")
+def _legacy_unique(estate: Estate, _settings) -> Iterator[Violation]:
+    for kind in ("containers", "ports", "volumes"):
+        owners: dict[object, list[str]] = defaultdict(list)
+        for s in estate.valid_services:
+            for item in getattr(s.legacy, kind):
+                owners[item].append(s.id)
+        for item, ids in owners.items():
+            if len(ids) > 1:
+                for sid in ids:
+                    yield Violation(sid, "legacy-unique", f"legacy {kind[:-1]} {item} is also "
+                                    f"claimed by {', '.join(i for i in ids if i != sid) or sid};"
+                                    " each legacy fact maps to one new service")
+
+
+@rule("startup-order")
+def _startup_order(estate: Estate, _settings) -> Iterator[Violation]:
+    for s in estate.valid_services:
+        mine = STARTUP_CLASSES.get(s.role)
+        for need in s.needs:
+            other = estate.get(need.service)
+            theirs = STARTUP_CLASSES.get(other.role) if other else None
+            if mine and theirs and theirs[0] > mine[0]:
+                yield Violation(s.id, "startup-order", f"{mine[1]} start before {theirs[1]}, but "
+                                f"it depends on {other.id}; invert or drop the dependency")
+
+
+@rule("secrets")
+def _secrets(estate: Estate, _settings) -> Iterator[Violation]:
+    declared = {x.name for x in estate.secrets} | {
+        database_secret(s.database) for s in estate.valid_services if s.database}
+    for s in estate.valid_services:
+        named = list(s.secrets) + [v.name for v in s.env.values() if isinstance(v, SecretOf)]
+        for name in named:
+            if name not in declared:
+                yield Violation(s.id, "secrets", f"secret {name} is not declared in SECRETS")
+        for key in list(s.env) + list(s.secrets):
+            if not _ENV_KEY.match(key):
+                yield Violation(s.id, "secrets", f"env name {key!r} must be UPPER_SNAKE_CASE")
+        clash = set(s.env) & set(s.secrets)
+        for key in sorted(clash):
+            yield Violation(s.id, "secrets", f"{key} is both a plain env value and a secret")
+
+
+@rule("database")
+def _database(estate: Estate, _settings) -> Iterator[Violation]:
+    owners: dict[str, list[str]] = defaultdict(list)
+    for s in estate.valid_services:
+        wants_db = any(isinstance(v, DbUrl) for v in s.env.values())
+        wants_redis = any(isinstance(v, RedisUrl) for v in s.env.values())
+        needed = {n.service for n in s.needs}
+        if s.database:
+            owners[s.database].append(s.id)
+            if not re.match(r"^[a-z][a-z0-9_]*$", s.database):
+                yield Violation(s.id, "database", f"database name {s.database!r} must be a "
+                                "lowercase SQL identifier")
+            if "postgres" not in needed:
+                yield Violation(s.id, "database", "owns a database but does not depend on "
+                                "postgres; add hard('postgres')")
+        if wants_db and not s.database:
+            yield Violation(s.id, "database", "uses db_url() but declares no database")
+        if wants_redis and "redis" not in needed:
+            yield Violation(s.id, "database", "uses redis_url() but does not depend on redis")
+    for name, ids in owners.items():
+        if len(ids) > 1:
+            for sid in ids:
+                yield Violation(sid, "database", f"database {name} is also owned by "
+                                f"{', '.join(i for i in ids if i != sid)}; one owner each")
+
+
+def validate(estate: Estate, settings: StackSettings | None = None) -> list[Violation]:
+    """Every violation of every rule, in a stable order."""
+    found: list[Violation] = []
+    for name, check in RULES.items():
+        try:
+            found.extend(check(estate, settings))
+        except Exception as exc:  # a rule must never turn a bad catalogue into a traceback
+            found.append(Violation("estate", name, f"could not be checked: {exc!r}"))
+    return sorted(dict.fromkeys(found), key=lambda v: (v.service, v.rule, v.message))
+
+
+def check(estate: Estate, settings: StackSettings | None = None) -> None:
+    violations = validate(estate, settings)
+    if violations:
+        raise EstateError(violations)

@@ -1,0 +1,106 @@
+"""Stack settings: one model, read from `pulumi.Config` in the program and from
+`Pulumi.<stack>.yaml` by the CLI, so exports work without the Pulumi CLI.
+
+Secret values are never settings: they live in the stack config as `secure:` values under the
+secret's own name (`manacore:GEMINI_API_KEY`) and are only ever referenced.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic.alias_generators import to_camel
+
+from catalog.model import Target
+from catalog.units import parse_memory
+
+PROJECT = "manacore"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class SettingsError(Exception):
+    """Stack settings that cannot be used; `problems` lists every one of them."""
+
+    def __init__(self, stack: str, problems: list[str]):
+        self.stack, self.problems = stack, problems
+        super().__init__(f"stack {stack}: " + "; ".join(problems))
+
+
+class StackSettings(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, alias_generator=to_camel, populate_by_name=True
+    )
+
+    stack: str
+    target: Target
+    domain: str
+    registry: str  # where our own images live, e.g. ghcr.io/manacore
+    tag: str  # the release of our own images
+    memory_budget: str  # memory the host (or cluster) gives the estate
+    docker_host: str | None = None  # docker target: unix:// socket or ssh://user@host
+    kube_context: str | None = None  # kubernetes target
+    storage_class: str = "local-path"
+    native_host: str = "host.docker.internal"  # where the native macOS services listen
+    network: str = "manacore"  # the shared Docker network
+    cloudflare_account_id: str | None = None
+    cloudflare_zone_id: str | None = None
+    migrated_volumes: tuple[str, ...] = ()  # new volume names whose data has been moved
+
+    @field_validator("memory_budget")
+    @classmethod
+    def _memory(cls, value: str) -> str:
+        parse_memory(value)
+        return value
+
+    @property
+    def memory_budget_bytes(self) -> int:
+        return parse_memory(self.memory_budget)
+
+
+def _is_secret_key(name: str, value: Any) -> bool:
+    return name.isupper() or (isinstance(value, dict) and "secure" in value)
+
+
+def settings_from_values(stack: str, values: dict[str, Any]) -> StackSettings:
+    """Validate raw `manacore:*` values (keys without the namespace)."""
+    fields = {k: v for k, v in values.items() if not _is_secret_key(k, v)}
+    try:
+        return StackSettings.model_validate({"stack": stack, **fields})
+    except ValidationError as exc:
+        problems = [
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+        ]
+        raise SettingsError(stack, problems) from None
+
+
+def stack_file(stack: str, root: Path = ROOT) -> Path:
+    return root / f"Pulumi.{stack}.yaml"
+
+
+def load_settings(stack: str, root: Path = ROOT) -> StackSettings:
+    """Settings from `Pulumi.<stack>.yaml`, as the Pulumi CLI would hand them to the program."""
+    path = stack_file(stack, root)
+    if not path.exists():
+        known = sorted(p.name[len("Pulumi."):-len(".yaml")] for p in root.glob("Pulumi.*.yaml"))
+        raise SettingsError(stack, [f"no {path.name}; known stacks: {', '.join(known)}"])
+    config = (yaml.safe_load(path.read_text()) or {}).get("config") or {}
+    prefix = f"{PROJECT}:"
+    values = {k[len(prefix):]: v for k, v in config.items() if k.startswith(prefix)}
+    return settings_from_values(stack, values)
+
+
+def settings_from_config(stack: str, get: Callable[[str], str | None]) -> StackSettings:
+    """Settings from a `pulumi.Config`-like getter (`get(key)` → raw string or None)."""
+    values: dict[str, Any] = {}
+    for name, field in StackSettings.model_fields.items():
+        if name == "stack":
+            continue
+        raw = get(field.alias or name)
+        if raw is None:
+            continue
+        values[field.alias or name] = yaml.safe_load(raw) if name == "migrated_volumes" else raw
+    return settings_from_values(stack, values)

@@ -1,0 +1,1 @@
+"""Serializers of the resolved estate: each a pure function of `ResolvedEstate`."""

@@ -1,0 +1,571 @@
+"""The ManaCore estate: every service declared once (SPEC.md, "Target state").
+
+Data only. Names, addresses, URLs and tiers are derived by `catalog.resolve`; ranges and
+conventions are checked by `catalog.rules`. Legacy facts are what ran on the Mac Mini before
+the Phase 0 cleanup (the seed's inventory).
+"""
+
+from __future__ import annotations
+
+from catalog.model import (
+    Broken,
+    Estate,
+    HostMount,
+    Legacy,
+    Public,
+    Secret,
+    Service,
+    Volume,
+    cmd,
+    db_url,
+    hard,
+    host_of,
+    http,
+    image,
+    internal,
+    lazy,
+    own,
+    port,
+    port_of,
+    public_url,
+    redis_url,
+    secret,
+    service,
+    url_of,
+)
+
+# --- infrastructure ---------------------------------------------------------------------
+
+INFRA = [
+    service(
+        id="postgres", category="infra", role="datastore",
+        description="PostgreSQL 16 with pgvector: one database and role per consumer",
+        image=image("pgvector/pgvector:0.8.0-pg16"),
+        ports=[port(5432, "postgres")],
+        env={"POSTGRES_USER": "postgres", "POSTGRES_DB": "postgres",
+             "PGDATA": "/var/lib/postgresql/data/pgdata"},
+        secrets=["POSTGRES_PASSWORD"],
+        volumes=[Volume(path="/var/lib/postgresql/data", size="20Gi")],
+        health=cmd("pg_isready", "-U", "postgres", "-d", "postgres", start_period=10),
+        memory="768Mi",
+        legacy=Legacy(containers=["manacore-postgres"], ports=[5432],
+                      volumes=["manacore-postgres"]),
+    ),
+    service(
+        id="redis", category="infra", role="datastore",
+        description="Redis 7: session cache and pub/sub",
+        image=image("redis:7.4.1-alpine"),
+        command=["sh", "-c",
+                 'exec redis-server --appendonly yes --requirepass "$REDIS_PASSWORD"'],
+        ports=[port(6379, "redis")],
+        secrets=["REDIS_PASSWORD"],
+        volumes=[Volume(path="/data", size="2Gi")],
+        health=cmd("sh", "-c",
+                   'redis-cli -a "$REDIS_PASSWORD" --no-auth-warning ping | grep -q PONG'),
+        memory="256Mi",
+        legacy=Legacy(containers=["manacore-redis"], ports=[6379], volumes=["manacore-redis"]),
+    ),
+    service(
+        id="minio", category="infra", role="infra",
+        description="MinIO: S3-compatible object storage (contact photos, files)",
+        image=image("minio/minio:RELEASE.2024-11-07T00-52-20Z"),
+        command=["server", "/data", "--console-address", ":9001"],
+        ports=[port(9000, "api"), port(9001, "console")],
+        secrets=["MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD"],
+        volumes=[Volume(path="/data", size="50Gi")],
+        health=http("/minio/health/live", port="api", start_period=10),
+        memory="512Mi",
+        public=Public(host="minio", port="console", access=True),
+        legacy=Legacy(containers=["manacore-minio"], ports=[9000, 9001],
+                      volumes=["manacore-minio"]),
+    ),
+    service(
+        id="cloudflared", category="infra", role="infra",
+        description="Cloudflare Tunnel connector: the only way in from outside",
+        image=image("cloudflare/cloudflared:2025.4.0"),
+        command=["tunnel", "--no-autoupdate", "--metrics", "0.0.0.0:2000", "run"],
+        ports=[internal(2000, "metrics")],
+        secrets=["TUNNEL_TOKEN"],
+        health=cmd("cloudflared", "tunnel", "--metrics", "127.0.0.1:2000", "ready"),
+        memory="128Mi",
+    ),
+]
+
+# --- core: auth, gateway, search ---------------------------------------------------------
+
+CORE = [
+    service(
+        id="auth", category="core", role="core",
+        description="mana-core-auth: central authentication (Better Auth, EdDSA JWT)",
+        image=own("mana-core-auth"),
+        ports=[port(3001)],
+        env={"PORT": port_of("auth"), "NODE_ENV": "production", "DATABASE_URL": db_url(),
+             "REDIS_URL": redis_url(0), "BASE_URL": public_url("auth")},
+        secrets=["BETTER_AUTH_SECRET"],
+        database="auth",
+        needs=[hard("postgres"), hard("redis")],
+        health=http("/health", start_period=20),
+        memory="256Mi",
+        public=Public(host="auth"),
+        legacy=Legacy(containers=["mana-core-auth"], ports=[3001]),
+    ),
+    service(
+        id="gateway", category="core", role="gateway",
+        description="mana-api-gateway: public API and monetisation; only auth is critical",
+        image=own("mana-api-gateway"),
+        ports=[port(3010)],
+        env={"PORT": port_of("gateway"), "NODE_ENV": "production",
+             "AUTH_URL": url_of("auth"), "SEARCH_URL": url_of("search"),
+             "DATABASE_URL": db_url(), "REDIS_URL": redis_url(1)},
+        database="gateway",
+        needs=[hard("auth"), lazy("search"), lazy("postgres"), lazy("redis")],
+        health=http("/health", start_period=20),
+        memory="192Mi",
+        public=Public(host="api"),
+        legacy=Legacy(containers=["mana-api-gateway"], ports=[3030]),
+    ),
+    service(
+        id="search", category="core", role="core",
+        description="mana-search: NestJS search service over SearXNG",
+        image=own("mana-search"),
+        ports=[port(3020)],
+        env={"PORT": port_of("search"), "NODE_ENV": "production",
+             "SEARXNG_URL": url_of("searxng"), "REDIS_URL": redis_url(2)},
+        needs=[hard("searxng"), lazy("redis")],
+        health=http("/health", start_period=15),
+        memory="128Mi",
+        legacy=Legacy(containers=["mana-search"], ports=[3021]),
+    ),
+    service(
+        id="searxng", category="core", role="core",
+        description="SearXNG meta search engine (internal only)",
+        image=image("searxng/searxng:2024.11.17-10a3ff7d5"),
+        ports=[internal(8080)],
+        env={"SEARXNG_BASE_URL": url_of("searxng", path="/")},
+        secrets=["SEARXNG_SECRET"],
+        health=http("/healthz", start_period=10),
+        memory="192Mi",
+        legacy=Legacy(containers=["mana-searxng"]),
+    ),
+]
+
+# --- native macOS services (not containers) ----------------------------------------------
+
+NATIVE = [
+    service(id="stt", category="native", role="ai", description="mana-stt: Whisper speech-to-text",
+            ports=[port(3021)], health=http("/health"), legacy=Legacy(ports=[3020])),
+    service(id="tts", category="native", role="ai", description="mana-tts: Kokoro text-to-speech",
+            ports=[port(3022)], health=http("/health"), legacy=Legacy(ports=[3022])),
+    service(id="image-gen", category="native", role="ai",
+            description="mana-image-gen: Stable Diffusion", ports=[port(3025)],
+            health=http("/health"), legacy=Legacy(ports=[3025])),
+    service(id="ollama", category="native", role="llm",
+            description="Ollama LLM runtime (Gemma 3 4B)", ports=[port(11434)],
+            health=http("/api/version"), legacy=Legacy(ports=[11434])),
+]
+
+# --- apps: nine backends, their web frontends, the dashboard and the LLM playground ------
+
+# app → (new backend port, legacy backend port, new web port, legacy web port)
+APPS: dict[str, tuple[int, int, int, int]] = {
+    "chat": (3030, 3002, 5010, 3000),
+    "todo": (3031, 3018, 5011, 5188),
+    "calendar": (3032, 3016, 5012, 5186),
+    "clock": (3033, 3017, 5013, 5187),
+    "contacts": (3034, 3015, 5014, 5184),
+    "storage": (3035, 3019, 5015, 5185),
+    "presi": (3036, 3008, 5016, 5178),
+    "nutriphi": (3037, 3023, 5017, 5189),
+    "skilltree": (3038, 3024, 5018, 5195),
+}
+
+S3_ENV = {"S3_ENDPOINT": url_of("minio", "api"), "S3_ACCESS_KEY": secret("MINIO_ROOT_USER"),
+          "S3_SECRET_KEY": secret("MINIO_ROOT_PASSWORD")}
+OLLAMA_ENV = {"OLLAMA_URL": url_of("ollama"), "OLLAMA_MODEL": "gemma3:4b"}
+
+# What single apps need beyond the common backend: env, secrets, extra needs, memory.
+APP_EXTRAS: dict[str, dict] = {
+    "chat": {"env": OLLAMA_ENV, "needs": [lazy("ollama")], "memory": "256Mi"},
+    "contacts": {"env": S3_ENV, "needs": [lazy("minio")]},
+    "storage": {"env": S3_ENV, "needs": [lazy("minio")]},
+    "nutriphi": {"secrets": ["GEMINI_API_KEY"]},
+}
+
+
+def _backend(app: str, new: int, legacy: int) -> Service | Broken:
+    sid, extra = f"{app}-backend", APP_EXTRAS.get(app, {})
+    return service(
+        id=sid, category="app", role="backend", description=f"{app} API",
+        image=own(sid),
+        ports=[port(new)],
+        env={"PORT": port_of(sid), "NODE_ENV": "production", "DATABASE_URL": db_url(),
+             "AUTH_URL": url_of("auth"), **extra.get("env", {})},
+        secrets=extra.get("secrets", []),
+        database=app,
+        needs=[hard("postgres"), hard("auth"), *extra.get("needs", [])],
+        health=http("/health", start_period=20),
+        memory=extra.get("memory", "192Mi"),
+        public=Public(host=f"{app}-api"),
+        legacy=Legacy(containers=[sid], ports=[legacy]),
+    )
+
+
+def _web(app: str, new: int, legacy: int) -> Service | Broken:
+    sid, backend = f"{app}-web", f"{app}-backend"
+    return service(
+        id=sid, category="app", role="frontend", description=f"{app} web frontend (SvelteKit)",
+        image=own(sid),
+        ports=[port(new)],
+        env={"PORT": port_of(sid), "ORIGIN": public_url(sid), "BACKEND_URL": url_of(backend),
+             "PUBLIC_BACKEND_URL": public_url(backend), "PUBLIC_AUTH_URL": public_url("auth")},
+        needs=[lazy(backend), lazy("auth")],
+        health=http("/", start_period=10),
+        memory="96Mi",
+        public=Public(host=app),
+        legacy=Legacy(containers=[sid], ports=[legacy]),
+    )
+
+
+APP = [
+    *(_backend(app, new, old) for app, (new, old, _, _) in APPS.items()),
+    *(_web(app, new, old) for app, (_, _, new, old) in APPS.items()),
+    service(
+        id="dashboard-web", category="app", role="frontend",
+        description="manacore-web: the ManaCore dashboard",
+        image=own("manacore-web"),
+        ports=[port(5000)],
+        env={"PORT": port_of("dashboard-web"), "ORIGIN": public_url("dashboard-web"),
+             "PUBLIC_AUTH_URL": public_url("auth"), "PUBLIC_API_URL": public_url("gateway"),
+             "AUTH_URL": url_of("auth"), "API_URL": url_of("gateway")},
+        needs=[lazy("auth"), lazy("gateway")],
+        health=http("/", start_period=10),
+        memory="96Mi",
+        public=Public(host="app"),
+        legacy=Legacy(containers=["manacore-web"], ports=[5173]),
+    ),
+    service(
+        id="llm-playground", category="app", role="frontend",
+        description="LLM playground against the local Ollama",
+        image=own("llm-playground"),
+        ports=[port(5090)],
+        env={"PORT": port_of("llm-playground"), "ORIGIN": public_url("llm-playground"),
+             **OLLAMA_ENV},
+        needs=[lazy("ollama")],
+        health=http("/", start_period=10),
+        memory="96Mi",
+        public=Public(host="playground"),
+        legacy=Legacy(containers=["llm-playground"], ports=[5190]),
+    ),
+]
+
+# --- Matrix: Synapse, two clients, three bots (ten before the consolidation) -------------
+
+BOTS_VOLUME = "manacore-matrix-bots-data"  # one volume, a subdirectory per bot (Docker)
+MATRIX_ENV = {"MATRIX_HOMESERVER_URL": url_of("synapse")}
+
+MATRIX = [
+    service(
+        id="synapse", category="matrix", role="matrix",
+        description="Synapse homeserver",
+        image=image("matrixdotorg/synapse:v1.119.0"),
+        ports=[port(4000, container=8008), port(4001, "metrics", container=9002)],
+        env={"SYNAPSE_CONFIG_PATH": "/data/homeserver.yaml", "SYNAPSE_REPORT_STATS": "no",
+             "SYNAPSE_DB_HOST": host_of("postgres"),
+             "SYNAPSE_DB_PORT": port_of("postgres", "postgres"), "SYNAPSE_DB_NAME": "synapse",
+             "SYNAPSE_DB_USER": "synapse", "SYNAPSE_DB_PASSWORD": secret("SYNAPSE_DB_PASSWORD")},
+        secrets=["SYNAPSE_REGISTRATION_SHARED_SECRET", "SYNAPSE_MACAROON_SECRET_KEY"],
+        database="synapse",
+        volumes=[Volume(path="/data", size="20Gi")],
+        needs=[hard("postgres")],
+        health=http("/health", start_period=30),
+        memory="512Mi",
+        public=Public(host="matrix"),
+        legacy=Legacy(containers=["manacore-synapse"], ports=[8008, 9002],
+                      volumes=["synapse_data"]),
+    ),
+    service(
+        id="mana-bot", category="matrix", role="matrix",
+        description="Unified Matrix bot: !mana !todo !cal !clock !nutri !zitat !tts",
+        image=own("matrix-mana-bot"),
+        ports=[port(4010)],
+        env={"PORT": port_of("mana-bot"), **MATRIX_ENV, **OLLAMA_ENV,
+             "TODO_API_URL": url_of("todo-backend"), "CALENDAR_API_URL": url_of("calendar-backend"),
+             "CLOCK_API_URL": url_of("clock-backend"),
+             "NUTRIPHI_API_URL": url_of("nutriphi-backend"), "TTS_URL": url_of("tts")},
+        secrets=["MATRIX_MANA_BOT_TOKEN"],
+        volumes=[Volume(path="/data", name=BOTS_VOLUME, subpath="mana-bot")],
+        needs=[hard("synapse"), lazy("ollama"), lazy("todo-backend"), lazy("calendar-backend"),
+               lazy("clock-backend"), lazy("nutriphi-backend"), lazy("tts")],
+        health=http("/health", start_period=15),
+        memory="256Mi",
+        legacy=Legacy(
+            containers=["manacore-matrix-mana-bot", "manacore-matrix-ollama-bot",
+                        "manacore-matrix-todo-bot", "manacore-matrix-calendar-bot",
+                        "manacore-matrix-nutriphi-bot", "manacore-matrix-zitare-bot",
+                        "manacore-matrix-clock-bot", "manacore-matrix-tts-bot"],
+            ports=[3310, 3311, 3314, 3315, 3316, 3317, 3318, 3033],
+            volumes=["matrix_mana_bot_data", "matrix_ollama_bot_data", "matrix_todo_bot_data",
+                     "matrix_calendar_bot_data", "matrix_nutriphi_bot_data",
+                     "matrix_zitare_bot_data", "matrix_clock_bot_data", "matrix_tts_bot_data"]),
+    ),
+    service(
+        id="stats-bot", category="matrix", role="matrix",
+        description="Matrix stats bot: scheduled reports",
+        image=own("matrix-stats-bot"),
+        ports=[port(4012)],
+        env={"PORT": port_of("stats-bot"), **MATRIX_ENV,
+             "VICTORIAMETRICS_URL": url_of("victoriametrics")},
+        secrets=["MATRIX_STATS_BOT_TOKEN"],
+        volumes=[Volume(path="/data", name=BOTS_VOLUME, subpath="stats-bot")],
+        needs=[hard("synapse"), lazy("victoriametrics")],
+        health=http("/health", start_period=15),
+        memory="128Mi",
+        legacy=Legacy(containers=["manacore-matrix-stats-bot"], ports=[3312],
+                      volumes=["matrix_stats_bot_data"]),
+    ),
+    service(
+        id="project-doc-bot", category="matrix", role="matrix",
+        description="Matrix project documentation bot: RAG with embeddings in PostgreSQL",
+        image=own("matrix-project-doc-bot"),
+        ports=[port(4013)],
+        env={"PORT": port_of("project-doc-bot"), **MATRIX_ENV, **OLLAMA_ENV,
+             "DATABASE_URL": db_url()},
+        secrets=["MATRIX_PROJECT_DOC_BOT_TOKEN"],
+        database="project_doc",
+        volumes=[Volume(path="/data", name=BOTS_VOLUME, subpath="project-doc-bot")],
+        needs=[hard("synapse"), hard("postgres"), lazy("ollama")],
+        health=http("/health", start_period=15),
+        memory="256Mi",
+        legacy=Legacy(containers=["manacore-matrix-project-doc-bot"], ports=[3313],
+                      volumes=["matrix_project_doc_bot_data"]),
+    ),
+    service(
+        id="element-web", category="matrix", role="matrix",
+        description="Element web client",
+        image=image("vectorim/element-web:v1.11.85"),
+        ports=[port(4080, container=80)],
+        needs=[lazy("synapse")],
+        health=http("/"),
+        memory="64Mi",
+        public=Public(host="element"),
+        legacy=Legacy(containers=["manacore-element"], ports=[8087]),
+    ),
+    service(
+        id="matrix-web", category="matrix", role="matrix",
+        description="Custom SvelteKit Matrix client",
+        image=own("matrix-web"),
+        ports=[port(4090)],
+        env={"PORT": port_of("matrix-web"), "ORIGIN": public_url("matrix-web"),
+             "PUBLIC_HOMESERVER_URL": public_url("synapse")},
+        needs=[lazy("synapse")],
+        health=http("/", start_period=10),
+        memory="128Mi",
+        public=Public(host="messenger"),
+        legacy=Legacy(containers=["manacore-matrix-web"], ports=[5180]),
+    ),
+]
+
+# --- monitoring --------------------------------------------------------------------------
+
+MON = [
+    service(
+        id="victoriametrics", category="mon", role="infra",
+        description="VictoriaMetrics: metrics database, UI at /vmui (not public)",
+        image=image("victoriametrics/victoria-metrics:v1.106.1"),
+        command=["-storageDataPath=/storage", "-retentionPeriod=90d", "-httpListenAddr=:8428"],
+        ports=[port(9090, container=8428)],
+        volumes=[Volume(path="/storage", size="20Gi")],
+        health=http("/health"),
+        memory="512Mi",
+        legacy=Legacy(containers=["manacore-victoriametrics"], ports=[8428],
+                      volumes=["victoriametrics_data"]),
+    ),
+    service(
+        id="grafana", category="mon", role="dashboard",
+        description="Grafana dashboards (behind Cloudflare Access)",
+        image=image("grafana/grafana:11.3.1"),
+        ports=[port(8000, container=3000)],
+        env={"GF_SERVER_ROOT_URL": public_url("grafana"), "GF_ANALYTICS_REPORTING_ENABLED":
+             "false", "GF_SECURITY_ADMIN_PASSWORD": secret("GRAFANA_ADMIN_PASSWORD"),
+             "VICTORIAMETRICS_URL": url_of("victoriametrics")},
+        volumes=[Volume(path="/var/lib/grafana", size="2Gi")],
+        needs=[lazy("victoriametrics")],
+        health=http("/api/health", start_period=15),
+        memory="256Mi",
+        public=Public(host="grafana", access=True),
+        legacy=Legacy(containers=["manacore-grafana"], ports=[3100], volumes=["grafana_data"]),
+    ),
+    service(
+        id="umami", category="mon", role="dashboard",
+        description="Umami web analytics (behind Cloudflare Access)",
+        image=image("ghcr.io/umami-software/umami:postgresql-v2.14.0"),
+        ports=[port(8010, container=3000)],
+        env={"DATABASE_URL": db_url(), "DATABASE_TYPE": "postgresql",
+             "APP_SECRET": secret("UMAMI_APP_SECRET")},
+        database="umami",
+        needs=[hard("postgres")],
+        health=http("/api/heartbeat", start_period=20),
+        memory="256Mi",
+        public=Public(host="umami", access=True),
+        legacy=Legacy(containers=["manacore-umami"], ports=[3200]),
+    ),
+    service(
+        id="pushgateway", category="mon", role="exporter",
+        description="Prometheus Pushgateway for batch metrics",
+        image=image("prom/pushgateway:v1.10.0"),
+        ports=[port(9091)],
+        health=http("/-/healthy"),
+        memory="64Mi",
+        legacy=Legacy(containers=["manacore-pushgateway"], ports=[9091]),
+    ),
+    service(
+        id="node-exporter", category="mon", role="exporter", workload="daemon",
+        description="Host metrics; a DaemonSet on Kubernetes",
+        image=image("prom/node-exporter:v1.8.2"),
+        command=["--path.procfs=/host/proc", "--path.sysfs=/host/sys",
+                 "--path.rootfs=/rootfs"],
+        ports=[port(9100, "metrics")],
+        host_mounts=[HostMount(source="/proc", path="/host/proc"),
+                     HostMount(source="/sys", path="/host/sys"),
+                     HostMount(source="/", path="/rootfs")],
+        health=http("/", port="metrics"),
+        memory="64Mi",
+        legacy=Legacy(containers=["manacore-node-exporter"], ports=[9100]),
+    ),
+    service(
+        id="redis-exporter", category="mon", role="exporter",
+        description="Redis metrics",
+        image=image("oliver006/redis_exporter:v1.66.0"),
+        ports=[port(9121, "metrics")],
+        env={"REDIS_ADDR": url_of("redis", "redis", scheme="redis"),
+             "REDIS_PASSWORD": secret("REDIS_PASSWORD")},
+        needs=[lazy("redis")],
+        memory="32Mi",
+        legacy=Legacy(containers=["manacore-redis-exporter"], ports=[9121]),
+    ),
+    service(
+        id="postgres-exporter", category="mon", role="exporter",
+        description="PostgreSQL metrics",
+        image=image("prometheuscommunity/postgres-exporter:v0.16.0"),
+        ports=[port(9187, "metrics")],
+        env={"DATA_SOURCE_URI": url_of("postgres", "postgres", scheme="postgresql",
+                                       path="/postgres?sslmode=disable"),
+             "DATA_SOURCE_USER": "postgres", "DATA_SOURCE_PASS": secret("POSTGRES_PASSWORD")},
+        needs=[lazy("postgres")],
+        health=http("/", port="metrics"),
+        memory="64Mi",
+        legacy=Legacy(containers=["manacore-postgres-exporter"], ports=[9187]),
+    ),
+    service(
+        id="cadvisor", category="mon", role="exporter", targets=["docker"],
+        description="Container metrics; Docker only (the kubelet has cAdvisor built in)",
+        image=image("gcr.io/cadvisor/cadvisor:v0.49.1"),
+        ports=[port(9110, "metrics", container=8080)],
+        host_mounts=[HostMount(source="/", path="/rootfs"),
+                     HostMount(source="/var/run", path="/var/run"),
+                     HostMount(source="/sys", path="/sys"),
+                     HostMount(source="/var/lib/docker", path="/var/lib/docker")],
+        health=http("/healthz", port="metrics"),
+        memory="128Mi",
+        legacy=Legacy(containers=["manacore-cadvisor"], ports=[8080]),
+    ),
+]
+
+# --- tools: automation ------------------------------------------------------------------
+
+TOOLS = [
+    service(
+        id="n8n", category="tools", role="automation",
+        description="n8n workflow automation (behind Cloudflare Access)",
+        image=image("n8nio/n8n:1.68.0"),
+        ports=[port(6000, container=5678)],
+        env={"N8N_PORT": port_of("n8n"), "N8N_EDITOR_BASE_URL": public_url("n8n"),
+             "WEBHOOK_URL": public_url("n8n"), "DB_TYPE": "postgresdb",
+             "DB_POSTGRESDB_HOST": host_of("postgres"),
+             "DB_POSTGRESDB_PORT": port_of("postgres", "postgres"),
+             "DB_POSTGRESDB_DATABASE": "n8n", "DB_POSTGRESDB_USER": "n8n",
+             "DB_POSTGRESDB_PASSWORD": secret("N8N_DB_PASSWORD")},
+        secrets=["N8N_ENCRYPTION_KEY"],
+        database="n8n",
+        volumes=[Volume(path="/home/node/.n8n", size="5Gi")],
+        needs=[hard("postgres")],
+        health=http("/healthz", start_period=20),
+        memory="384Mi",
+        public=Public(host="n8n", access=True),
+        legacy=Legacy(containers=["manacore-n8n"], ports=[5678], volumes=["n8n_data"]),
+    ),
+    service(
+        id="telegram-stats-bot", category="tools", role="automation",
+        description="Telegram bot with scheduled stats reports",
+        image=own("telegram-stats-bot"),
+        ports=[port(6010)],
+        env={"PORT": port_of("telegram-stats-bot"),
+             "VICTORIAMETRICS_URL": url_of("victoriametrics")},
+        secrets=["TELEGRAM_STATS_BOT_TOKEN"],
+        needs=[lazy("victoriametrics")],
+        health=http("/health"),
+        memory="96Mi",
+        legacy=Legacy(containers=["manacore-telegram-stats-bot"], ports=[3300]),
+    ),
+    service(
+        id="telegram-ollama-bot", category="tools", role="automation",
+        description="Telegram bot in front of the local Ollama",
+        image=own("telegram-ollama-bot"),
+        ports=[port(6011)],
+        env={"PORT": port_of("telegram-ollama-bot"), **OLLAMA_ENV},
+        secrets=["TELEGRAM_OLLAMA_BOT_TOKEN"],
+        needs=[lazy("ollama")],
+        health=http("/health"),
+        memory="96Mi",
+        legacy=Legacy(containers=["manacore-telegram-ollama-bot"], ports=[3301]),
+    ),
+    service(
+        id="watchtower", category="tools", role="updater", targets=["docker"],
+        description="Watchtower: image updates with Telegram notifications; Docker only",
+        image=image("containrrr/watchtower:1.7.1"),
+        command=["--label-enable", "--cleanup", "--interval", "3600"],
+        env={"WATCHTOWER_NOTIFICATIONS": "shoutrrr"},
+        secrets=["WATCHTOWER_NOTIFICATION_URL"],
+        host_mounts=[HostMount(source="/var/run/docker.sock", path="/var/run/docker.sock")],
+        health=cmd("/watchtower", "--health-check"),
+        memory="64Mi",
+        legacy=Legacy(containers=["manacore-watchtower"]),
+    ),
+]
+
+SECRETS = [
+    Secret(name="POSTGRES_PASSWORD", description="PostgreSQL superuser password"),
+    Secret(name="REDIS_PASSWORD", description="Redis requirepass"),
+    Secret(name="MINIO_ROOT_USER", description="MinIO root user (also the apps' S3 key)"),
+    Secret(name="MINIO_ROOT_PASSWORD", description="MinIO root password"),
+    Secret(name="BETTER_AUTH_SECRET", description="Better Auth signing secret"),
+    Secret(name="SEARXNG_SECRET", description="SearXNG server secret"),
+    Secret(name="SYNAPSE_REGISTRATION_SHARED_SECRET", description="Synapse admin registration"),
+    Secret(name="SYNAPSE_MACAROON_SECRET_KEY", description="Synapse macaroon key"),
+    Secret(name="GRAFANA_ADMIN_PASSWORD", description="Grafana admin password"),
+    Secret(name="UMAMI_APP_SECRET", description="Umami session secret"),
+    Secret(name="N8N_ENCRYPTION_KEY", description="n8n credential encryption key"),
+    Secret(name="GEMINI_API_KEY", description="Google Gemini API key (NutriPhi)",
+           generate=False),
+    Secret(name="MATRIX_MANA_BOT_TOKEN", description="Matrix access token of mana-bot",
+           generate=False),
+    Secret(name="MATRIX_STATS_BOT_TOKEN", description="Matrix access token of stats-bot",
+           generate=False),
+    Secret(name="MATRIX_PROJECT_DOC_BOT_TOKEN",
+           description="Matrix access token of project-doc-bot", generate=False),
+    Secret(name="TELEGRAM_STATS_BOT_TOKEN", description="Telegram bot token", generate=False),
+    Secret(name="TELEGRAM_OLLAMA_BOT_TOKEN", description="Telegram bot token", generate=False),
+    Secret(name="WATCHTOWER_NOTIFICATION_URL", description="shoutrrr URL (Telegram)",
+           generate=False),
+    Secret(name="TUNNEL_TOKEN", description="Cloudflare tunnel connector token (set by the "
+           "CloudflareTunnel component on Pulumi stacks; by hand for Compose)", generate=False),
+]
+
+
+def estate() -> Estate:
+    """The whole estate as declared (not yet validated)."""
+    return Estate(
+        services=(*INFRA, *CORE, *NATIVE, *APP, *MATRIX, *MON, *TOOLS),
+        secrets=tuple(SECRETS),
+        reserved_ports={4011: "former matrix-ollama-bot, kept free after the consolidation"},
+    )
