@@ -15,7 +15,7 @@ from catalog.resolve import ResolvedEstate
 from catalog.rules import EstateError, Violation, validate
 from catalog.settings import ROOT, SettingsError, load_settings
 from catalog.units import format_bytes
-from exports import reports
+from exports import RENDERERS, renderer, reports
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False)
 out = Console()
@@ -131,6 +131,29 @@ def budget_cmd(stack: StackOpt = "macmini") -> None:
     if total > allowed:
         raise _fail([f"the estate needs {format_bytes(total)}, more than the {verdict}"], 1)
     out.print(f"[green]✓[/green] fits the {verdict}: {format_bytes(allowed - total)} spare")
+
+
+render_app = typer.Typer(help="Write an export of the estate for a stack.",
+                         no_args_is_help=True)
+app.add_typer(render_app, name="render")
+
+
+def _render_command(kind: str, summary: str) -> None:
+    def command(
+        stack: StackOpt = "macmini",
+        output: Annotated[Path, typer.Option("--out", help="directory to write into")] = Path(
+            "out"),
+    ) -> None:
+        resolved = _resolved(stack)
+        for path in renderer(kind)(resolved, output):
+            out.print(f"wrote {path}")
+
+    command.__doc__ = f"Write {summary}."
+    render_app.command(kind)(command)
+
+
+for _kind, (_module, _summary) in RENDERERS.items():
+    _render_command(_kind, _summary)
 
 
 if __name__ == "__main__":

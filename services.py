@@ -87,6 +87,7 @@ INFRA = [
         ports=[internal(2000, "metrics")],
         secrets=["TUNNEL_TOKEN"],
         health=cmd("cloudflared", "tunnel", "--metrics", "127.0.0.1:2000", "ready"),
+        replicas=2,
         memory="128Mi",
     ),
 ]

@@ -263,6 +263,7 @@ class Service(_Model):
     public: Public | None = None
     targets: tuple[Target, ...] = TARGETS
     workload: Literal["service", "daemon"] = "service"  # daemon: one per node on Kubernetes
+    replicas: int = 1  # Kubernetes only; Docker runs one container per service
     legacy: Legacy = Legacy()
 
     @property

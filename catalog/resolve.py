@@ -76,13 +76,25 @@ class ResolvedPort(_Frozen):
 
 
 class ResolvedVolume(_Frozen):
-    name: str  # Docker volume name
+    name: str  # Docker volume to mount on this stack now (a legacy one until migrated)
+    final: str  # the conventional name, manacore-{service}-data
     claim: str  # Kubernetes PersistentVolumeClaim name (one per pod, never shared)
     path: str
     subpath: str | None  # directory inside a shared Docker volume
     stateful: bool
     size: str
     shared: bool
+    legacy: tuple[str, ...] = ()  # legacy Docker volumes whose data belongs here
+    migrated: bool = True  # False: the data still lives in the legacy volume `name`
+
+
+class ResolvedFile(_Frozen):
+    """A configuration file the service needs, generated from the catalogue. A file whose
+    content references secrets is a secret itself on every target."""
+
+    path: str  # absolute path inside the container
+    content: Template
+    mode: int = 0o644
 
 
 class ResolvedPublic(_Frozen):
@@ -123,6 +135,8 @@ class ResolvedService(_Frozen):
     public: ResolvedPublic | None
     tier: int  # startup tier from the dependency graph (native services: 0, always there)
     workload: Literal["service", "daemon"]
+    replicas: int  # Kubernetes only
+    files: tuple[ResolvedFile, ...] = ()  # generated configuration files
     labels: dict[str, str]
     legacy: Legacy
 
@@ -231,8 +245,9 @@ def _volumes(svc: Service) -> tuple[ResolvedVolume, ...]:
         name = v.name or volume_name(svc)
         shared = v.subpath is not None
         claim = f"{svc.id}-data" if shared else name.removeprefix("manacore-")
-        out.append(ResolvedVolume(name=name, claim=claim, path=v.path, subpath=v.subpath,
-                                  stateful=v.stateful, size=v.size, shared=shared))
+        out.append(ResolvedVolume(name=name, final=name, claim=claim, path=v.path,
+                                  subpath=v.subpath, stateful=v.stateful, size=v.size,
+                                  shared=shared))
     return tuple(out)
 
 
@@ -268,6 +283,7 @@ def _resolve_service(svc: Service, tier: int, estate: Estate,
         volumes=_volumes(svc), hard=tuple(n.service for n in svc.needs if n.hard), lazy=lazy,
         health=svc.health, memory=parse_memory(svc.memory) if svc.memory else None,
         memory_text=svc.memory, public=public, tier=tier, workload=svc.workload,
+        replicas=svc.replicas,
         labels={"manacore.service": svc.id, "manacore.category": svc.category,
                 "manacore.role": svc.role, "manacore.tier": str(tier)},
         legacy=svc.legacy,

@@ -1,0 +1,16 @@
+"""ManaCore's estate: stack settings → the resolved catalogue → the components of the target."""
+
+import pulumi
+
+from catalog.load import load_estate
+from catalog.resolve import resolve
+from catalog.rules import EstateError
+from catalog.settings import PROJECT, SettingsError, settings_from_config
+from components.program import deploy
+
+try:
+    estate = resolve(load_estate(), settings_from_config(pulumi.get_stack(),
+                                                         pulumi.Config(PROJECT).get))
+except (EstateError, SettingsError) as exc:
+    raise pulumi.RunError(str(exc)) from None
+deploy(estate)

@@ -1,0 +1,1 @@
+"""Pulumi components: declared once, instantiated against the docker or the kubernetes adapter."""

@@ -1,0 +1,49 @@
+"""Secret values: from Pulumi config secrets, or generated with `pulumi_random`; always secret
+Outputs, never plain text."""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_random as random
+
+from catalog.resolve import ResolvedEstate
+from catalog.settings import PROJECT
+
+
+class MissingSecrets(pulumi.RunError):
+    pass
+
+
+class SecretStore(pulumi.ComponentResource):
+    """Every secret the stack's services need, by name."""
+
+    def __init__(self, name: str, estate: ResolvedEstate,
+                 provided: dict[str, pulumi.Output[str]] | None = None,
+                 opts: pulumi.ResourceOptions | None = None):
+        super().__init__("manacore:stack:Secrets", name, None, opts)
+        config = pulumi.Config(PROJECT)
+        given = {s.name: (provided or {}).get(s.name) or config.get_secret(s.name)
+                 for s in estate.secrets}
+        missing = [s for s in estate.secrets if given[s.name] is None and not s.generate]
+        if missing:  # checked before anything is registered: nothing is half-applied
+            raise MissingSecrets("secrets not set on this stack (nothing was created):\n" +
+                                 "\n".join(f"  {s.name}: {s.description} → "
+                                           f"pulumi config set --secret {s.name} <value>"
+                                           for s in missing))
+        provider = random.Provider("random", opts=pulumi.ResourceOptions(parent=self))
+        self._values: dict[str, pulumi.Output[str]] = {}
+        for secret in estate.secrets:
+            value = given[secret.name]
+            if value is None:
+                value = random.RandomPassword(
+                    secret.name.lower().replace("_", "-"), length=32, special=False,
+                    opts=pulumi.ResourceOptions(parent=self, provider=provider)).result
+            self._values[secret.name] = pulumi.Output.secret(value)
+        self.register_outputs({"names": sorted(self._values)})
+
+    def value(self, name: str) -> pulumi.Output[str]:
+        return self._values[name]
+
+    @property
+    def names(self) -> list[str]:
+        return sorted(self._values)
