@@ -13,7 +13,7 @@ from rich.table import Table
 from catalog.load import LoadError, load_estate, load_stack
 from catalog.resolve import ResolvedEstate
 from catalog.rules import EstateError, Violation, validate
-from catalog.settings import ROOT, SettingsError, load_settings
+from catalog.settings import SettingsError, known_stacks, load_settings
 from catalog.units import format_bytes
 from exports import RENDERERS, renderer, reports
 
@@ -22,10 +22,6 @@ out = Console()
 err = Console(stderr=True)
 
 StackOpt = Annotated[str, typer.Option("--stack", "-s", help="stack name (Pulumi.<stack>.yaml)")]
-
-
-def known_stacks() -> list[str]:
-    return sorted(p.name[len("Pulumi."):-len(".yaml")] for p in ROOT.glob("Pulumi.*.yaml"))
 
 
 def _fail(lines: list[str], code: int) -> typer.Exit:

@@ -7,6 +7,7 @@ secret's own name (`manacore:GEMINI_API_KEY`) and are only ever referenced.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -77,16 +78,24 @@ def settings_from_values(stack: str, values: dict[str, Any]) -> StackSettings:
         raise SettingsError(stack, problems) from None
 
 
-def stack_file(stack: str, root: Path = ROOT) -> Path:
-    return root / f"Pulumi.{stack}.yaml"
+def stack_dir() -> Path:
+    """Where the `Pulumi.<stack>.yaml` files are: the project, or $MANACORE_STACK_DIR."""
+    return Path(os.environ.get("MANACORE_STACK_DIR") or ROOT)
 
 
-def load_settings(stack: str, root: Path = ROOT) -> StackSettings:
+def known_stacks() -> list[str]:
+    return sorted(p.name[len("Pulumi."):-len(".yaml")] for p in stack_dir().glob("Pulumi.*.yaml"))
+
+
+def stack_file(stack: str) -> Path:
+    return stack_dir() / f"Pulumi.{stack}.yaml"
+
+
+def load_settings(stack: str) -> StackSettings:
     """Settings from `Pulumi.<stack>.yaml`, as the Pulumi CLI would hand them to the program."""
-    path = stack_file(stack, root)
+    path = stack_file(stack)
     if not path.exists():
-        known = sorted(p.name[len("Pulumi."):-len(".yaml")] for p in root.glob("Pulumi.*.yaml"))
-        raise SettingsError(stack, [f"no {path.name}; known stacks: {', '.join(known)}"])
+        raise SettingsError(stack, [f"no {path}; known stacks: {', '.join(known_stacks())}"])
     config = (yaml.safe_load(path.read_text()) or {}).get("config") or {}
     prefix = f"{PROJECT}:"
     values = {k[len(prefix):]: v for k, v in config.items() if k.startswith(prefix)}

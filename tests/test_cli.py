@@ -1,0 +1,109 @@
+"""The `manacore` command on the real catalogue and on broken input."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+import cli
+from catalog.model import hard, image
+from catalog.settings import ROOT
+from tests.estates import estate
+
+runner = CliRunner()
+
+
+def invoke(*args: str):
+    return runner.invoke(cli.app, list(args))
+
+
+def test_validate_passes_for_both_stacks() -> None:
+    result = invoke("validate")
+    assert result.exit_code == 0, result.output
+    assert "stack macmini (docker)" in result.output
+    assert "stack k3s (kubernetes)" in result.output
+
+
+def test_validate_lists_every_violation_and_fails(monkeypatch) -> None:
+    broken = estate(auth={"memory": None}, redis={"image": image("redis:latest")},
+                    gateway={"needs": [hard("auth"), hard("billing")]})
+    monkeypatch.setattr(cli, "load_estate", lambda: broken)
+    result = invoke("validate", "--stack", "macmini")
+    assert result.exit_code == 1
+    assert "auth: memory-limit:" in result.output
+    assert "redis: image-pinned:" in result.output
+    assert "gateway: dependency-exists:" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_a_services_file_that_does_not_import_is_reported_cleanly(monkeypatch) -> None:
+    from catalog import load
+
+    def broken_import(_name):
+        raise NameError("name 'sevrice' is not defined")
+
+    monkeypatch.setattr(load.importlib, "import_module", broken_import)
+    result = invoke("validate")
+    assert result.exit_code == 2
+    assert "services.py could not be loaded: NameError" in result.output
+
+
+def test_an_unknown_stack_is_reported(tmp_path) -> None:
+    result = invoke("budget", "--stack", "nowhere")
+    assert result.exit_code == 2
+    assert "known stacks: k3s, macmini" in result.output
+
+
+@pytest.fixture
+def stack_dir(tmp_path, monkeypatch) -> Path:
+    for name in ("Pulumi.macmini.yaml", "Pulumi.k3s.yaml"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    monkeypatch.setenv("MANACORE_STACK_DIR", str(tmp_path))
+    return tmp_path
+
+
+def test_bad_settings_are_all_reported(stack_dir) -> None:
+    path = stack_dir / "Pulumi.macmini.yaml"
+    text = path.read_text().replace("target: docker", "target: podman")
+    path.write_text(text.replace("memoryBudget: 10Gi", "memoryBudget: plenty"))
+    result = invoke("validate", "--stack", "macmini")
+    assert result.exit_code == 1
+    assert "settings: stack macmini: target:" in result.output
+    assert "settings: stack macmini: memoryBudget:" in result.output
+
+
+def test_ports_shows_new_legacy_reserved_and_free() -> None:
+    result = invoke("ports")
+    assert result.exit_code == 0, result.output
+    text = result.output
+    assert re.search(r"3010\s*│\s*gateway\s*│\s*http\s*│\s*3030", text)
+    assert re.search(r"4000\s*│\s*synapse\s*│\s*http\s*│\s*8008", text)
+    assert re.search(r"4011\s*│\s*\(reserved\)", text)
+    assert "15 used, 0 reserved, 85 free" in text  # 3000-3099
+    assert "watchtower" not in text  # publishes nothing
+
+
+def test_graph_is_mermaid_with_hard_and_lazy_edges(tmp_path) -> None:
+    result = invoke("graph")
+    assert result.exit_code == 0
+    assert result.output.startswith("flowchart LR")
+    assert "gateway --> auth" in result.output
+    assert "gateway -.-> search" in result.output
+    out = tmp_path / "graph.mmd"
+    assert invoke("graph", "--out", str(out)).exit_code == 0
+    assert out.read_text() == result.output
+
+
+def test_budget_fits_and_fails_when_the_host_is_too_small(stack_dir) -> None:
+    ok = invoke("budget", "--stack", "macmini")
+    assert ok.exit_code == 0, ok.output
+    assert "infrastructure" in ok.output and "1.5 GB" in ok.output
+    path = stack_dir / "Pulumi.macmini.yaml"
+    path.write_text(path.read_text().replace("memoryBudget: 10Gi", "memoryBudget: 4Gi"))
+    tight = invoke("budget", "--stack", "macmini")
+    assert tight.exit_code == 1
+    assert "more than the host budget 4Gi" in tight.output

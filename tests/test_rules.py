@@ -1,0 +1,119 @@
+"""Every rule has a broken catalogue that trips it; all violations come out in one run."""
+
+from __future__ import annotations
+
+import pytest
+
+from catalog.model import Estate, Legacy, Public, Volume, hard, image, lazy, port, secret, url_of
+from catalog.rules import EstateError, check, validate
+from tests.estates import MACMINI, base_services, estate
+
+# (rule, changes to the base estate, a fragment the message must contain, the service named)
+BROKEN = [
+    ("schema", {"auth": {"ports": [{"container": "three thousand"}]}}, "ports.0.container",
+     "auth"),
+    ("naming", {"auth": {"id": "Auth_Service"}}, "lowercase", "Auth_Service"),
+    ("volume-naming", {"postgres": {"volumes": [Volume(path="/data", name="pg-volume")]}},
+     "manacore-postgres-data", "postgres"),
+    ("port-range", {"notes-web": {"ports": [port(3099)]}}, "5000-5099", "notes-web"),
+    ("port-unique", {"gateway": {"ports": [port(3001)]}}, "also used by auth", "gateway"),
+    ("port-unique", {"gateway": {"ports": [port(4011)]}}, "reserved", "gateway"),
+    ("hostname-unique", {"gateway": {"public": Public(host="auth")}}, "also used by", "gateway"),
+    ("hostname-unique", {"gateway": {"public": Public(host="api", port="admin")}},
+     "does not have", "gateway"),
+    ("dependency-exists", {"gateway": {"needs": [hard("auth"), lazy("billing")]}},
+     "unknown service 'billing'", "gateway"),
+    ("dependency-exists", {"gateway": {"env": {"X": url_of("notes-backend")}}},
+     "not among its needs", "gateway"),
+    ("dependency-target", {"redis": {"targets": ["docker"]}}, "does not run on kubernetes",
+     "auth"),
+    ("no-cycle", {"postgres": {"needs": [lazy("auth")]}}, "cycle", "postgres"),
+    ("hard-needs-health", {"redis": {"health": None}}, "no health check", "auth"),
+    ("health", {"auth": {"health": {"http": "health"}}}, "must start with '/'", "auth"),
+    ("memory-limit", {"auth": {"memory": None}}, "memory limit", "auth"),
+    ("memory-limit", {"auth": {"memory": "lots"}}, "not a memory quantity", "auth"),
+    ("image-pinned", {"redis": {"image": image("redis:latest")}}, "pinned tag", "redis"),
+    ("image-pinned", {"redis": {"image": image("redis")}}, "pinned tag", "redis"),
+    ("legacy-unique", {"gateway": {"legacy": Legacy(containers=["old-auth"])}},
+     "legacy container old-auth", "gateway"),
+    ("legacy-unique", {"gateway": {"legacy": Legacy(ports=[5432])}}, "legacy port 5432",
+     "gateway"),
+    ("startup-order", {"auth": {"needs": [hard("postgres"), hard("redis"),
+                                          lazy("notes-backend")]}}, "core start before",
+     "auth"),
+    ("secrets", {"gateway": {"env": {"TOKEN": secret("UNDECLARED")}}}, "not declared",
+     "gateway"),
+    ("database", {"notes-backend": {"needs": [hard("auth"), lazy("ollama")]}},
+     "does not depend on postgres", "notes-backend"),
+]
+
+
+def test_the_base_estate_is_valid() -> None:
+    assert validate(estate(), MACMINI) == []
+
+
+@pytest.mark.parametrize(("rule", "changes", "fragment", "service"), BROKEN,
+                         ids=[f"{r}-{i}" for i, (r, *_) in enumerate(BROKEN)])
+def test_each_rule_names_service_and_rule(rule, changes, fragment, service) -> None:
+    found = validate(estate(**changes), MACMINI)
+    hits = [v for v in found if v.rule == rule and v.service == service]
+    assert hits, f"expected a {rule} violation for {service}, got {found}"
+    assert any(fragment in v.message for v in hits), hits
+    line = str(hits[0])
+    assert line.startswith(f"{service}: {rule}: ")
+
+
+def test_every_rule_has_a_failing_case() -> None:
+    from catalog.rules import RULES
+
+    assert set(RULES) == {rule for rule, *_ in BROKEN}
+
+
+def test_several_violations_are_reported_in_one_run() -> None:
+    broken = estate(
+        auth={"memory": None},
+        gateway={"ports": [port(3001)], "needs": [hard("auth"), lazy("billing")]},
+        redis={"image": image("redis:latest")},
+        postgres={"needs": [lazy("auth")]},
+    )
+    with pytest.raises(EstateError) as caught:
+        check(broken, MACMINI)
+    rules = {(v.service, v.rule) for v in caught.value.violations}
+    assert {("auth", "memory-limit"), ("gateway", "port-unique"), ("auth", "port-unique"),
+            ("gateway", "dependency-exists"), ("redis", "image-pinned"),
+            ("postgres", "no-cycle")} <= rules
+    assert len(str(caught.value).splitlines()) == len(caught.value.violations)
+
+
+def test_a_duplicate_id_is_reported_not_raised() -> None:
+    services = base_services()
+    found = validate(Estate(services=(*services, services[0])), MACMINI)
+    assert any(v.rule == "naming" and "declared 2 times" in v.message for v in found)
+
+
+def test_settings_with_a_latest_tag_are_rejected() -> None:
+    found = validate(estate(), MACMINI.model_copy(update={"tag": "latest"}))
+    assert [(v.service, v.rule) for v in found] == [("settings", "image-pinned")]
+
+
+def test_a_broken_catalogue_never_raises_from_a_rule(monkeypatch) -> None:
+    """Even a rule that crashes becomes a reported violation."""
+    from catalog import rules
+
+    def crash(_estate, _settings):
+        raise RuntimeError("boom")
+        yield  # pragma: no cover
+
+    monkeypatch.setitem(rules.RULES, "exploding", crash)
+    found = validate(estate(), MACMINI)
+    assert [str(v) for v in found] == ["estate: exploding: could not be checked: "
+                                       "RuntimeError('boom')"]
+
+
+def test_the_real_catalogue_is_valid_for_both_stacks() -> None:
+    from catalog.load import load_estate
+    from catalog.settings import load_settings
+
+    real = load_estate()
+    for stack in ("macmini", "k3s"):
+        assert validate(real, load_settings(stack)) == [], stack
