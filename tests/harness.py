@@ -9,6 +9,7 @@ because `MockResourceArgs` lacks them. Used by the tests and by `bench/`.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 from collections.abc import Callable
@@ -67,6 +68,11 @@ def has_secret(value: Any) -> bool:
     return False
 
 
+def image_id(reference: str) -> str:
+    """The mocked ID of a pulled image: stable and traceable to its reference."""
+    return "sha256:" + hashlib.sha256(reference.encode()).hexdigest()
+
+
 class Recorder(pulumi.runtime.Mocks):
     """Returns realistic outputs: the inputs, an id, and a value for generated secrets."""
 
@@ -77,11 +83,17 @@ class Recorder(pulumi.runtime.Mocks):
         outputs = dict(args.inputs)
         if args.typ == "random:index/randomPassword:RandomPassword":
             outputs["result"] = f"generated-{args.name}-value"
+        if args.typ == "random:index/randomBytes:RandomBytes":
+            outputs["base64"] = f"generated-{args.name}-base64"
+        if args.typ == "docker:index/remoteImage:RemoteImage":  # what a container runs
+            outputs["imageId"] = image_id(args.inputs["name"])
         outputs.setdefault("name", args.name)
         return f"{args.name}-id", outputs
 
     def call(self, args: pulumi.runtime.MockCallArgs):
         self.calls.append((args.token, dict(args.args)))
+        if args.token.endswith("getZeroTrustTunnelCloudflaredToken"):
+            return {"token": f"token-of-{args.args.get('tunnelId')}"}
         return {}
 
 

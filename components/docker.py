@@ -1,0 +1,180 @@
+"""The docker target (stack macmini): each resolved service becomes an image, its volumes and a
+container on one Docker host, through an explicit `docker.Provider` (`dockerHost` setting).
+
+Container facts come from the resolved spec; how they are spelt for the Docker engine (health
+probe, durations, MiB, host gateway, subpath preparation) comes from `exports.compose`, so the
+Pulumi stack and the Compose export cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pulumi
+import pulumi_docker as docker
+
+from catalog.resolve import ResolvedEstate, ResolvedService, SecretRef, Template
+from components.secrets import SecretStore
+from exports.compose import (
+    HOST_GATEWAY,
+    LOOPBACK,
+    NATIVE_ALIAS,
+    RESTART,
+    VOLUME_INIT_IMAGE,
+    VOLUME_INIT_MEMORY_MB,
+    VOLUME_INIT_MOUNT,
+    hard_containers,
+    healthcheck,
+    inits_needed,
+    memory_mb,
+    uses_host_gateway,
+    volume_init_command,
+    volume_init_name,
+    volume_inits,
+    wait_timeout,
+    waited_on,
+)
+
+
+class DockerAdapter:
+    """Deploys resolved services as Docker containers; see `components.base.Adapter`."""
+
+    def __init__(self, estate: ResolvedEstate, secrets: SecretStore):
+        self.estate, self.secrets = estate, secrets
+        settings = estate.settings
+        self.provider = docker.Provider("docker", host=settings.docker_host)
+        self.network: docker.Network | None = None
+        self.volumes: dict[str, docker.Volume] = {}
+        self.inits: dict[str, docker.Container] = {}
+        self.containers: dict[str, docker.Container] = {}
+        self._waited = waited_on(estate)
+        self._init_paths = volume_inits(estate)
+        self._stateful = {v.name for s in estate.containers for v in s.volumes if v.stateful}
+
+    def _opts(self, parent: pulumi.Resource, **extra: Any) -> pulumi.ResourceOptions:
+        return pulumi.ResourceOptions(parent=parent, provider=self.provider, **extra)
+
+    def prepare(self, parent: pulumi.Resource) -> None:
+        """The shared network every container joins (containers find each other by name)."""
+        name = self.estate.settings.network
+        self.network = docker.Network(
+            name, name=name, driver="bridge",
+            labels=[docker.NetworkLabelArgs(label="manacore.stack",
+                                            value=self.estate.settings.stack)],
+            opts=self._opts(parent))
+
+    def deploy(self, service: ResolvedService, parent: pulumi.Resource) -> dict[str, Any]:
+        if service.native:  # a macOS host service: nothing to create, only to reach
+            return {"native": True, "address": service.host,
+                    "ports": {p.name: p.container for p in service.ports}}
+        if self.network is None:
+            raise RuntimeError("DockerAdapter.prepare() must run before deploy()")
+        image = docker.RemoteImage(f"{service.id}-image", name=service.image, keep_locally=True,
+                                   opts=self._opts(parent))
+        mounts = [self._mount(service, index, parent) for index in range(len(service.volumes))]
+        mounts += [docker.ContainerMountArgs(type="bind", source=m.source, target=m.path,
+                                             read_only=m.read_only)
+                   for m in service.host_mounts]
+        check = healthcheck(service)
+        waited = service.id in self._waited
+        container = docker.Container(
+            service.container_name,
+            name=service.container_name,
+            image=image.image_id,  # the ID, not the name: a name forces a replace on every up
+            command=list(service.command) if service.command else None,
+            envs=self._envs(service),
+            ports=[docker.ContainerPortArgs(internal=p.container, external=p.published,
+                                            ip=LOOPBACK, protocol="tcp")
+                   for p in service.ports if p.published] or None,
+            healthcheck=docker.ContainerHealthcheckArgs(
+                tests=check["test"], interval=check["interval"], timeout=check["timeout"],
+                retries=check["retries"], start_period=check["start_period"]) if check else None,
+            restart=RESTART,
+            memory=memory_mb(service),
+            labels=[docker.ContainerLabelArgs(label=k, value=v)
+                    for k, v in sorted(service.labels.items())],
+            mounts=mounts or None,
+            networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=self.network.name)],
+            hosts=[docker.ContainerHostArgs(host=NATIVE_ALIAS, ip=HOST_GATEWAY)]
+            if uses_host_gateway(service, self.estate) else None,
+            uploads=[docker.ContainerUploadArgs(file=f.path, content=self._value(f.content),
+                                                permissions=f"{f.mode:04o}")
+                     for f in service.files] or None,
+            wait=waited or None,  # a hard dependent starts only once this one is healthy
+            wait_timeout=wait_timeout(service) if waited else None,
+            opts=self._opts(parent, depends_on=self._depends_on(service)))
+        self.containers[service.id] = container
+        out: dict[str, Any] = {
+            "container": service.container_name, "image": service.image,
+            "internal": {p.name: f"{service.host}:{p.container}" for p in service.ports},
+            "published": {p.name: f"{LOOPBACK}:{p.published}"
+                          for p in service.ports if p.published},
+        }
+        if service.public:
+            out["public"] = f"https://{service.public.hostname}"
+        return out
+
+    # --- pieces of a container -----------------------------------------------------------
+
+    def _value(self, template: Template) -> pulumi.Input[str]:
+        """Plain text, or a secret Output when the template embeds a secret."""
+        if not template.secrets:
+            return template.render(str)
+        return pulumi.Output.concat(*(self.secrets.value(p.secret) if isinstance(p, SecretRef)
+                                      else p for p in template.parts))
+
+    def _envs(self, service: ResolvedService) -> pulumi.Input[list[str]] | None:
+        """`KEY=value` lines; the whole list is a secret as soon as one value is."""
+        environment = service.environment
+        if not environment:
+            return None
+        items = [pulumi.Output.concat(f"{k}=", self._value(t)) if t.secrets else f"{k}={t.plain}"
+                 for k, t in environment.items()]
+        if any(t.secrets for t in environment.values()):
+            return pulumi.Output.secret(pulumi.Output.all(*items))
+        return items  # type: ignore[return-value]
+
+    def _mount(self, service: ResolvedService, index: int,
+               parent: pulumi.Resource) -> docker.ContainerMountArgs:
+        v = service.volumes[index]
+        volume = self._volume(v.name, parent)
+        return docker.ContainerMountArgs(
+            type="volume", source=volume.name, target=v.path,
+            volume_options=docker.ContainerMountVolumeOptionsArgs(subpath=v.subpath)
+            if v.subpath else None)
+
+    def _volume(self, name: str, parent: pulumi.Resource) -> docker.Volume:
+        """A named volume, created once however many services mount it. Stateful ones are
+        protected and retained: no `pulumi destroy` or rename ever deletes their data."""
+        if name not in self.volumes:
+            stateful = name in self._stateful
+            self.volumes[name] = docker.Volume(
+                name, name=name,
+                opts=self._opts(parent, protect=stateful, retain_on_delete=stateful))
+            if name in self._init_paths:
+                self.inits[name] = self._volume_init(name, parent)
+        return self.volumes[name]
+
+    def _volume_init(self, name: str, parent: pulumi.Resource) -> docker.Container:
+        """A one-shot container creating a shared volume's subdirectories (Docker does not);
+        `attach` makes Pulumi wait for it to finish before the consumers are created."""
+        image = docker.RemoteImage(f"{volume_init_name(name)}-image", name=VOLUME_INIT_IMAGE,
+                                   keep_locally=True, opts=self._opts(parent))
+        return docker.Container(
+            volume_init_name(name), name=volume_init_name(name), image=image.image_id,
+            command=volume_init_command(self._init_paths[name]), attach=True, must_run=False,
+            restart="no", memory=VOLUME_INIT_MEMORY_MB, network_mode="none",
+            labels=[docker.ContainerLabelArgs(label="manacore.volume-init", value=name)],
+            mounts=[docker.ContainerMountArgs(type="volume", source=self.volumes[name].name,
+                                              target=VOLUME_INIT_MOUNT)],
+            opts=self._opts(parent))
+
+    def _depends_on(self, service: ResolvedService) -> list[pulumi.Resource]:
+        """The containers of its hard dependencies (created earlier: components deploy in
+        startup order) and the inits of the shared volumes it mounts."""
+        missing = [d for d in hard_containers(service, self.estate) if d not in self.containers]
+        if missing:
+            raise RuntimeError(f"{service.id}: hard dependencies {', '.join(missing)} are not "
+                               "deployed yet; components must be created in startup order")
+        return [*(self.containers[d] for d in hard_containers(service, self.estate)),
+                *(self.inits[v] for v in inits_needed(service))]

@@ -1,0 +1,273 @@
+"""The Compose export: `compose.yaml` and `.env.example`, so `docker compose up -d` starts the
+estate in dependency order on one Docker host, with no secret value written anywhere.
+
+This module also holds the Docker engine's vocabulary (health probe, durations, memory, host
+gateway, volume subpath preparation) as pure functions: `components.docker` uses the same ones,
+so a Pulumi container and its Compose service agree by construction, not by copy.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from catalog.resolve import ResolvedEstate, ResolvedFile, ResolvedService, Template
+from catalog.rules import EstateError, Violation
+from catalog.units import mebibytes
+
+PROJECT = "manacore"
+LOOPBACK = "127.0.0.1"  # published ports: only the tunnel connector reaches the outside
+NATIVE_ALIAS = "host.docker.internal"
+HOST_GATEWAY = "host-gateway"  # the daemon's alias for the host, so Linux hosts resolve it too
+RESTART = "unless-stopped"
+# Creates the subdirectories of a shared volume: Docker mounts a `subpath` only if it exists
+# (moby/moby#47842), so a fresh volume needs them made before the first consumer starts.
+VOLUME_INIT_IMAGE = "busybox:1.37.0"
+VOLUME_INIT_MOUNT = "/volume"
+VOLUME_INIT_MEMORY_MB = 16
+
+
+# --- the Docker engine's vocabulary, shared with components.docker ----------------------
+
+
+def duration(seconds: int) -> str:
+    """A Docker duration ("30s"), as both the engine API and Compose read it."""
+    return f"{seconds}s"
+
+
+def health_test(svc: ResolvedService) -> list[str] | None:
+    """The HEALTHCHECK test of a service's `Health`, probed from inside its container."""
+    h = svc.health
+    if h is None:
+        return None
+    if h.cmd is not None:
+        return ["CMD", *h.cmd]
+    port = svc.port(h.port).container
+    if h.http is not None:  # images ship either busybox wget or curl; try both
+        url = shlex.quote(f"http://{LOOPBACK}:{port}{h.http}")
+        return ["CMD-SHELL", f"wget -qO /dev/null {url} || curl -fsS -o /dev/null {url} || exit 1"]
+    return ["CMD-SHELL", f"nc -z {LOOPBACK} {port} || "
+                         f"bash -c 'exec 3<>/dev/tcp/{LOOPBACK}/{port}' || exit 1"]
+
+
+def healthcheck(svc: ResolvedService) -> dict[str, Any] | None:
+    """test, interval, timeout, retries, start_period (Compose's keys; the adapter maps them)."""
+    test = health_test(svc)
+    if test is None or svc.health is None:
+        return None
+    h = svc.health
+    return {"test": test, "interval": duration(h.interval), "timeout": duration(h.timeout),
+            "retries": h.retries, "start_period": duration(h.start_period)}
+
+
+def wait_timeout(svc: ResolvedService) -> int:
+    """Seconds to wait for a container to turn healthy: the grace period plus every allowed
+    failure, each taking an interval and a timeout, plus the first interval."""
+    h = svc.health
+    assert h is not None
+    return h.start_period + (h.retries + 1) * (h.interval + h.timeout)
+
+
+def memory_mb(svc: ResolvedService) -> int | None:
+    """The limit in MiB: the docker provider takes whole MiB, so Compose gets the same figure."""
+    return None if svc.memory is None else mebibytes(svc.memory)
+
+
+def hard_containers(svc: ResolvedService, estate: ResolvedEstate) -> list[str]:
+    """Ids of the containers `svc` must wait for (native hard dependencies are always there)."""
+    containers = {s.id for s in estate.containers}
+    return [d for d in svc.hard if d in containers]
+
+
+def waited_on(estate: ResolvedEstate) -> set[str]:
+    """Containers some other container waits for: they must report health to their starter."""
+    return {d for s in estate.containers for d in hard_containers(s, estate)}
+
+
+def uses_host_gateway(svc: ResolvedService, estate: ResolvedEstate) -> bool:
+    """Containers reaching a native macOS service through `host.docker.internal`."""
+    natives = {s.id for s in estate.services if s.native}
+    return (estate.settings.native_host == NATIVE_ALIAS
+            and any(d in natives for d in (*svc.hard, *svc.lazy)))
+
+
+def volume_inits(estate: ResolvedEstate) -> dict[str, tuple[str, ...]]:
+    """Shared volumes → the subpaths to create in them before any consumer starts."""
+    inits: dict[str, set[str]] = {}
+    for svc in estate.containers:
+        for v in svc.volumes:
+            if v.subpath:
+                inits.setdefault(v.name, set()).add(v.subpath)
+    return {name: tuple(sorted(paths)) for name, paths in sorted(inits.items())}
+
+
+def volume_init_name(volume: str) -> str:
+    """Container name of a volume's one-shot init (`manacore-matrix-bots-data-init`)."""
+    return f"{volume}-init"
+
+
+def volume_init_command(subpaths: tuple[str, ...]) -> list[str]:
+    return ["mkdir", "-p", *(f"{VOLUME_INIT_MOUNT}/{p}" for p in subpaths)]
+
+
+def inits_needed(svc: ResolvedService) -> list[str]:
+    """Volumes whose init must have run before `svc` starts."""
+    return sorted({v.name for v in svc.volumes if v.subpath})
+
+
+def file_key(svc: ResolvedService, file: ResolvedFile) -> str:
+    """A stable, unique name for a generated file (Compose `configs:` key)."""
+    return f"{svc.id}-" + re.sub(r"[^A-Za-z0-9._-]+", "-", file.path.strip("/"))
+
+
+# --- Compose ------------------------------------------------------------------------------
+
+
+def _literal(text: str) -> str:
+    """Compose interpolates `$`: a literal dollar is written `$$`."""
+    return text.replace("$", "$$")
+
+
+def reference(name: str) -> str:
+    """A secret as Compose interpolation; `:?` stops `up` when .env leaves it empty, instead of
+    starting a database with an empty password."""
+    return f"${{{name}:?set {name} in .env}}"
+
+
+def interpolated(template: Template) -> str:
+    return template.render(reference, _literal)
+
+
+def _service(svc: ResolvedService, estate: ResolvedEstate) -> dict[str, Any]:
+    entry: dict[str, Any] = {"container_name": svc.container_name, "image": svc.image}
+    if svc.command:
+        entry["command"] = [_literal(c) for c in svc.command]
+    environment = svc.environment
+    if environment:
+        entry["environment"] = {k: interpolated(t) for k, t in environment.items()}
+    ports = [f"{LOOPBACK}:{p.published}:{p.container}" for p in svc.ports if p.published]
+    if ports:
+        entry["ports"] = ports
+    check = healthcheck(svc)
+    if check:
+        entry["healthcheck"] = {**check, "test": [_literal(t) for t in check["test"]]}
+    depends = {d: {"condition": "service_healthy", "required": True}
+               for d in hard_containers(svc, estate)}
+    depends |= {_init_key(v): {"condition": "service_completed_successfully", "required": True}
+                for v in inits_needed(svc)}
+    if depends:
+        entry["depends_on"] = depends
+    entry["restart"] = RESTART
+    memory = memory_mb(svc)
+    if memory is not None:  # honoured by `docker compose up` without swarm since Compose v2
+        entry["deploy"] = {"resources": {"limits": {"memory": f"{memory}m"}}}
+    mounts: list[dict[str, Any]] = []
+    for v in svc.volumes:
+        mount: dict[str, Any] = {"type": "volume", "source": v.name, "target": v.path}
+        if v.subpath:
+            mount["volume"] = {"subpath": v.subpath}
+        mounts.append(mount)
+    mounts += [{"type": "bind", "source": m.source, "target": m.path, "read_only": m.read_only}
+               for m in svc.host_mounts]
+    if mounts:
+        entry["volumes"] = mounts
+    if svc.files:
+        entry["configs"] = [{"source": file_key(svc, f), "target": f.path,
+                             "mode": f"{f.mode:04o}"} for f in svc.files]
+    entry["networks"] = [estate.settings.network]
+    if uses_host_gateway(svc, estate):
+        entry["extra_hosts"] = [f"{NATIVE_ALIAS}:{HOST_GATEWAY}"]
+    entry["labels"] = {k: _literal(v) for k, v in sorted(svc.labels.items())}
+    return entry
+
+
+def _init_key(volume: str) -> str:
+    return volume_init_name(volume).removeprefix(f"{PROJECT}-")
+
+
+def _init_service(volume: str, subpaths: tuple[str, ...]) -> dict[str, Any]:
+    return {"container_name": volume_init_name(volume), "image": VOLUME_INIT_IMAGE,
+            "command": volume_init_command(subpaths), "restart": "no",
+            "deploy": {"resources": {"limits": {"memory": f"{VOLUME_INIT_MEMORY_MB}m"}}},
+            "volumes": [{"type": "volume", "source": volume, "target": VOLUME_INIT_MOUNT}],
+            "network_mode": "none", "labels": {"manacore.volume-init": volume}}
+
+
+def to_compose(estate: ResolvedEstate) -> dict[str, Any]:
+    """The Compose model of a docker-target estate: services in startup order."""
+    if estate.target != "docker":
+        raise EstateError([Violation(estate.settings.stack, "compose-target", f"targets "
+                                     f"{estate.target}; render Compose from a docker stack "
+                                     "(--stack macmini)")])
+    services = {s.id: _service(s, estate) for s in estate.containers}
+    inits = volume_inits(estate)
+    services = {**{_init_key(v): _init_service(v, p) for v, p in inits.items()}, **services}
+    volumes: dict[str, dict[str, Any]] = {}
+    for svc in estate.containers:
+        for v in svc.volumes:
+            # data still in a legacy volume: Compose must neither create nor ever remove it
+            volumes.setdefault(v.name, {"name": v.name, **({} if v.migrated else
+                                                           {"external": True})})
+    model: dict[str, Any] = {"name": PROJECT, "services": services}
+    if volumes:
+        model["volumes"] = dict(sorted(volumes.items()))
+    network = estate.settings.network
+    model["networks"] = {network: {"name": network, "external": False}}
+    configs = {file_key(s, f): {"content": interpolated(f.content)}
+               for s in estate.containers for f in s.files}
+    if configs:
+        model["configs"] = dict(sorted(configs.items()))
+    return model
+
+
+def env_example(estate: ResolvedEstate) -> str:
+    """Every secret the Compose file interpolates: its description and an empty value."""
+    lines = [
+        f"# Secrets for compose.yaml (stack {estate.settings.stack}). Copy to .env next to",
+        "# compose.yaml, set every value, keep .env out of version control. `docker compose`",
+        "# refuses to start while one is empty. `generate`: any long random string, e.g.",
+        "# `openssl rand -hex 32`; the others come from their service (tokens, API keys).",
+    ]
+    for secret in estate.secrets:
+        note = "generate" if secret.generate else "from its service"
+        lines += ["", f"# {secret.description or secret.name} ({note})", f"{secret.name}="]
+    return "\n".join(lines) + "\n"
+
+
+class _Dumper(yaml.SafeDumper):
+    """Stable output: no anchors, multi-line text as literal blocks."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+def _str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _str)
+
+HEADER = ("# Generated from services.py by `manacore render compose --stack {stack}`; do not "
+          "edit.\n# Secrets are ${{NAME}} references: put their values in .env "
+          "(see .env.example).\n")
+
+
+def dump(model: dict[str, Any], stack: str) -> str:
+    body = yaml.dump(model, Dumper=_Dumper, sort_keys=False, default_flow_style=False,
+                     allow_unicode=True, width=4096)
+    return HEADER.format(stack=stack) + body
+
+
+def render(estate: ResolvedEstate, out_dir: Path) -> list[Path]:
+    """Write `compose.yaml` and `.env.example` into `out_dir`."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    compose, example = out_dir / "compose.yaml", out_dir / ".env.example"
+    compose.write_text(dump(to_compose(estate), estate.settings.stack))
+    example.write_text(env_example(estate))
+    return [compose, example]
+
