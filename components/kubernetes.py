@@ -1,0 +1,83 @@
+"""The Kubernetes adapter (stack k3s): the objects of `exports.kubernetes`, created with Pulumi.
+
+The manifests are the same ones the Helm chart is written from; here every value is concrete,
+secret values are the SecretStore's secret Outputs, and each object becomes a typed
+`pulumi_kubernetes` resource parented to its component, through one explicit provider for the
+stack's kube context. Claims are protected and kept when deleted.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+from pydantic.alias_generators import to_snake
+
+from catalog.resolve import ResolvedEstate, ResolvedService
+from components.secrets import SecretStore
+from exports.kubernetes import Concrete, Obj, platform_objects, service_objects
+
+KINDS: dict[tuple[str, str], Any] = {
+    ("v1", "Namespace"): k8s.core.v1.Namespace,
+    ("v1", "ConfigMap"): k8s.core.v1.ConfigMap,
+    ("v1", "Secret"): k8s.core.v1.Secret,
+    ("v1", "Service"): k8s.core.v1.Service,
+    ("v1", "PersistentVolumeClaim"): k8s.core.v1.PersistentVolumeClaim,
+    ("apps/v1", "Deployment"): k8s.apps.v1.Deployment,
+    ("apps/v1", "StatefulSet"): k8s.apps.v1.StatefulSet,
+    ("apps/v1", "DaemonSet"): k8s.apps.v1.DaemonSet,
+    ("discovery.k8s.io/v1", "EndpointSlice"): k8s.discovery.v1.EndpointSlice,
+    ("networking.k8s.io/v1", "NetworkPolicy"): k8s.networking.v1.NetworkPolicy,
+}
+
+
+class KubernetesAdapter:
+    """Creates the estate's Kubernetes objects; see `components.base.Adapter`."""
+
+    def __init__(self, estate: ResolvedEstate, secrets: SecretStore):
+        self.estate = estate
+        self.form = Concrete(estate, secrets.value)
+        self.provider = k8s.Provider("kubernetes", context=estate.settings.kube_context)
+        self.namespaces: dict[str, pulumi.Resource] = {}
+
+    def _create(self, obj: Obj, parent: pulumi.Resource) -> pulumi.Resource:
+        m = obj.manifest
+        cls = KINDS[(m["apiVersion"], m["kind"])]
+        args = {to_snake(k): v for k, v in m.items() if k not in ("apiVersion", "kind")}
+        namespace = m["metadata"].get("namespace")
+        opts = pulumi.ResourceOptions(
+            parent=parent, provider=self.provider,
+            depends_on=[self.namespaces[namespace]] if namespace in self.namespaces else None,
+            protect=obj.stateful or None, retain_on_delete=obj.stateful or None)
+        # unique Pulumi names: kind, namespace and object name (a Service and its workload
+        # share a name)
+        return cls(f"{namespace or 'cluster'}-{m['kind'].lower()}-{obj.name}", opts=opts, **args)
+
+    def _live(self, objs: list[Obj]) -> list[Obj]:
+        return [o for o in objs if all(self.form.holds(c) for c in o.when)]
+
+    def prepare(self, parent: pulumi.Resource) -> None:
+        for obj in self._live(platform_objects(self.estate, self.form)):
+            resource = self._create(obj, parent)
+            if obj.kind == "Namespace":
+                self.namespaces[obj.name] = resource
+
+    def deploy(self, service: ResolvedService, parent: pulumi.Resource) -> dict[str, Any]:
+        objs = self._live(service_objects(service, self.estate, self.form))
+        for obj in objs:
+            self._create(obj, parent)
+        if service.native:
+            return {"native": True, "address": self.estate.settings.native_host,
+                    "service": f"{service.host}",
+                    "ports": {p.name: p.container for p in service.ports}}
+        kind = next(o.kind for o in objs if o.kind in ("Deployment", "StatefulSet", "DaemonSet"))
+        out: dict[str, Any] = {
+            "workload": f"{kind}/{service.name}", "namespace": service.namespace,
+            "image": service.image,
+            "internal": {p.name: f"{service.host}:{p.container}" for p in service.ports},
+            "claims": [v.claim for v in service.volumes if v.stateful],
+        }
+        if service.public:
+            out["public"] = f"https://{service.public.hostname}"
+        return out

@@ -1,0 +1,155 @@
+"""The Helm form of the Kubernetes mapping: every value a chart user may change written as a
+template expression over `.Values`, every condition as a template test."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from catalog.resolve import ResolvedEstate, ResolvedFile, ResolvedService, ResolvedVolume, Template
+from exports.helm.values import key, namespace_key
+from exports.kubernetes import Cond, Raw, file_key
+
+
+def _svc(s: ResolvedService) -> str:
+    return f".Values.services.{key(s.id)}"
+
+
+def host_helper(sid: str) -> str:
+    return f"manacore.host.{sid}"
+
+
+def port_helper(sid: str, port: str) -> str:
+    return f"manacore.port.{sid}.{port}"
+
+
+def hostname_helper(sid: str) -> str:
+    return f"manacore.hostname.{sid}"
+
+
+@dataclass
+class HelmForm:
+    estate: ResolvedEstate
+    instance: str = "{{ .Release.Name }}"
+    managed_by: str = "{{ .Release.Service }}"
+    files: dict[str, str] = field(default_factory=dict)  # chart path → content (templated)
+
+    def __post_init__(self) -> None:
+        # addresses as resolved → the helpers that follow the values (namespace mode,
+        # external services, hostnames); longest first so no address matches inside another
+        names: dict[str, str] = {}
+        for s in self.estate.services:
+            names[s.host] = f'{{{{ include "{host_helper(s.id)}" $ }}}}'
+            for p in s.ports:
+                names[f"{s.host}:{p.container}"] = (
+                    f'{{{{ include "{host_helper(s.id)}" $ }}}}:'
+                    f'{{{{ include "{port_helper(s.id, p.name)}" $ }}}}')
+            if s.public is not None:
+                names[s.public.hostname] = f'{{{{ include "{hostname_helper(s.id)}" $ }}}}'
+        self._names = names
+        alternatives = "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
+        self._pattern = re.compile(rf"(?<![\w.-])({alternatives})(?![\w-]|\.\w)")
+
+    # --- conditions ---------------------------------------------------------------------
+
+    def test(self, cond: Cond) -> str:
+        kind, *args = cond
+        if kind == "enabled":
+            return f"{_svc(self.estate[args[0]])}.enabled"
+        if kind == "secret":
+            return f'not (include "manacore.existingSecret" (list $ "{key(args[0])}"))'
+        if kind == "native-ip":
+            return 'include "manacore.nativeIsIP" $'
+        if kind == "native-dns":
+            return 'not (include "manacore.nativeIsIP" $)'
+        if kind == "external":
+            return f'include "manacore.external" (list $ "{key(args[0])}")'
+        if kind == "split":
+            return 'eq .Values.namespaces.mode "split"'
+        if kind == "create-namespaces":
+            return ".Values.namespaces.create"
+        if kind == "netpol":
+            return ".Values.networkPolicy.enabled"
+        raise ValueError(f"unknown condition {cond}")
+
+    def condition(self, when: tuple[Cond, ...]) -> str | None:
+        tests = [self.test(c) for c in when]
+        if not tests:
+            return None
+        if len(tests) == 1:
+            return tests[0]
+        return "and " + " ".join(f"({t})" for t in tests)
+
+    # --- values ---------------------------------------------------------------------------
+
+    def namespace(self, namespace: str) -> str:
+        return f'{{{{ include "manacore.namespace" (list $ "{namespace_key(namespace)}") }}}}'
+
+    def escape(self, text: str) -> str:
+        """Literal text inside a template: `{{` must not start an action."""
+        return text.replace("{{", '{{ "{{" }}')
+
+    def text(self, text: str) -> str:
+        return self._pattern.sub(lambda m: self._names[m[1]], self.escape(text))
+
+    def address(self, service: ResolvedService, port: int) -> tuple[str, Any]:
+        name = next(p.name for p in service.ports if p.container == port)
+        return (f'{{{{ include "{host_helper(service.id)}" $ }}}}',
+                Raw(f'{{{{ include "{port_helper(service.id, name)}" $ }}}}'))
+
+    def native_address(self) -> str:
+        return "{{ .Values.nativeHost }}"
+
+    def image(self, s: ResolvedService) -> str:
+        return f"{{{{ {_svc(s)}.image.repository }}}}:{{{{ {_svc(s)}.image.tag }}}}"
+
+    def pull_policy(self) -> str:
+        return "{{ .Values.imagePullPolicy }}"
+
+    def replicas(self, s: ResolvedService) -> Any:
+        return Raw(f"{{{{ {_svc(s)}.replicas }}}}")
+
+    def resources(self, s: ResolvedService) -> Any:
+        return Raw(f"{{{{ toJson {_svc(s)}.resources }}}}")
+
+    def claim(self, s: ResolvedService, v: ResolvedVolume) -> tuple[Any, Any]:
+        claim = f'(index {_svc(s)}.persistence "{v.claim}")'
+        return (f"{{{{ {claim}.size }}}}",
+                f"{{{{ {claim}.storageClass | default .Values.storageClass }}}}")
+
+    def env_data(self, s: ResolvedService) -> Any:
+        return Raw(f'{{{{ include "manacore.env" (list $ "{key(s.id)}") }}}}')
+
+    def secret_name(self, s: ResolvedService) -> str:
+        return f'{{{{ include "manacore.secretName" (list $ "{key(s.id)}" "{s.name}-secrets") }}}}'
+
+    def _secret_value(self, s: ResolvedService, name: str) -> str:
+        return (f'include "manacore.secretValue" (list $ "{name}" '
+                f'(include "manacore.namespace" (list $ "{namespace_key(s.namespace)}")) '
+                f'"{s.name}-secrets")')
+
+    def secret_payload(self, s: ResolvedService) -> dict[str, Any]:
+        return {"data": {n: Raw(f"{{{{ {self._secret_value(s, n)} | b64enc | quote }}}}")
+                         for n in s.secrets}}
+
+    def _content(self, s: ResolvedService, content: Template) -> str:
+        return content.render(lambda n: f"{{{{ {self._secret_value(s, n)} }}}}", self.text)
+
+    def file_payload(self, s: ResolvedService, files: list[ResolvedFile],
+                     secret: bool) -> dict[str, Any]:
+        data: dict[str, Any] = {}
+        for f in files:
+            path = f"files/{s.id}/{file_key(f)}"
+            self.files[path] = self._content(s, f.content)
+            get = f"tpl ($.Files.Get {json.dumps(path)}) $"
+            data[file_key(f)] = Raw(f"{{{{ {get} | b64enc | quote }}}}" if secret
+                                    else f"{{{{ {get} | toJson }}}}")
+        return {"data": data}
+
+    def wait_image(self) -> str:
+        return "{{ .Values.waitImage.repository }}:{{ .Values.waitImage.tag }}"
+
+    def labels(self) -> dict[str, str]:
+        return {"helm.sh/chart": '{{ include "manacore.chart" $ }}'}

@@ -1,0 +1,151 @@
+"""The chart's values: pydantic models (whose JSON schema is `values.schema.json`) and the
+default values, both from the resolved estate."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from catalog.resolve import ResolvedEstate, ResolvedService
+from exports.kubernetes import WAIT_IMAGE, namespaces, plain_env, resources
+
+
+class _Values(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Image(_Values):
+    repository: str = Field(min_length=1)
+    tag: str = Field(min_length=1)
+
+
+class Quantities(_Values):
+    cpu: str | None = None
+    memory: str | None = None
+
+
+class Resources(_Values):
+    requests: Quantities = Quantities()
+    limits: Quantities = Quantities()
+
+
+class Claim(_Values):
+    size: str = Field(pattern=r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti)?$")
+    storageClass: str = Field("", description="empty: the chart's storageClass")
+
+
+class External(_Values):
+    """Where the service runs when it is not installed (enabled: false), e.g. a managed
+    PostgreSQL: every address of the service in the other services' env follows."""
+
+    host: str = ""
+    ports: dict[str, int] = Field({}, description="port name → port, where it differs")
+
+
+class Workload(_Values):
+    enabled: bool = True
+    image: Image
+    replicas: int | None = Field(None, ge=0)
+    resources: Resources
+    persistence: dict[str, Claim] = {}
+    hostnames: list[str] = Field([], description="public hostnames; the first one is used "
+                                                 "in the other services' env")
+    env: dict[str, str] = Field({}, description="plain environment, each value a template "
+                                                "(tpl) that may use the manacore.host.* helpers")
+    existingSecret: str = Field("", description="a Secret in the service's namespace with the "
+                                                "keys listed in secretKeys")
+    secretKeys: list[str] = Field([], description="informational: the keys this service "
+                                                  "reads from its Secret")
+    external: External = External()
+
+
+class Native(_Values):
+    enabled: bool = True
+
+
+class Namespaces(_Values):
+    mode: Literal["split", "single"] = "split"
+    create: bool = True
+    names: dict[str, str]
+
+
+class NetworkPolicy(_Values):
+    enabled: bool = True
+
+
+def key(service_id: str) -> str:
+    """A service's key under `services` (camelCase, as Helm values usually are)."""
+    first, *rest = service_id.split("-")
+    return first + "".join(p.capitalize() for p in rest)
+
+
+def namespace_key(namespace: str) -> str:
+    return namespace.removeprefix("manacore-")
+
+
+def model(estate: ResolvedEstate) -> type[BaseModel]:
+    """The values model: one field per service and per secret, so a typo is an error."""
+    services = create_model(  # type: ignore[call-overload]
+        "Services", __config__=ConfigDict(extra="forbid"),
+        **{key(s.id): (Native if s.native else Workload, ...) for s in estate.services})
+    secrets = create_model(  # type: ignore[call-overload]
+        "Secrets", __config__=ConfigDict(extra="forbid"),
+        **{x.name: (str, Field("", description=x.description)) for x in estate.secrets})
+    return create_model(  # type: ignore[call-overload]
+        "Values", __config__=ConfigDict(extra="forbid"),
+        namespaces=(Namespaces, ...), networkPolicy=(NetworkPolicy, NetworkPolicy()),
+        storageClass=(str, Field(..., min_length=1)), nativeHost=(str, Field(..., min_length=1)),
+        imagePullPolicy=(Literal["Always", "IfNotPresent", "Never"], "Always"),
+        waitImage=(Image, ...), existingSecret=(str, ""), secrets=(secrets, ...),
+        services=(services, ...))
+
+
+def schema(estate: ResolvedEstate) -> dict[str, Any]:
+    out = model(estate).model_json_schema()
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **out}
+
+
+def _image(ref: str) -> dict[str, str]:
+    repository, _, tag = ref.rpartition(":")
+    return {"repository": repository, "tag": tag}
+
+
+def service_values(s: ResolvedService, text: Any) -> dict[str, Any]:
+    """`text` writes an env value as a template (the Helm form's `text`)."""
+    if s.native:
+        return {"enabled": True}
+    assert s.image is not None
+    out: dict[str, Any] = {"enabled": True, "image": _image(s.image)}
+    if s.workload != "daemon":
+        out["replicas"] = s.replicas
+    out["resources"] = resources(s)
+    claims = {v.claim: {"size": v.size, "storageClass": ""} for v in s.volumes if v.stateful}
+    if claims:
+        out["persistence"] = claims
+    if s.public is not None:
+        out["hostnames"] = [s.public.hostname]
+    out["env"] = {k: text(v) for k, v in plain_env(s).items()}
+    if s.secrets:
+        out["existingSecret"] = ""
+        out["secretKeys"] = list(s.secrets)
+    out["external"] = {"host": "", "ports": {}}
+    return out
+
+
+def default_values(estate: ResolvedEstate, text: Any) -> dict[str, Any]:
+    settings = estate.settings
+    values = {
+        "namespaces": {"mode": "split", "create": True,
+                       "names": {namespace_key(n): n for n in namespaces(estate)}},
+        "networkPolicy": {"enabled": True},
+        "storageClass": settings.storage_class,
+        "nativeHost": settings.native_host,
+        "imagePullPolicy": "Always",
+        "waitImage": _image(WAIT_IMAGE),
+        "existingSecret": "",
+        "secrets": {x.name: "" for x in estate.secrets},
+        "services": {key(s.id): service_values(s, text) for s in estate.services},
+    }
+    model(estate).model_validate(values)  # the defaults obey the schema
+    return values

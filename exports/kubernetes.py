@@ -1,0 +1,647 @@
+"""The one Kubernetes mapping: a resolved service → its manifests, as plain dicts.
+
+Both Kubernetes forms come from here. The k3s stack (`components.kubernetes`) builds the
+objects with concrete values and creates them with Pulumi; the Helm export (`exports.helm`)
+builds the same objects with Helm template expressions where the values file may change a
+value, and writes them as templates. What differs between the two is a `Form`: how a value that
+a chart user may override is written (concrete text, or `{{ .Values… }}`), and under which
+condition an object exists (always, or inside `{{- if … }}`). Nothing else is decided twice.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from catalog.resolve import (
+    ResolvedEstate,
+    ResolvedFile,
+    ResolvedService,
+    ResolvedVolume,
+    Template,
+)
+
+PART_OF = "manacore"
+WAIT_IMAGE = "busybox:1.37.0"  # init containers that wait for a hard dependency
+CPU = {"requests": "50m", "limits": "1"}  # the catalogue only knows memory
+WAIT_RESOURCES = {"requests": {"cpu": "10m", "memory": "16Mi"},
+                  "limits": {"cpu": "100m", "memory": "16Mi"}}
+PRIVATE = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "169.254.0.0/16"]
+UID = 10001  # a high UID nobody on the node has: every image that runs as any user gets it
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """How an image must run, where it cannot run as the default (any UID, read-only root)."""
+
+    uid: int = UID
+    read_only: bool = True
+    writable: tuple[str, ...] = ("/tmp",)  # emptyDir mounts on a read-only root
+    low_port: bool = False  # binds a port below 1024 as non-root (safe sysctl)
+    why: str = ""  # the reason, for the checkov skips and the chart README
+
+
+# Third-party images with needs of their own (checked against the images' Dockerfiles).
+RUNTIMES: dict[str, Runtime] = {
+    "postgres": Runtime(writable=("/tmp", "/var/run/postgresql")),
+    "minio": Runtime(writable=("/tmp", "/.minio")),  # certs dir under $HOME (= / for any UID)
+    "searxng": Runtime(uid=977, writable=("/tmp", "/etc/searxng"),
+                       why="the searxng image drops to its own user searxng (977) and writes "
+                           "its settings into /etc/searxng at start"),
+    "element-web": Runtime(uid=101, read_only=False, writable=("/tmp", "/var/cache/nginx"),
+                           low_port=True,
+                           why="nginx in the element-web image runs as its nginx user (101), "
+                               "listens on port 80 and writes its config at start"),
+    "n8n": Runtime(uid=1000, writable=("/tmp",),
+                   why="n8n keeps its data under the home directory of the image's node user "
+                       "(1000); another UID would write it outside the claim"),
+    "umami": Runtime(read_only=False,
+                     why="umami runs its database migrations at start and writes into /app"),
+}
+
+# checkov checks the chart does not meet, with the reason (annotations on each object).
+SKIPS_ALL: dict[str, str] = {
+    "CKV_K8S_43": "images are pinned by tag; digests are set at release time by the registry",
+    "CKV_K8S_35": "the services read their secrets from environment variables (12-factor "
+                  "images); the values come from a Secret, never from the manifest",
+}
+SKIPS_RUNTIME: dict[str, Callable[[Runtime], bool]] = {
+    "CKV_K8S_40": lambda r: r.uid < 10000,
+    "CKV_K8S_22": lambda r: not r.read_only,
+}
+
+
+class Raw(str):
+    """A Helm template expression that stands for a whole YAML value (a number, a list, an
+    object): written unquoted. The concrete form never produces one."""
+
+
+Cond = tuple[str, ...]  # ("enabled", id) ("secret", id) ("native-ip",) ("native-dns",)
+# ("external", id) ("split",) ("netpol",) — each form decides what holds
+
+
+@dataclass
+class Obj:
+    """One manifest and the conditions under which it exists."""
+
+    manifest: dict[str, Any]
+    when: tuple[Cond, ...] = ()
+    service: str | None = None  # the service it belongs to (None: shared)
+    stateful: bool = False  # a claim: protected, kept on delete
+
+    @property
+    def kind(self) -> str:
+        return self.manifest["kind"]
+
+    @property
+    def name(self) -> str:
+        return self.manifest["metadata"]["name"]
+
+
+class Form(Protocol):
+    """How values a chart user may change are written; see the module docstring."""
+
+    instance: str
+    managed_by: str
+
+    def namespace(self, namespace: str) -> str: ...
+    def text(self, text: str) -> str: ...  # text that may hold addresses of services
+    def address(self, service: ResolvedService, port: int) -> tuple[str, Any]: ...
+    def native_address(self) -> str: ...
+    def image(self, s: ResolvedService) -> str: ...
+    def pull_policy(self) -> str: ...
+    def replicas(self, s: ResolvedService) -> Any: ...
+    def resources(self, s: ResolvedService) -> Any: ...
+    def claim(self, s: ResolvedService, v: ResolvedVolume) -> tuple[Any, Any]: ...
+    def env_data(self, s: ResolvedService) -> Any: ...
+    def secret_name(self, s: ResolvedService) -> str: ...
+    def secret_payload(self, s: ResolvedService) -> dict[str, Any]: ...
+    def file_payload(self, s: ResolvedService, files: list[ResolvedFile],
+                     secret: bool) -> dict[str, Any]: ...
+    def wait_image(self) -> str: ...
+    def labels(self) -> dict[str, str]: ...
+
+
+# --- small facts every form shares ------------------------------------------------------
+
+
+def resources(s: ResolvedService) -> dict[str, dict[str, str]]:
+    """Requests and limits: memory reserved as much as it may use (the budget the catalogue
+    checks is what the scheduler reserves), a small CPU request and a CPU ceiling."""
+    memory = {"memory": s.memory_text} if s.memory_text else {}
+    return {"requests": {"cpu": CPU["requests"], **memory},
+            "limits": {"cpu": CPU["limits"], **memory}}
+
+
+def plain_env(s: ResolvedService) -> dict[str, str]:
+    """The environment without secrets: the ConfigMap."""
+    return {k: t.plain for k, t in s.environment.items() if t.plain is not None}
+
+
+def is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def runtime(s: ResolvedService) -> Runtime:
+    return RUNTIMES.get(s.id, Runtime())
+
+
+def skips(s: ResolvedService) -> dict[str, str]:
+    """checkov skips of a workload: check id → reason."""
+    r = runtime(s)
+    found = dict(SKIPS_ALL)
+    for check, applies in SKIPS_RUNTIME.items():
+        if applies(r):
+            found[check] = r.why
+    return found
+
+
+def file_key(f: ResolvedFile) -> str:
+    """The ConfigMap/Secret key of a generated file: its path, made a valid key."""
+    return re.sub(r"[^-._a-zA-Z0-9]", "_", f.path.strip("/"))
+
+
+def wait_port(t: ResolvedService) -> int:
+    """The port a dependent waits on: the one the health check uses, else the first."""
+    if t.health is not None and any(p.name == t.health.port for p in t.ports):
+        return t.port(t.health.port).container
+    return t.ports[0].container
+
+
+def selector(s: ResolvedService, form: Form) -> dict[str, str]:
+    return {"app.kubernetes.io/name": s.name, "app.kubernetes.io/instance": form.instance}
+
+
+def labels(s: ResolvedService, form: Form) -> dict[str, str]:
+    return {**selector(s, form), "app.kubernetes.io/component": s.role,
+            "app.kubernetes.io/part-of": PART_OF,
+            "app.kubernetes.io/managed-by": form.managed_by, **form.labels(), **s.labels}
+
+
+def _meta(s: ResolvedService, form: Form, name: str | None = None,
+          annotations: dict[str, str] | None = None) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name or s.name, "namespace": form.namespace(s.namespace),
+                            "labels": labels(s, form)}
+    if annotations:
+        meta["annotations"] = annotations
+    return meta
+
+
+def _skip_annotations(found: dict[str, str]) -> dict[str, str]:
+    return {f"checkov.io/skip{i}": f"{check}={reason}"
+            for i, (check, reason) in enumerate(sorted(found.items()), 1)}
+
+
+# --- probes, env, containers ------------------------------------------------------------
+
+
+def probes(s: ResolvedService) -> dict[str, Any]:
+    """Liveness and readiness from the health check, a startup probe for its start period.
+
+    A service without a health check gets a TCP check on its first port (Kubernetes routes
+    traffic by readiness, so every pod that serves needs one)."""
+    h = s.health
+    if h is None:
+        if not s.ports:
+            return {}
+        check: dict[str, Any] = {"tcpSocket": {"port": s.ports[0].name}}
+        timing = {"periodSeconds": 30, "timeoutSeconds": 5, "failureThreshold": 3}
+        start = 0
+    else:
+        if h.http is not None:
+            check = {"httpGet": {"path": h.http, "port": h.port}}
+        elif h.cmd is not None:
+            check = {"exec": {"command": list(h.cmd)}}
+        else:
+            check = {"tcpSocket": {"port": h.port}}
+        timing = {"periodSeconds": h.interval, "timeoutSeconds": h.timeout,
+                  "failureThreshold": h.retries}
+        start = h.start_period
+    out = {"livenessProbe": {**check, **timing}, "readinessProbe": {**check, **timing}}
+    if start > 0:
+        period = min(5, timing["periodSeconds"])
+        out["startupProbe"] = {**check, "periodSeconds": period,
+                               "timeoutSeconds": timing["timeoutSeconds"],
+                               "failureThreshold": math.ceil(start / period) +
+                               timing["failureThreshold"]}
+    return out
+
+
+def _escape(text: str) -> str:
+    """Kubernetes expands `$(NAME)` in env values and args; `$$` is a literal `$`."""
+    return text.replace("$", "$$")
+
+
+def _whole_secret(t: Template) -> bool:
+    return len(t.parts) == 1 and bool(t.secrets)
+
+
+def env(s: ResolvedService, form: Form) -> list[dict[str, Any]]:
+    """The container's environment beyond the ConfigMap (envFrom): whole-value secrets from
+    the Secret; values that mix text and secrets written with dependent-variable expansion
+    `$(NAME)`, each secret they embed defined first under its own name."""
+    environment = s.environment
+
+    def ref(name: str, secret: str) -> dict[str, Any]:
+        return {"name": name, "valueFrom": {"secretKeyRef": {"name": form.secret_name(s),
+                                                             "key": secret}}}
+
+    mixed = {k: t for k, t in environment.items() if t.secrets and not _whole_secret(t)}
+    embedded = dict.fromkeys(n for t in mixed.values() for n in t.secrets
+                             if n not in environment)
+    out = [ref(n, n) for n in embedded]
+    out += [ref(k, t.secrets[0]) for k, t in environment.items() if _whole_secret(t)]
+    out += [{"name": k, "value": t.render(lambda n: f"$({n})",
+                                          lambda lit: form.text(_escape(lit)))}
+            for k, t in mixed.items()]
+    return out
+
+
+def security(r: Runtime) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Pod and container security contexts: non-root, no capabilities, RuntimeDefault
+    seccomp, no privilege escalation, read-only root where the image allows."""
+    pod: dict[str, Any] = {"runAsNonRoot": True, "runAsUser": r.uid, "runAsGroup": r.uid,
+                           "fsGroup": r.uid, "fsGroupChangePolicy": "OnRootMismatch",
+                           "seccompProfile": {"type": "RuntimeDefault"}}
+    if r.low_port:
+        pod["sysctls"] = [{"name": "net.ipv4.ip_unprivileged_port_start", "value": "0"}]
+    container = {"runAsNonRoot": True, "runAsUser": r.uid, "runAsGroup": r.uid,
+                 "allowPrivilegeEscalation": False, "privileged": False,
+                 "readOnlyRootFilesystem": r.read_only, "capabilities": {"drop": ["ALL"]},
+                 "seccompProfile": {"type": "RuntimeDefault"}}
+    return pod, container
+
+
+def _wait(t: ResolvedService, form: Form, container_sc: dict[str, Any]) -> dict[str, Any]:
+    host, port = form.address(t, wait_port(t))
+    return {
+        "name": f"wait-{t.name}", "image": form.wait_image(), "imagePullPolicy": form.pull_policy(),
+        "command": ["sh", "-c", f"until nc -z -w 2 {host} {port}; do echo waiting for "
+                                f"{t.id}; sleep 2; done"],
+        "resources": WAIT_RESOURCES,
+        "securityContext": {**container_sc, "runAsUser": UID, "runAsGroup": UID,
+                            "readOnlyRootFilesystem": True},
+    }
+
+
+def pod_template(s: ResolvedService, estate: ResolvedEstate, form: Form) -> dict[str, Any]:
+    r = runtime(s)
+    pod_sc, container_sc = security(r)
+    volumes: list[dict[str, Any]] = []
+    mounts: list[dict[str, Any]] = []
+    for i, v in enumerate(s.volumes):
+        name = f"data-{i}" if i else "data"
+        volumes.append({"name": name, "persistentVolumeClaim": {"claimName": v.claim}}
+                       if v.stateful else {"name": name, "emptyDir": {}})
+        mounts.append({"name": name, "mountPath": v.path})
+    for i, path in enumerate(r.writable):
+        volumes.append({"name": f"scratch-{i}", "emptyDir": {}})
+        mounts.append({"name": f"scratch-{i}", "mountPath": path})
+    for secret in (False, True):
+        files = [f for f in s.files if bool(f.content.secrets) == secret]
+        if not files:
+            continue
+        vol = "secret-files" if secret else "files"
+        items = [{"key": file_key(f), "path": file_key(f), "mode": f.mode} for f in files]
+        volumes.append({"name": vol, "secret": {"secretName": f"{s.name}-files", "items": items}}
+                       if secret else
+                       {"name": vol, "configMap": {"name": f"{s.name}-files", "items": items}})
+        mounts += [{"name": vol, "mountPath": f.path, "subPath": file_key(f), "readOnly": True}
+                   for f in files]
+    container: dict[str, Any] = {
+        "name": s.name, "image": form.image(s), "imagePullPolicy": form.pull_policy(),
+        "ports": [{"name": p.name, "containerPort": p.container, "protocol": "TCP"}
+                  for p in s.ports],
+        "envFrom": [{"configMapRef": {"name": f"{s.name}-env"}}],
+        "env": env(s, form),
+        "resources": form.resources(s),
+        "securityContext": container_sc,
+        **probes(s),
+    }
+    if s.command:
+        container["args"] = [_escape(a) for a in s.command]
+    if mounts:
+        container["volumeMounts"] = mounts
+    spec: dict[str, Any] = {
+        "automountServiceAccountToken": False, "enableServiceLinks": False,
+        "securityContext": pod_sc, "containers": [container],
+    }
+    waits = [_wait(estate[d], form, container_sc) for d in s.hard
+             if any(t.id == d for t in estate.services)]
+    if waits:
+        spec["initContainers"] = waits
+    if volumes:
+        spec["volumes"] = volumes
+    return {"metadata": {"labels": labels(s, form)}, "spec": spec}
+
+
+# --- objects ------------------------------------------------------------------------------
+
+
+def workload(s: ResolvedService, estate: ResolvedEstate, form: Form) -> dict[str, Any]:
+    """DaemonSet for daemons, StatefulSet for services with data (one pod at a time on its
+    ReadWriteOnce claims), Deployment for the rest."""
+    meta = _meta(s, form, annotations=_skip_annotations(skips(s)))
+    spec: dict[str, Any] = {"selector": {"matchLabels": selector(s, form)},
+                            "template": pod_template(s, estate, form),
+                            "revisionHistoryLimit": 3}
+    if s.workload == "daemon":
+        return {"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": meta, "spec": spec}
+    spec = {"replicas": form.replicas(s), **spec}
+    if s.stateful:
+        return {"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": meta,
+                "spec": {**spec, "serviceName": s.name}}
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta, "spec": spec}
+
+
+def service_ports(s: ResolvedService) -> list[dict[str, Any]]:
+    """Service port = container port, so `name.namespace.svc.cluster.local:port` works."""
+    return [{"name": p.name, "port": p.container, "targetPort": p.name, "protocol": "TCP"}
+            for p in s.ports]
+
+
+def native_objects(s: ResolvedService, form: Form) -> list[Obj]:
+    """A native host service: a selector-less Service with an EndpointSlice to the host's IP,
+    or an ExternalName Service when the host is a DNS name."""
+    ports = [{"name": p.name, "port": p.container, "targetPort": p.container, "protocol": "TCP"}
+             for p in s.ports]
+    selectorless = {"apiVersion": "v1", "kind": "Service", "metadata": _meta(s, form),
+                    "spec": {"type": "ClusterIP", "ports": ports}}
+    slice_meta = _meta(s, form)
+    slice_meta["labels"] = {**slice_meta["labels"], "kubernetes.io/service-name": s.name,
+                            "endpointslice.kubernetes.io/managed-by": PART_OF}
+    endpoints = {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+                 "metadata": slice_meta, "addressType": "IPv4",
+                 "endpoints": [{"addresses": [form.native_address()]}],
+                 "ports": [{"name": p.name, "port": p.container, "protocol": "TCP"}
+                           for p in s.ports]}
+    external = {"apiVersion": "v1", "kind": "Service", "metadata": _meta(s, form),
+                "spec": {"type": "ExternalName", "externalName": form.native_address(),
+                         "ports": ports}}
+    on = ("enabled", s.id)
+    return [Obj(selectorless, (on, ("native-ip",)), s.id),
+            Obj(endpoints, (on, ("native-ip",)), s.id),
+            Obj(external, (on, ("native-dns",)), s.id)]
+
+
+def _peer(t: ResolvedService, form: Form) -> dict[str, Any]:
+    return {"namespaceSelector": {"matchLabels": {
+                "kubernetes.io/metadata.name": form.namespace(t.namespace)}},
+            "podSelector": {"matchLabels": selector(t, form)}}
+
+
+def _tcp(ports: list[Any]) -> list[dict[str, Any]]:
+    return [{"protocol": "TCP", "port": p} for p in ports]
+
+
+def is_scraper(s: ResolvedService) -> bool:
+    return s.id == "victoriametrics"
+
+
+def metrics_ports(s: ResolvedService) -> list[int]:
+    """Ports the metrics scraper reads: every port of an exporter, and ports named metrics."""
+    return [p.container for p in s.ports if s.role == "exporter" or p.name == "metrics"]
+
+
+def network_policies(s: ResolvedService, estate: ResolvedEstate, form: Form) -> list[Obj]:
+    """What this service may receive and send beyond the namespace's default deny: ingress
+    from each service that needs it (hard or lazy), from the tunnel connector on the public
+    port, from the scraper on metrics ports; egress to what it needs. The connector reaches
+    every public service, the scraper every metrics port."""
+    present = {t.id: t for t in estate.services}
+    ingress: list[dict[str, Any]] = []
+    for d in estate.services:
+        if not d.native and s.id in (*d.hard, *d.lazy):
+            ingress.append({"from": [_peer(d, form)],
+                            "ports": _tcp([p.container for p in s.ports])})
+    connector = present.get("cloudflared")
+    if s.public is not None and connector is not None and connector.id != s.id:
+        ingress.append({"from": [_peer(connector, form)],
+                        "ports": _tcp([s.port(s.public.port).container])})
+    scraper = next((t for t in estate.services if is_scraper(t)), None)
+    if scraper is not None and metrics_ports(s) and scraper.id != s.id:
+        ingress.append({"from": [_peer(scraper, form)], "ports": _tcp(metrics_ports(s))})
+
+    needs = [present[d] for d in (*s.hard, *s.lazy) if d in present]
+    egress = [{"to": [_peer(t, form)], "ports": _tcp([p.container for p in t.ports])}
+              for t in needs if not t.native]
+    if s.id == "cloudflared":
+        egress += [{"to": [_peer(t, form)], "ports": _tcp([t.port(t.public.port).container])}
+                   for t in estate.services if t.public is not None and not t.native]
+    if is_scraper(s):
+        egress += [{"to": [_peer(t, form)], "ports": _tcp(metrics_ports(t))}
+                   for t in estate.services if metrics_ports(t) and not t.native]
+    pods = {"matchLabels": selector(s, form)}
+    meta = _meta(s, form)
+    out = [Obj({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": meta,
+                "spec": {"podSelector": pods, "policyTypes": ["Ingress", "Egress"],
+                         "ingress": ingress, "egress": egress}},
+               (("enabled", s.id), ("netpol",)), s.id)]
+    native = [t for t in needs if t.native]
+    if native:
+        ports = _tcp(sorted({p.container for t in native for p in t.ports}))
+        for cond, cidr in ((("native-ip",), f"{form.native_address()}/32"),
+                           (("native-dns",), "0.0.0.0/0")):
+            out.append(Obj({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+                            "metadata": _meta(s, form, f"{s.name}-native"),
+                            "spec": {"podSelector": pods, "policyTypes": ["Egress"],
+                                     "egress": [{"to": [{"ipBlock": {"cidr": cidr}}],
+                                                 "ports": ports}]}},
+                           (("enabled", s.id), ("netpol",), cond), s.id))
+    for t in needs:
+        if t.native:
+            continue
+        ports = [form.address(t, p.container)[1] for p in t.ports]
+        out.append(Obj({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+                        "metadata": _meta(s, form, f"{s.name}-external-{t.name}"),
+                        "spec": {"podSelector": pods, "policyTypes": ["Egress"],
+                                 "egress": [{"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}],
+                                             "ports": _tcp(ports)}]}},
+                       (("enabled", s.id), ("netpol",), ("external", t.id)), s.id))
+    return out
+
+
+def service_objects(s: ResolvedService, estate: ResolvedEstate, form: Form) -> list[Obj]:
+    """Every object of one service, in apply order."""
+    on = ("enabled", s.id)
+    if s.native:
+        return native_objects(s, form)
+    out = [Obj({"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": _meta(s, form, f"{s.name}-env"), "data": form.env_data(s)},
+               (on,), s.id)]
+    if s.secrets:
+        out.append(Obj({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+                        "metadata": _meta(s, form, f"{s.name}-secrets"),
+                        **form.secret_payload(s)}, (on, ("secret", s.id)), s.id))
+    plain = [f for f in s.files if not f.content.secrets]
+    secret = [f for f in s.files if f.content.secrets]
+    if plain:
+        out.append(Obj({"apiVersion": "v1", "kind": "ConfigMap",
+                        "metadata": _meta(s, form, f"{s.name}-files"),
+                        **form.file_payload(s, plain, False)}, (on,), s.id))
+    if secret:
+        out.append(Obj({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+                        "metadata": _meta(s, form, f"{s.name}-files"),
+                        **form.file_payload(s, secret, True)}, (on,), s.id))
+    for v in s.volumes:
+        if v.stateful:
+            size, storage_class = form.claim(s, v)
+            out.append(Obj({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                            "metadata": _meta(s, form, v.claim, {
+                                "helm.sh/resource-policy": "keep"}),
+                            "spec": {"accessModes": ["ReadWriteOnce"],
+                                     "storageClassName": storage_class,
+                                     "resources": {"requests": {"storage": size}}}},
+                           (on,), s.id, stateful=True))
+    if s.ports:
+        out.append(Obj({"apiVersion": "v1", "kind": "Service", "metadata": _meta(s, form),
+                        "spec": {"type": "ClusterIP", "selector": selector(s, form),
+                                 "ports": service_ports(s)}}, (on,), s.id))
+    out.append(Obj(workload(s, estate, form), (on,), s.id))
+    return out + network_policies(s, estate, form)
+
+
+def namespaces(estate: ResolvedEstate) -> list[str]:
+    """The namespaces of the estate, the first holding the shared policies in one-namespace
+    mode."""
+    return sorted({s.namespace for s in estate.services})
+
+
+def platform_objects(estate: ResolvedEstate, form: Form) -> list[Obj]:
+    """The namespaces (restricted Pod Security), and in each a default deny for ingress and
+    egress, DNS egress to kube-dns, and egress to public addresses (never to private ranges:
+    those are reached only along the dependency graph)."""
+    out: list[Obj] = []
+    for i, ns in enumerate(namespaces(estate)):
+        once = () if i == 0 else (("split",),)
+        meta_labels = {"app.kubernetes.io/part-of": PART_OF,
+                       "app.kubernetes.io/managed-by": form.managed_by, **form.labels()}
+        out.append(Obj({"apiVersion": "v1", "kind": "Namespace", "metadata": {
+            "name": form.namespace(ns), "labels": {
+                **meta_labels, "pod-security.kubernetes.io/enforce": "restricted",
+                "pod-security.kubernetes.io/warn": "restricted"}}},
+            (("split",), ("create-namespaces",))))
+
+        def policy(name: str, spec: dict[str, Any], ns: str = ns,
+                   labels: dict[str, str] = meta_labels) -> dict[str, Any]:
+            return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+                    "metadata": {"name": name, "namespace": form.namespace(ns),
+                                 "labels": labels},
+                    "spec": {"podSelector": {}, **spec}}
+
+        cond = (*once, ("netpol",))
+        out += [
+            Obj(policy("default-deny", {"policyTypes": ["Ingress", "Egress"]}), cond),
+            Obj(policy("allow-dns", {"policyTypes": ["Egress"], "egress": [{
+                "to": [{"namespaceSelector": {"matchLabels": {
+                    "kubernetes.io/metadata.name": "kube-system"}},
+                        "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}],
+                "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]}]}),
+                cond),
+            Obj(policy("allow-internet", {"policyTypes": ["Egress"], "egress": [{
+                "to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": PRIVATE}}]}]}), cond),
+        ]
+    return out
+
+
+def estate_objects(estate: ResolvedEstate, form: Form) -> list[Obj]:
+    return [*platform_objects(estate, form),
+            *(o for s in estate.services for o in service_objects(s, estate, form))]
+
+
+# --- the concrete form: values as resolved ----------------------------------------------
+
+
+@dataclass
+class Concrete:
+    """Values as the resolved estate has them; `secret(name)` gives a secret's value (a
+    Pulumi secret Output on the k3s stack)."""
+
+    estate: ResolvedEstate
+    secret: Callable[[str], Any]
+    instance: str = ""
+    managed_by: str = "pulumi"
+    extra_labels: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.instance = self.instance or f"manacore-{self.estate.settings.stack}"
+
+    def holds(self, cond: Cond) -> bool:
+        if cond[0] == "native-ip":
+            return is_ip(self.estate.settings.native_host)
+        if cond[0] == "native-dns":
+            return not is_ip(self.estate.settings.native_host)
+        return cond[0] != "external"  # no external services on a stack
+
+    def namespace(self, namespace: str) -> str:
+        return namespace
+
+    def text(self, text: str) -> str:
+        return text
+
+    def address(self, service: ResolvedService, port: int) -> tuple[str, Any]:
+        return service.host, port
+
+    def native_address(self) -> str:
+        return self.estate.settings.native_host
+
+    def image(self, s: ResolvedService) -> str:
+        assert s.image is not None
+        return s.image
+
+    def pull_policy(self) -> str:
+        return "Always"
+
+    def replicas(self, s: ResolvedService) -> Any:
+        return s.replicas
+
+    def resources(self, s: ResolvedService) -> Any:
+        return resources(s)
+
+    def claim(self, s: ResolvedService, v: ResolvedVolume) -> tuple[Any, Any]:
+        return v.size, self.estate.settings.storage_class
+
+    def env_data(self, s: ResolvedService) -> Any:
+        return plain_env(s)
+
+    def secret_name(self, s: ResolvedService) -> str:
+        return f"{s.name}-secrets"
+
+    def secret_payload(self, s: ResolvedService) -> dict[str, Any]:
+        return {"stringData": {n: self.secret(n) for n in s.secrets}}
+
+    def file_payload(self, s: ResolvedService, files: list[ResolvedFile],
+                     secret: bool) -> dict[str, Any]:
+        if not secret:
+            return {"data": {file_key(f): f.content.plain for f in files}}
+        return {"stringData": {file_key(f): self.concat(f) for f in files}}
+
+    def concat(self, f: ResolvedFile) -> Any:
+        """A file's content with its secrets filled in (an Output when they are Outputs)."""
+        parts = [self.secret(p.secret) if not isinstance(p, str) else p for p in f.content.parts]
+        if all(isinstance(p, str) for p in parts):
+            return "".join(parts)
+        import pulumi  # only secret files on the Pulumi path get here
+
+        return pulumi.Output.secret(pulumi.Output.concat(*parts))
+
+    def wait_image(self) -> str:
+        return WAIT_IMAGE
+
+    def labels(self) -> dict[str, str]:
+        return self.extra_labels
+
+
+def concrete_objects(estate: ResolvedEstate, secret: Callable[[str], Any],
+                     form: Concrete | None = None) -> list[Obj]:
+    """The objects that exist on a stack: every object whose conditions hold."""
+    form = form or Concrete(estate, secret)
+    return [o for o in estate_objects(estate, form) if all(form.holds(c) for c in o.when)]

@@ -1,0 +1,303 @@
+"""Stack k3s under mocks: the kubernetes adapter behind the same components as macmini, and
+parity of its objects with the docker target (the resolved macmini estate and Compose)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import kubernetes_validate
+import pytest
+
+from catalog.resolve import ResolvedEstate, ResolvedService
+from catalog.units import mebibytes, parse_memory
+from exports.kubernetes import WAIT_IMAGE, concrete_objects
+from tests.harness import Registration, Run, has_secret
+
+K8S = "kubernetes:"
+WORKLOADS = ("Deployment", "StatefulSet", "DaemonSet")
+SIX = {"manacore-infra", "manacore-core", "manacore-apps", "manacore-matrix",
+       "manacore-monitoring", "manacore-tools"}
+
+
+@pytest.fixture(scope="module")
+def run(stack_run) -> Run:
+    return stack_run("k3s")
+
+
+@pytest.fixture(scope="module")
+def estate(stack_estate) -> ResolvedEstate:
+    return stack_estate("k3s")
+
+
+def objects(run: Run, kind: str) -> dict[tuple[str, str], Registration]:
+    """Registrations of one Kubernetes kind by (namespace, name)."""
+    return {(r.inputs["metadata"].get("namespace", ""), r.inputs["metadata"]["name"]): r
+            for r in run.registrations if r.type.startswith(K8S) and r.type.endswith(f":{kind}")}
+
+
+def workload(run: Run, s: ResolvedService) -> Registration:
+    found = [r for kind in WORKLOADS for key, r in objects(run, kind).items()
+             if key == (s.namespace, s.name)]
+    assert len(found) == 1, f"{s.id}: {len(found)} workloads"
+    return found[0]
+
+
+def pod(r: Registration) -> dict[str, Any]:
+    return r.plain()["spec"]["template"]["spec"]
+
+
+def container(r: Registration) -> dict[str, Any]:
+    return pod(r)["containers"][0]
+
+
+def env_keys(run: Run, s: ResolvedService) -> set[str]:
+    c = container(workload(run, s))
+    config = objects(run, "ConfigMap")[(s.namespace, f"{s.name}-env")].plain()["data"] or {}
+    return set(config) | {e["name"] for e in c.get("env", [])}
+
+
+def embedded(s: ResolvedService) -> set[str]:
+    """Secrets defined under their own name only for `$(NAME)` in a value that mixes text and
+    secrets (Docker interpolates them instead)."""
+    return {n for t in s.environment.values() if len(t.parts) > 1 for n in t.secrets}
+
+
+def test_the_six_namespaces(run):
+    assert set(objects(run, "Namespace")) == {("", n) for n in SIX}
+    for r in objects(run, "Namespace").values():
+        assert r.inputs["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+
+
+def test_every_kubernetes_object_uses_the_stack_provider_and_a_component_parent(run, estate):
+    providers = [r for r in run.registrations if r.type == "pulumi:providers:kubernetes"]
+    assert len(providers) == 1
+    assert providers[0].inputs["context"] == estate.settings.kube_context
+    by_urn = run.by_urn()
+    k8s = [r for r in run.registrations if r.type.startswith(K8S)]
+    assert len(k8s) > 100
+    for r in k8s:
+        assert r.provider.startswith(providers[0].urn), r.name
+        assert by_urn[r.parent].type.startswith("manacore:stack:"), r.name
+
+
+def test_components_hold_their_services(run, estate):
+    """The components of macmini, instantiated with the kubernetes adapter."""
+    by_urn = run.by_urn()
+    parents = {by_urn[workload(run, s).parent].type for s in estate.containers}
+    assert {"manacore:stack:InfraTier", "manacore:stack:AppService", "manacore:stack:MatrixStack",
+            "manacore:stack:MonitoringStack", "manacore:stack:ToolsStack",
+            "manacore:stack:CloudflareTunnel"} <= parents
+    assert by_urn[workload(run, estate["postgres"]).parent].type == "manacore:stack:InfraTier"
+
+
+def test_claims_are_protected_and_one_per_pod(run, estate):
+    claims = objects(run, "PersistentVolumeClaim")
+    expected = {(s.namespace, v.claim): v for s in estate.services for v in s.volumes
+                if v.stateful}
+    assert set(claims) == set(expected)
+    assert {"mana-bot-data", "stats-bot-data", "project-doc-bot-data"} <= {n for _, n in claims}
+    for key, r in claims.items():
+        assert r.protect and r.retain_on_delete, key
+        spec = r.plain()["spec"]
+        assert spec["accessModes"] == ["ReadWriteOnce"]
+        assert spec["storageClassName"] == estate.settings.storage_class
+        assert spec["resources"]["requests"]["storage"] == expected[key].size
+    assert not [r for r in run.registrations if r.protect and not r.type.endswith(
+        "PersistentVolumeClaim")]
+
+
+def test_workloads_as_resolved(run, estate):
+    for s in estate.containers:
+        r = workload(run, s)
+        kind = r.type.rsplit(":", 1)[1]
+        expected = ("DaemonSet" if s.workload == "daemon" else
+                    "StatefulSet" if s.stateful else "Deployment")
+        assert kind == expected, s.id
+        spec = r.plain()["spec"]
+        if kind != "DaemonSet":
+            assert spec["replicas"] == s.replicas, s.id
+        c = container(r)
+        assert c["image"] == s.image
+        assert [(p["name"], p["containerPort"]) for p in c.get("ports", [])] == \
+               [(p.name, p.container) for p in s.ports]
+        assert env_keys(run, s) == set(s.environment) | embedded(s), s.id
+        assert c["resources"]["limits"]["memory"] == s.memory_text
+        assert c["resources"]["requests"]["memory"] == s.memory_text
+        waits = pod(r).get("initContainers", [])
+        assert [w["name"] for w in waits] == [f"wait-{d}" for d in s.hard], s.id
+        for w, d in zip(waits, s.hard, strict=True):
+            assert w["image"] == WAIT_IMAGE
+            assert estate[d].host in w["command"][-1]
+            assert w["securityContext"]["runAsNonRoot"] is True
+    assert workload(run, estate["cloudflared"]).plain()["spec"]["replicas"] == 2
+    assert "node-exporter" in {s.id for s in estate.containers}
+    assert not {"cadvisor", "watchtower"} & {s.id for s in estate.services}
+
+
+def test_probes_follow_the_health_checks(run, estate):
+    for s in estate.containers:
+        c = container(workload(run, s))
+        h = s.health
+        if h is None:
+            assert c["livenessProbe"]["tcpSocket"]["port"] == s.ports[0].name
+            continue
+        for probe in ("livenessProbe", "readinessProbe"):
+            p = c[probe]
+            if h.http:
+                assert p["httpGet"] == {"path": h.http, "port": h.port}, s.id
+            elif h.cmd:
+                assert p["exec"]["command"] == list(h.cmd), s.id
+            else:
+                assert p["tcpSocket"]["port"] == h.port
+            assert (p["periodSeconds"], p["timeoutSeconds"], p["failureThreshold"]) == \
+                   (h.interval, h.timeout, h.retries)
+        assert ("startupProbe" in c) == (h.start_period > 0), s.id
+        if h.start_period:
+            p = c["startupProbe"]
+            assert p["periodSeconds"] * (p["failureThreshold"] - h.retries) >= h.start_period
+
+
+def test_security_context_is_restrictive(run, estate):
+    for s in estate.containers:
+        r = workload(run, s)
+        spec = pod(r)
+        assert spec["automountServiceAccountToken"] is False
+        assert spec["securityContext"]["runAsNonRoot"] is True
+        assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        sc = container(r)["securityContext"]
+        assert sc["capabilities"] == {"drop": ["ALL"]}
+        assert sc["allowPrivilegeEscalation"] is False
+        assert "hostPath" not in json.dumps(spec)
+
+
+def test_secrets_come_from_secret_objects_only(run, estate, test_secrets):
+    secrets = objects(run, "Secret")
+    nutriphi = estate["nutriphi-backend"]
+    r = secrets[(nutriphi.namespace, "nutriphi-backend-secrets")]
+    assert has_secret(r.inputs["stringData"])
+    assert r.plain()["stringData"]["GEMINI_API_KEY"] == test_secrets["GEMINI_API_KEY"]
+    for s in estate.containers:
+        if s.secrets:
+            assert set(secrets[(s.namespace, f"{s.name}-secrets")].plain()["stringData"]) == \
+                   set(s.secrets)
+    for r in run.registrations:
+        if r.type.endswith(":Secret") or not r.type.startswith(K8S):
+            continue
+        text = json.dumps(r.plain())
+        assert not [v for v in test_secrets.values() if v in text], r.name
+        assert "generated-" not in text, r.name
+
+
+def test_env_mixing_text_and_secrets_uses_dependent_variables(run, estate):
+    s = estate["chat-backend"]
+    env = container(workload(run, s))["env"]
+    names = [e["name"] for e in env]
+    assert names.index("CHAT_DB_PASSWORD") < names.index("DATABASE_URL")
+    url = next(e["value"] for e in env if e["name"] == "DATABASE_URL")
+    assert url == s.env["DATABASE_URL"].render(lambda n: f"$({n})")
+    assert env[0]["valueFrom"]["secretKeyRef"] == {"name": "chat-backend-secrets",
+                                                   "key": env[0]["name"]}
+
+
+def test_native_services_point_at_the_native_host(run, estate):
+    ip = estate.settings.native_host
+    slices = objects(run, "EndpointSlice")
+    for s in estate.services:
+        if not s.native:
+            continue
+        service = objects(run, "Service")[(s.namespace, s.name)].plain()["spec"]
+        assert "selector" not in service
+        assert [p["port"] for p in service["ports"]] == [p.container for p in s.ports]
+        eps = slices[(s.namespace, s.name)].plain()
+        assert eps["endpoints"] == [{"addresses": [ip]}]
+        assert eps["metadata"]["labels"]["kubernetes.io/service-name"] == s.name
+
+
+def test_native_host_by_name_becomes_external_name(estate):
+    dns = estate.model_copy(update={"settings": estate.settings.model_copy(
+        update={"native_host": "mac-mini.tailnet.example"})})
+    objs = [o for o in concrete_objects(dns, lambda n: "x") if o.service == "ollama"]
+    assert [(o.kind, o.manifest["spec"].get("type")) for o in objs] == \
+           [("Service", "ExternalName")]
+    assert objs[0].manifest["spec"]["externalName"] == "mac-mini.tailnet.example"
+
+
+def test_services_answer_on_the_resolved_address(run, estate):
+    for s in estate.containers:
+        if s.ports:
+            spec = objects(run, "Service")[(s.namespace, s.name)].plain()["spec"]
+            assert spec["type"] == "ClusterIP"
+            assert [p["port"] for p in spec["ports"]] == [p.container for p in s.ports]
+            assert s.host == f"{s.name}.{s.namespace}.svc.cluster.local"
+
+
+def _peers(rules: list[dict[str, Any]], direction: str) -> set[str]:
+    return {peer["podSelector"]["matchLabels"]["app.kubernetes.io/name"]
+            for rule in rules for peer in rule[direction] if "podSelector" in peer}
+
+
+def test_network_policies_follow_the_dependency_graph(run, estate):
+    policies = objects(run, "NetworkPolicy")
+    for ns in SIX:
+        deny = policies[(ns, "default-deny")].plain()["spec"]
+        assert deny["podSelector"] == {} and deny["policyTypes"] == ["Ingress", "Egress"]
+        assert (ns, "allow-dns") in policies
+    for s in estate.containers:
+        spec = policies[(s.namespace, s.name)].plain()["spec"]
+        dependents = {d.name for d in estate.containers if s.id in (*d.hard, *d.lazy)}
+        assert dependents <= _peers(spec["ingress"], "from"), s.id
+        needs = {estate[d].name for d in (*s.hard, *s.lazy) if not estate[d].native}
+        assert needs <= _peers(spec["egress"], "to"), s.id
+        if s.public is not None:
+            assert "cloudflared" in _peers(spec["ingress"], "from"), s.id
+    tunnel = policies[("manacore-infra", "cloudflared")].plain()["spec"]
+    assert _peers(tunnel["egress"], "to") == {s.name for s in estate.containers if s.public}
+    scraper = policies[("manacore-monitoring", "victoriametrics")].plain()["spec"]
+    assert {"node-exporter", "redis-exporter", "postgres-exporter", "pushgateway",
+            "synapse"} <= _peers(scraper["egress"], "to")
+    native = policies[("manacore-apps", "chat-backend-native")].plain()["spec"]
+    assert native["egress"][0]["to"] == [{"ipBlock": {"cidr": f"{estate.settings.native_host}/32"}}]
+
+
+@pytest.mark.parametrize("version", ["1.31.0", "1.32.0"])
+def test_stack_objects_are_valid_kubernetes(estate, version):
+    for o in concrete_objects(estate, lambda n: f"value-of-{n}"):
+        kubernetes_validate.validate(o.manifest, version, strict=True)
+
+
+# --- parity with the docker target ------------------------------------------------------
+
+
+def test_parity_with_the_docker_target(run, estate, macmini_estate):
+    from exports.compose import to_compose
+
+    compose = to_compose(macmini_estate)["services"]
+    both = [s for s in estate.containers if any(m.id == s.id for m in macmini_estate.containers)]
+    assert len(both) >= 40
+    for s in both:
+        m = macmini_estate[s.id]
+        c = container(workload(run, s))
+        assert s.name == m.id and m.container_name == compose[m.id]["container_name"]
+        assert c["image"] == m.image == compose[m.id]["image"]
+        ports = [int(p["containerPort"]) for p in c.get("ports", [])]
+        assert ports == [p.container for p in m.ports], s.id
+        assert {p.split(":")[-1] for p in compose[m.id].get("ports", [])} <= set(map(str, ports))
+        assert env_keys(run, s) == set(m.environment) | embedded(s), s.id
+        assert set(compose[m.id].get("environment", {})) <= env_keys(run, s), s.id
+        assert parse_memory(c["resources"]["limits"]["memory"]) == m.memory
+        assert compose[m.id]["deploy"]["resources"]["limits"]["memory"] == \
+               f"{mebibytes(m.memory)}m"
+        check = compose[m.id].get("healthcheck")
+        if m.health is not None:
+            assert check is not None, s.id
+            assert c["livenessProbe"]["periodSeconds"] == m.health.interval
+            assert check["interval"] == f"{m.health.interval}s"
+            assert ("startupProbe" in c) == bool(m.health.start_period)
+            kind = "httpGet" if m.health.http else "exec" if m.health.cmd else "tcpSocket"
+            assert kind in c["livenessProbe"], s.id
+        mounts = {v["mountPath"] for v in c.get("volumeMounts", [])}
+        # a Docker volume still awaiting its migration is mounted where its legacy data lies
+        assert {v.path for v in m.volumes if v.migrated} <= mounts, s.id
+        assert [(v.claim, v.stateful, v.size) for v in s.volumes] == \
+               [(v.claim, v.stateful, v.size) for v in m.volumes], s.id
