@@ -8,6 +8,7 @@ import pulumi
 from catalog.resolve import ResolvedEstate
 from components.base import Adapter, Platform, plan
 from components.secrets import SecretStore
+from components.tunnel import CloudflareTunnel
 
 
 def adapter_for(estate: ResolvedEstate, secrets: SecretStore) -> Adapter:
@@ -22,14 +23,23 @@ def adapter_for(estate: ResolvedEstate, secrets: SecretStore) -> Adapter:
 
 
 def deploy(estate: ResolvedEstate) -> dict[str, object]:
-    secrets = SecretStore("secrets", estate)
+    # first: its checks run before anything exists, and its token feeds the connector
+    tunnel = CloudflareTunnel("cloudflare-tunnel", estate)
+    secrets = SecretStore("secrets", estate, provided=(
+        {"TUNNEL_TOKEN": tunnel.token} if tunnel.token is not None else None))
     adapter = adapter_for(estate, secrets)
     Platform("platform", adapter)
     components = [cls(name, services, adapter) for cls, name, services in plan(estate)]
+    connector = tunnel.connect(adapter)
+    services = {sid: out for c in components for sid, out in c.services.items()}
+    if connector is not None:
+        services["cloudflared"] = connector
     outputs = {
         "target": estate.target,
-        "services": {sid: out for c in components for sid, out in c.services.items()},
-        "hostnames": sorted(s.public.hostname for s in estate.services if s.public),
+        "services": services,
+        "hostnames": tunnel.hostnames,
+        "accessHostnames": tunnel.access_hostnames,
+        "tunnelId": tunnel.tunnel_id,  # None: the tunnel is managed outside this stack
     }
     for key, value in outputs.items():
         pulumi.export(key, value)

@@ -1,0 +1,503 @@
+"""Cloudflare Tunnel: ingress rules from the catalogue, cloudflared's own rules, the Pulumi
+resources on both stacks (under mocks), and the rendered config.yml agreeing with them."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+import cli
+import components.program as program
+from catalog.load import load_estate, load_stack
+from catalog.resolve import ResolvedEstate
+from catalog.rules import EstateError
+from catalog.settings import ROOT
+from components.tunnel import CloudflareTunnel, TunnelError
+from exports.tunnel import (
+    CATCH_ALL,
+    PLACEHOLDER_ID,
+    IngressRule,
+    check_rules,
+    ingress_rules,
+    render,
+    to_cloudflared_config,
+    violations,
+)
+from tests.harness import Registration, Run, has_secret, run_program, unwrap
+
+STACKS = ("macmini", "k3s")
+ACCOUNT = "0123456789abcdef0123456789abcdef"
+ZONE = "fedcba9876543210fedcba9876543210"
+EMAILS = ["ops@mana.how", "admin@mana.how"]
+MANAGED = {"cloudflareAccountId": ACCOUNT, "cloudflareZoneId": ZONE,
+           "accessEmails": json.dumps(EMAILS)}
+API_TOKEN = "test-cloudflare-api-token"
+# every secret nobody can generate; TUNNEL_TOKEN only matters when the tunnel is not managed
+REQUIRED = {s.name: f"test-{s.name.lower()}-value" for s in load_estate().secrets
+            if not s.generate}
+MANAGED_SECRETS = {**{k: v for k, v in REQUIRED.items() if k != "TUNNEL_TOKEN"},
+                   "cloudflare:apiToken": API_TOKEN}
+TUNNEL_TYPE = "cloudflare:index/zeroTrustTunnelCloudflared:ZeroTrustTunnelCloudflared"
+CONFIG_TYPE = ("cloudflare:index/zeroTrustTunnelCloudflaredConfig:"
+               "ZeroTrustTunnelCloudflaredConfig")
+DNS_TYPE = "cloudflare:index/dnsRecord:DnsRecord"
+APP_TYPE = "cloudflare:index/zeroTrustAccessApplication:ZeroTrustAccessApplication"
+POLICY_TYPE = "cloudflare:index/zeroTrustAccessPolicy:ZeroTrustAccessPolicy"
+COMPONENT = "manacore:stack:CloudflareTunnel"
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:pulumi_cloudflare")
+
+
+@pytest.fixture(autouse=True)
+def _no_ambient_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CLOUDFLARE_API_TOKEN", raising=False)
+
+
+def resolved(stack: str) -> ResolvedEstate:
+    return load_stack(stack)[1]
+
+
+# --- the rules, from the catalogue ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_one_rule_per_public_hostname_sorted_then_catch_all(stack: str) -> None:
+    estate = resolved(stack)
+    rules = ingress_rules(estate)
+    public = sorted(s.public.hostname for s in estate.services if s.public)
+    assert [r.hostname for r in rules[:-1]] == public
+    assert rules[-1] == IngressRule(service=CATCH_ALL) and rules[-1].catch_all
+    assert not any(r.catch_all for r in rules[:-1])
+    assert violations(estate) == []
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_every_service_url_is_the_resolved_address_on_that_stack(stack: str) -> None:
+    estate = resolved(stack)
+    for rule in ingress_rules(estate)[:-1]:
+        svc = estate[rule.source]
+        port = svc.port(svc.public.port).container
+        expected = (f"http://{svc.name}.{svc.namespace}.svc.cluster.local:{port}"
+                    if stack == "k3s" else f"http://{svc.container_name}:{port}")
+        assert rule.service == expected == svc.url(svc.public.port)
+
+
+def test_admin_uis_are_behind_access_or_not_public() -> None:
+    estate = resolved("macmini")
+    for sid in ("grafana", "n8n", "minio", "umami", "victoriametrics"):
+        public = estate[sid].public
+        assert public is None or public.access, sid
+    guarded = {r.source for r in ingress_rules(estate) if r.access}
+    assert guarded == {"grafana", "n8n", "minio", "umami"}
+
+
+# --- cloudflared's rules: each one has a failing case ---------------------------------------
+
+ZONE_NAME = "mana.how"
+
+
+def ok(host: str = "app.mana.how", service: str = "http://web:3000", **kw: Any) -> IngressRule:
+    return IngressRule(hostname=host, service=service, source=kw.pop("source", "web"), **kw)
+
+
+END = IngressRule(service=CATCH_ALL)
+BROKEN = [
+    ("tunnel-rules", [], "tunnel", "at least the catch-all"),
+    ("tunnel-catch-all", [ok()], "web", "last rule must match every request"),
+    ("tunnel-catch-all", [ok(), IngressRule(service=CATCH_ALL, path="/x")], "tunnel",
+     "last rule must match every request"),
+    ("tunnel-catch-all", [IngressRule(service="http://web:3000", source="web"), ok(), END],
+     "web", "rules after it are never used"),
+    ("tunnel-catch-all", [IngressRule(hostname="*", service="http://web:3000", source="web"),
+                          END], "web", "rules after it are never used"),
+    ("tunnel-wildcard", [ok("app.*.mana.how"), END], "web", "leading label"),
+    ("tunnel-wildcard", [ok("*app.mana.how"), END], "web", "leading label"),
+    ("tunnel-wildcard", [ok("*.*.mana.how"), END], "web", "leading label"),
+    ("tunnel-hostname", [ok("app.mana.how:443"), END], "web", "cannot carry a port"),
+    ("tunnel-service", [ok(service="http://web:3000/api"), END], "web", "has a path"),
+    ("tunnel-service", [ok(service="http://web:3000/"), END], "web", "has a path"),
+    ("tunnel-service", [ok(service="web:3000"), END], "web", "needs a scheme and a host"),
+    ("tunnel-service", [ok(service="http_status:teapot"), END], "web", "not an HTTP status"),
+    ("tunnel-path", [ok(path="/api/(v1"), END], "web", "does not compile"),
+    ("tunnel-path", [ok(path="^/(?!admin)"), END], "web", "not RE2"),
+    ("tunnel-zone", [ok("app.example.com"), END], "web", "outside the zone mana.how"),
+    ("tunnel-zone", [ok("evilmana.how"), END], "web", "outside the zone"),
+    ("tunnel-unique", [ok(), ok(source="other"), END], "other", "routed twice"),
+]
+
+
+@pytest.mark.parametrize(("rule", "rules", "service", "fragment"), BROKEN,
+                         ids=[f"{r}-{i}" for i, (r, *_) in enumerate(BROKEN)])
+def test_each_cloudflared_rule_has_a_failing_case(rule, rules, service, fragment) -> None:
+    found = check_rules(rules, ZONE_NAME)
+    hits = [v for v in found if v.rule == rule and v.service == service and fragment in v.message]
+    assert hits, f"expected {rule} for {service} containing {fragment!r}, got {found}"
+
+
+def test_what_cloudflared_accepts_passes() -> None:
+    rules = [ok("*.preview.mana.how"), ok("mana.how"), ok(path=r"^/api/.*\.json$"),
+             ok(), ok("files.mana.how", service="unix:/run/files.sock"),
+             ok("tls.mana.how", service="unix+tls:/run/tls.sock"),
+             ok("old.mana.how", service="http_status:410"), END]
+    assert check_rules(rules, ZONE_NAME) == []
+
+
+def test_all_violations_come_at_once_naming_service_rule_and_fix() -> None:
+    rules = [ok("app.mana.how:8443", source="chat-web"),
+             ok("grafana.example.com", service="http://grafana:3000/login", source="grafana"),
+             END, ok("x.mana.how", source="late")]
+    found = check_rules(rules, ZONE_NAME)
+    assert {(v.service, v.rule) for v in found} >= {
+        ("chat-web", "tunnel-hostname"), ("grafana", "tunnel-zone"),
+        ("grafana", "tunnel-service"), ("tunnel", "tunnel-catch-all"),
+        ("late", "tunnel-catch-all")}
+    line = next(str(v) for v in found if v.rule == "tunnel-hostname")
+    assert line.startswith("chat-web: tunnel-hostname: rule #1 (app.mana.how:8443):")
+    assert "service URL" in line  # what to do
+
+
+# --- the rendered config.yml ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_render_writes_cloudflared_config(stack: str, tmp_path: Path) -> None:
+    estate = resolved(stack)
+    [path] = render(estate, tmp_path)
+    assert path == tmp_path / "config.yml"
+    config = yaml.safe_load(path.read_text())
+    assert config == to_cloudflared_config(estate, PLACEHOLDER_ID)
+    assert config["tunnel"] == PLACEHOLDER_ID
+    assert config["credentials-file"] == f"/etc/cloudflared/{PLACEHOLDER_ID}.json"
+    assert config["ingress"][-1] == {"service": CATCH_ALL}
+    assert [e["hostname"] for e in config["ingress"][:-1]] == \
+        sorted(s.public.hostname for s in estate.services if s.public)
+
+
+def test_render_refuses_broken_rules(tmp_path: Path) -> None:
+    estate = resolved("macmini")
+    grafana = estate["grafana"]
+    broken = grafana.model_copy(update={"public": grafana.public.model_copy(
+        update={"service_url": grafana.public.service_url + "/login"})})
+    doctored = estate.model_copy(update={"services": tuple(
+        broken if s.id == "grafana" else s for s in estate.services)})
+    with pytest.raises(EstateError) as exc:
+        render(doctored, tmp_path)
+    assert [(v.service, v.rule) for v in exc.value.violations] == [("grafana", "tunnel-service")]
+    assert not (tmp_path / "config.yml").exists()
+
+
+# --- the component, with a fake adapter (the real ones are tested below) ----------------------
+
+
+class FakeAdapter:
+    """Deploys each service as one custom resource carrying its secrets (as the real adapters
+    do, from the SecretStore), so the tests see parent, provider and the token's secrecy."""
+
+    def __init__(self, estate: ResolvedEstate, secrets) -> None:
+        self.secrets = secrets
+
+    def prepare(self, parent: pulumi.Resource) -> None:
+        pass
+
+    def deploy(self, service, parent: pulumi.Resource) -> dict[str, Any]:
+        env = {name: self.secrets.value(name) for name in service.secrets}
+        pulumi.CustomResource("test:index:Workload", service.id, {"env": env},
+                              opts=pulumi.ResourceOptions(parent=parent))
+        return {"name": service.container_name}
+
+
+def fake_run(stack: str, monkeypatch: pytest.MonkeyPatch, *, config: dict | None = None,
+             secrets: dict | None = None, raise_errors: bool = True) -> Run:
+    monkeypatch.setattr(program, "adapter_for", FakeAdapter)
+    return run_program(stack, config=config, secrets=secrets, raise_errors=raise_errors)
+
+
+def children_of(run: Run, parent: Registration) -> list[Registration]:
+    return [r for r in run.registrations if r.parent == parent.urn]
+
+
+@pytest.fixture(scope="module", params=STACKS)
+def managed(request) -> tuple[str, Run]:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("CLOUDFLARE_API_TOKEN", raising=False)
+        return request.param, fake_run(request.param, mp, config=MANAGED,
+                                       secrets=MANAGED_SECRETS)
+
+
+def test_managed_tunnel_resources(managed: tuple[str, Run]) -> None:
+    stack, run = managed
+    estate = resolved(stack)
+    rules = ingress_rules(estate)
+    [component] = run.of_type(COMPONENT)
+    [tunnel] = run.of_type(TUNNEL_TYPE)
+    tunnel_id = f"{tunnel.name}-id"  # the mock's id for it
+    assert tunnel.plain()["accountId"] == ACCOUNT
+    assert tunnel.plain()["name"] == f"manacore-{stack}"
+    assert tunnel.plain()["configSrc"] == "cloudflare"
+    assert has_secret(tunnel.inputs["tunnelSecret"])
+
+    [config] = run.of_type(CONFIG_TYPE)
+    ingresses = config.plain()["config"]["ingresses"]
+    assert ingresses == [r.entry() for r in rules]
+    assert len(ingresses) == len([s for s in estate.services if s.public]) + 1
+    assert ingresses[-1] == {"service": CATCH_ALL}
+    assert config.plain()["tunnelId"] == tunnel_id
+
+    records = run.of_type(DNS_TYPE)
+    assert sorted(r.plain()["name"] for r in records) == [r.hostname for r in rules[:-1]]
+    for record in records:
+        assert {k: record.plain()[k] for k in ("type", "content", "proxied", "zoneId")} == {
+            "type": "CNAME", "content": f"{tunnel_id}.cfargotunnel.com", "proxied": True,
+            "zoneId": ZONE}
+
+    [provider] = run.of_type("pulumi:providers:cloudflare")
+    assert provider.plain()["apiToken"] == API_TOKEN and has_secret(provider.inputs["apiToken"])
+    for reg in run.registrations:
+        if reg.type.startswith("cloudflare:"):
+            assert reg.parent == component.urn, reg.name
+            assert reg.provider.startswith(provider.urn + "::"), reg.name
+
+
+def test_access_guards_admin_uis_before_they_go_live(managed: tuple[str, Run]) -> None:
+    stack, run = managed
+    guarded = sorted(r.hostname for r in ingress_rules(resolved(stack)) if r.access)
+    [policy] = run.of_type(POLICY_TYPE)
+    assert policy.plain()["decision"] == "allow"
+    assert policy.plain()["includes"] == [{"email": {"email": e}} for e in EMAILS]
+    apps = {a.plain()["domain"]: a for a in run.of_type(APP_TYPE)}
+    assert sorted(apps) == guarded
+    for host, app in apps.items():
+        assert app.plain()["type"] == "self_hosted"
+        assert app.plain()["policies"] == [{"id": f"{policy.name}-id", "precedence": 1}]
+        [record] = [r for r in run.of_type(DNS_TYPE) if r.plain()["name"] == host]
+        assert app.urn in record.dependencies  # the CNAME waits for Access
+    [config] = run.of_type(CONFIG_TYPE)
+    assert {a.urn for a in apps.values()} <= set(config.dependencies)
+    assert sorted(run.exports["accessHostnames"]) == guarded
+
+
+def test_connector_runs_under_the_tunnel_with_the_token_as_secret(
+        managed: tuple[str, Run]) -> None:
+    _, run = managed
+    [component] = run.of_type(COMPONENT)
+    [tunnel] = run.of_type(TUNNEL_TYPE)
+    [connector] = [r for r in run.of_type("test:index:Workload") if r.name == "cloudflared"]
+    assert connector.parent == component.urn
+    env = connector.inputs["env"]
+    assert has_secret(env) and unwrap(env)["TUNNEL_TOKEN"] == f"token-of-{tunnel.name}-id"
+    workloads = {r.name for r in run.of_type("test:index:Workload")}
+    assert "cloudflared" in workloads  # deployed once, by the tunnel, not by plan()
+    assert sum(r.name == "cloudflared" for r in run.of_type("test:index:Workload")) == 1
+
+
+def test_exports_name_tunnel_and_hostnames_never_the_token(managed: tuple[str, Run]) -> None:
+    stack, run = managed
+    [tunnel] = run.of_type(TUNNEL_TYPE)
+    assert run.exports["tunnelId"] == f"{tunnel.name}-id"
+    assert run.exports["hostnames"] == [r.hostname for r in ingress_rules(resolved(stack))[:-1]]
+    text = json.dumps(run.exports, default=str)
+    for secret in (f"token-of-{tunnel.name}-id", API_TOKEN, *MANAGED_SECRETS.values()):
+        assert secret not in text
+
+
+def test_rendered_config_equals_what_pulumi_sends(managed: tuple[str, Run],
+                                                  tmp_path: Path) -> None:
+    stack, run = managed
+    [config] = run.of_type(CONFIG_TYPE)
+    [path] = render(resolved(stack), tmp_path)
+    text = path.read_text()
+    assert yaml.safe_load(text)["ingress"] == config.plain()["config"]["ingresses"]
+    [tunnel] = run.of_type(TUNNEL_TYPE)
+    for secret in (f"token-of-{tunnel.name}-id", API_TOKEN, *REQUIRED.values(),
+                   "generated-"):
+        assert secret not in text
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_unmanaged_stack_deploys_only_the_connector(stack: str,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    run = fake_run(stack, monkeypatch, secrets=REQUIRED)
+    assert not [r for r in run.registrations if r.type.startswith(("cloudflare:",
+                                                                   "pulumi:providers:cloudflare"))]
+    [component] = run.of_type(COMPONENT)
+    [connector] = children_of(run, component)
+    assert connector.name == "cloudflared"
+    env = connector.inputs["env"]
+    assert has_secret(env) and unwrap(env)["TUNNEL_TOKEN"] == REQUIRED["TUNNEL_TOKEN"]
+    assert run.exports["tunnelId"] is None
+    assert run.exports["hostnames"] == [r.hostname for r in ingress_rules(resolved(stack))[:-1]]
+
+
+# --- checked before anything is created --------------------------------------------------------
+
+
+def failing(stack: str, monkeypatch: pytest.MonkeyPatch, **kw: Any) -> TunnelError:
+    run = fake_run(stack, monkeypatch, raise_errors=False, **kw)
+    assert isinstance(run.error, TunnelError), run.error
+    assert run.registrations == []  # nothing at all was registered
+    return run.error
+
+
+@pytest.mark.parametrize(("config", "secrets", "fragment"), [
+    ({"cloudflareAccountId": ACCOUNT}, REQUIRED, "set both"),
+    (MANAGED, REQUIRED, "cloudflare:apiToken"),
+    ({**MANAGED, "accessEmails": "[]"}, MANAGED_SECRETS, "manacore:accessEmails"),
+], ids=["zone-missing", "api-token-missing", "access-emails-missing"])
+def test_settings_problems_stop_the_program(config, secrets, fragment,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    error = failing("macmini", monkeypatch, config=config, secrets=secrets)
+    assert any(fragment in str(v) for v in error.violations), error.violations
+
+
+def test_a_broken_rule_stops_the_program_before_any_resource(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # a port in manacore:domain puts a port into every public hostname
+    error = failing("k3s", monkeypatch, config={**MANAGED, "domain": "mana.how:8443"},
+                    secrets=MANAGED_SECRETS)
+    public = {s.id for s in resolved("k3s").services if s.public}
+    assert {v.service for v in error.violations if v.rule == "tunnel-hostname"} == public
+    assert "n8n: tunnel-hostname: rule #" in str(error)
+    assert "nothing was created" in str(error)
+
+
+@pytest.fixture
+def stack_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    for stack in STACKS:
+        shutil.copy(ROOT / f"Pulumi.{stack}.yaml", tmp_path / f"Pulumi.{stack}.yaml")
+    monkeypatch.setenv("MANACORE_STACK_DIR", str(tmp_path))
+    return tmp_path
+
+
+def test_cli_renders_and_validate_reports_broken_rules(stack_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    done = CliRunner().invoke(cli.app, ["render", "tunnel", "--stack", "k3s", "--out", str(out)])
+    assert done.exit_code == 0, done.output
+    assert yaml.safe_load((out / "config.yml").read_text())["ingress"][-1] == {
+        "service": CATCH_ALL}
+    path = stack_dir / "Pulumi.macmini.yaml"
+    path.write_text(path.read_text().replace("domain: mana.how", "domain: mana.how:8443"))
+    checked = CliRunner().invoke(cli.app, ["validate"])
+    assert checked.exit_code == 1
+    assert "grafana: tunnel-hostname: rule #" in checked.output
+    assert "stack k3s (kubernetes)" in checked.output  # the other stack is still checked
+    refused = CliRunner().invoke(cli.app, ["render", "tunnel", "--stack", "macmini", "--out",
+                                           str(tmp_path / "refused")])
+    assert refused.exit_code == 1 and "tunnel-hostname" in refused.output
+    assert "Traceback" not in refused.output
+    assert not (tmp_path / "refused" / "config.yml").exists()
+
+
+def test_component_alone_registers_outputs_without_a_connector_service(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    estate = resolved("macmini")
+    without = estate.model_copy(update={"services": tuple(
+        s for s in estate.services if s.id != "cloudflared")})
+
+    def build() -> None:
+        tunnel = CloudflareTunnel("cloudflare-tunnel", without)
+        assert tunnel.connect(FakeAdapter(without, None)) is None
+
+    run = run_program("macmini", program=build)
+    [component] = run.of_type(COMPONENT)
+    assert children_of(run, component) == []
+    assert any("no cloudflared service" in line for line in run.logs)
+
+
+# --- the whole program on both stacks, with the real docker and kubernetes adapters ----------
+
+
+@pytest.fixture(scope="module", params=STACKS)
+def full(request) -> tuple[str, Run]:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("CLOUDFLARE_API_TOKEN", raising=False)
+        return request.param, run_program(request.param, config=MANAGED,
+                                          secrets=MANAGED_SECRETS)
+
+
+def descends_from(run: Run, reg: Registration, ancestor: Registration) -> bool:
+    by_urn = run.by_urn()
+    while reg.parent:
+        if reg.parent == ancestor.urn:
+            return True
+        reg = by_urn[reg.parent]
+    return False
+
+
+def test_full_stack_creates_tunnel_rules_dns_and_access(full: tuple[str, Run]) -> None:
+    stack, run = full
+    estate = resolved(stack)
+    public = [s for s in estate.services if s.public]
+    [component] = run.of_type(COMPONENT)
+    [tunnel] = run.of_type(TUNNEL_TYPE)
+    [config] = run.of_type(CONFIG_TYPE)
+    ingresses = config.plain()["config"]["ingresses"]
+    assert len(ingresses) == len(public) + 1 and ingresses[-1] == {"service": CATCH_ALL}
+    assert {e["hostname"]: e["service"] for e in ingresses[:-1]} == {
+        s.public.hostname: s.public.service_url for s in public}
+    assert sorted(r.plain()["name"] for r in run.of_type(DNS_TYPE)) == \
+        sorted(s.public.hostname for s in public)
+    assert {r.plain()["content"] for r in run.of_type(DNS_TYPE)} == {
+        f"{tunnel.name}-id.cfargotunnel.com"}
+    assert sorted(a.plain()["domain"] for a in run.of_type(APP_TYPE)) == sorted(
+        s.public.hostname for s in public if s.public.access)
+    assert all(r.parent == component.urn for r in run.registrations
+               if r.type.startswith("cloudflare:"))
+
+
+def test_full_stack_service_urls_point_at_what_the_stack_creates(full: tuple[str, Run]) -> None:
+    """Each rule's origin is a container on the shared network (macmini) or a Service in the
+    service's namespace (k3s) that this very run creates, on the port it listens on."""
+    stack, run = full
+    estate = resolved(stack)
+    [config] = run.of_type(CONFIG_TYPE)
+    for entry in config.plain()["config"]["ingresses"][:-1]:
+        svc = next(s for s in estate.services if s.public and
+                   s.public.hostname == entry["hostname"])
+        port = svc.port(svc.public.port).container
+        if stack == "macmini":
+            assert entry["service"] == f"http://{svc.container_name}:{port}"
+            [container] = [r for r in run.of_type("docker:index/container:Container")
+                           if r.plain().get("name") == svc.container_name]
+            assert {n["name"] for n in container.plain()["networksAdvanced"]} == {
+                estate.settings.network}
+        else:
+            assert entry["service"] == \
+                f"http://{svc.name}.{svc.namespace}.svc.cluster.local:{port}"
+            [k8s_service] = [r for r in run.of_type("kubernetes:core/v1:Service")
+                             if r.plain()["metadata"].get("name") == svc.name and
+                             r.plain()["metadata"].get("namespace") == svc.namespace]
+            assert port in {p["port"] for p in k8s_service.plain()["spec"]["ports"]}
+
+
+def test_full_stack_connector(full: tuple[str, Run]) -> None:
+    stack, run = full
+    [component] = run.of_type(COMPONENT)
+    [tunnel] = run.of_type(TUNNEL_TYPE)
+    token = f"token-of-{tunnel.name}-id"
+    if stack == "macmini":
+        [container] = [r for r in run.of_type("docker:index/container:Container")
+                       if r.plain().get("name") == "manacore-infra-cloudflared"]
+        assert descends_from(run, container, component)
+        assert f"TUNNEL_TOKEN={token}" in container.plain()["envs"]
+        assert has_secret(container.inputs["envs"])
+        assert container.plain()["healthcheck"]["tests"][1:] == [
+            "cloudflared", "tunnel", "--metrics", "127.0.0.1:2000", "ready"]
+        return
+    [deployment] = [r for r in run.of_type("kubernetes:apps/v1:Deployment")
+                    if r.plain()["metadata"].get("name") == "cloudflared"]
+    assert descends_from(run, deployment, component)
+    spec = deployment.plain()["spec"]
+    assert spec["replicas"] == 2
+    [container] = spec["template"]["spec"]["containers"]
+    assert container["readinessProbe"]
+    # the token reaches the pods only through a Secret, which holds it as a secret
+    holders = [r for r in run.of_type("kubernetes:core/v1:Secret")
+               if token in json.dumps(r.plain())]
+    assert holders and all(has_secret(r.inputs) for r in holders)
+    assert token not in json.dumps(deployment.plain())
