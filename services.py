@@ -36,6 +36,10 @@ from catalog.model import (
 
 # --- infrastructure ---------------------------------------------------------------------
 
+# PostgreSQL keeps its cluster one level below the mount (a fresh claim may hold lost+found);
+# the legacy volume held it at its root, so the migration moves that root into pgdata/.
+PG_MOUNT, PG_DIR = "/var/lib/postgresql/data", "pgdata"
+
 INFRA = [
     service(
         id="postgres", category="infra", role="datastore",
@@ -43,9 +47,9 @@ INFRA = [
         image=image("pgvector/pgvector:0.8.0-pg16"),
         ports=[port(5432, "postgres")],
         env={"POSTGRES_USER": "postgres", "POSTGRES_DB": "postgres",
-             "PGDATA": "/var/lib/postgresql/data/pgdata"},
+             "PGDATA": f"{PG_MOUNT}/{PG_DIR}"},
         secrets=["POSTGRES_PASSWORD"],
-        volumes=[Volume(path="/var/lib/postgresql/data", size="20Gi")],
+        volumes=[Volume(path=PG_MOUNT, size="20Gi", legacy_dir=PG_DIR)],
         health=cmd("pg_isready", "-U", "postgres", "-d", "postgres", start_period=10),
         memory="768Mi",
         legacy=Legacy(containers=["manacore-postgres"], ports=[5432],
@@ -270,10 +274,8 @@ MATRIX = [
         description="Synapse homeserver",
         image=image("matrixdotorg/synapse:v1.119.0"),
         ports=[port(4000, container=8008), port(4001, "metrics", container=9002)],
-        env={"SYNAPSE_CONFIG_PATH": "/data/homeserver.yaml", "SYNAPSE_REPORT_STATS": "no",
-             "SYNAPSE_DB_HOST": host_of("postgres"),
-             "SYNAPSE_DB_PORT": port_of("postgres", "postgres"), "SYNAPSE_DB_NAME": "synapse",
-             "SYNAPSE_DB_USER": "synapse", "SYNAPSE_DB_PASSWORD": secret("SYNAPSE_DB_PASSWORD")},
+        # homeserver.yaml (database, listeners, secrets) is generated: catalog/configs.py
+        env={"SYNAPSE_CONFIG_PATH": "/config/homeserver.yaml"},
         secrets=["SYNAPSE_REGISTRATION_SHARED_SECRET", "SYNAPSE_MACAROON_SECRET_KEY"],
         database="synapse",
         volumes=[Volume(path="/data", size="20Gi")],
@@ -282,7 +284,7 @@ MATRIX = [
         memory="512Mi",
         public=Public(host="matrix"),
         legacy=Legacy(containers=["manacore-synapse"], ports=[8008, 9002],
-                      volumes=["synapse_data"]),
+                      volumes=["synapse_data"], unverified=["synapse_data"]),
     ),
     service(
         id="mana-bot", category="matrix", role="matrix",
@@ -373,13 +375,15 @@ MON = [
         id="victoriametrics", category="mon", role="infra",
         description="VictoriaMetrics: metrics database, UI at /vmui (not public)",
         image=image("victoriametrics/victoria-metrics:v1.106.1"),
-        command=["-storageDataPath=/storage", "-retentionPeriod=90d", "-httpListenAddr=:8428"],
+        # the scrape targets file is generated from the catalogue: catalog/configs.py
+        command=["-storageDataPath=/storage", "-retentionPeriod=90d", "-httpListenAddr=:8428",
+                 "-promscrape.config=/etc/victoriametrics/scrape.yml"],
         ports=[port(9090, container=8428)],
         volumes=[Volume(path="/storage", size="20Gi")],
         health=http("/health"),
         memory="512Mi",
         legacy=Legacy(containers=["manacore-victoriametrics"], ports=[8428],
-                      volumes=["victoriametrics_data"]),
+                      volumes=["victoriametrics_data"], unverified=["victoriametrics_data"]),
     ),
     service(
         id="grafana", category="mon", role="dashboard",
@@ -394,7 +398,8 @@ MON = [
         health=http("/api/health", start_period=15),
         memory="256Mi",
         public=Public(host="grafana", access=True),
-        legacy=Legacy(containers=["manacore-grafana"], ports=[3100], volumes=["grafana_data"]),
+        legacy=Legacy(containers=["manacore-grafana"], ports=[3100], volumes=["grafana_data"],
+                      unverified=["grafana_data"]),
     ),
     service(
         id="umami", category="mon", role="dashboard",
@@ -493,7 +498,8 @@ TOOLS = [
         health=http("/healthz", start_period=20),
         memory="384Mi",
         public=Public(host="n8n", access=True),
-        legacy=Legacy(containers=["manacore-n8n"], ports=[5678], volumes=["n8n_data"]),
+        legacy=Legacy(containers=["manacore-n8n"], ports=[5678], volumes=["n8n_data"],
+                      unverified=["n8n_data"]),
     ),
     service(
         id="telegram-stats-bot", category="tools", role="automation",
@@ -518,7 +524,9 @@ TOOLS = [
         needs=[lazy("ollama")],
         health=http("/health"),
         memory="96Mi",
-        legacy=Legacy(containers=["manacore-telegram-ollama-bot"], ports=[3301]),
+        # not in the seed's inventory tables: only its port 3301 in the seed's port list
+        legacy=Legacy(containers=["manacore-telegram-ollama-bot"], ports=[3301],
+                      unverified=["manacore-telegram-ollama-bot"]),
     ),
     service(
         id="watchtower", category="tools", role="updater", targets=["docker"],

@@ -207,6 +207,9 @@ class Volume(_Model):
 
     `name` is the Docker volume (`manacore-{service}-data` unless shared by several services,
     as the Matrix bots' volume is); `subpath` is the directory inside a shared volume.
+    `legacy_dir` is where the root of the service's legacy volume belongs inside this one, when
+    the new layout keeps the data one level down (PostgreSQL's `PGDATA=…/pgdata`, while the
+    legacy volume held the cluster at its root).
     """
 
     path: str
@@ -214,6 +217,7 @@ class Volume(_Model):
     subpath: str | None = None
     stateful: bool = True
     size: str = "1Gi"
+    legacy_dir: str | None = None
 
 
 class HostMount(_Model):
@@ -237,11 +241,15 @@ class Public(_Model):
 
 class Legacy(_Model):
     """What the service was called before the cleanup, for the migration. `ports` pair with
-    the service's ports in order; a merged service (mana-bot) lists all of its forebears'."""
+    the service's ports in order; a merged service (mana-bot) lists all of its forebears',
+    containers, ports and volumes in the same order, its own first. Legacy volumes belong to
+    the service's first stateful volume. `unverified` names the containers and volumes that
+    are inferred, not read from the seed's inventory: check them on the host first."""
 
     containers: tuple[str, ...] = ()
     ports: tuple[int, ...] = ()
     volumes: tuple[str, ...] = ()
+    unverified: tuple[str, ...] = ()
 
 
 class Service(_Model):

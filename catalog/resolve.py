@@ -20,6 +20,7 @@ from catalog.model import (
     EnvValue,
     Estate,
     Health,
+    HostMount,
     HostOf,
     Legacy,
     PortOf,
@@ -33,7 +34,14 @@ from catalog.model import (
     UrlOf,
     database_secret,
 )
-from catalog.rules import check, container_name, dependency_graph, volume_name
+from catalog.rules import (
+    EstateError,
+    Violation,
+    check,
+    container_name,
+    dependency_graph,
+    volume_name,
+)
 from catalog.schema import LAZY_RETRY_ENV, NAMESPACES, STARTUP_CLASSES
 from catalog.settings import StackSettings
 from catalog.units import parse_memory
@@ -75,16 +83,32 @@ class ResolvedPort(_Frozen):
     published: int | None  # host port (bound to loopback on the Mac Mini)
 
 
+MERGED_DIR = "merged"  # where a merged service keeps its forebears' data: <subpath>/merged/<v>
+
+
+class LegacySource(_Frozen):
+    """A legacy Docker volume whose data moves into a new one."""
+
+    volume: str
+    into: str  # directory inside the final volume that receives its root ("" = the root)
+
+
 class ResolvedVolume(_Frozen):
+    """A mount as it is now. Until its data has moved (`final` listed in the stack's
+    `migratedVolumes`), a docker-target volume with legacy data mounts the service's own legacy
+    volume (`name`, at its root: no subpath) so a rename never puts a service on an empty
+    volume; then `name == final`. Kubernetes starts fresh: no legacy, always migrated."""
+
     name: str  # Docker volume to mount on this stack now (a legacy one until migrated)
     final: str  # the conventional name, manacore-{service}-data
     claim: str  # Kubernetes PersistentVolumeClaim name (one per pod, never shared)
-    path: str
-    subpath: str | None  # directory inside a shared Docker volume
+    path: str  # where `name` is mounted now
+    subpath: str | None  # directory inside a shared Docker volume (None while adopted)
     stateful: bool
     size: str
     shared: bool
-    legacy: tuple[str, ...] = ()  # legacy Docker volumes whose data belongs here
+    legacy: tuple[str, ...] = ()  # legacy Docker volumes whose data belongs here, own first
+    sources: tuple[LegacySource, ...] = ()  # the same, with where each one's data goes
     migrated: bool = True  # False: the data still lives in the legacy volume `name`
 
 
@@ -137,6 +161,7 @@ class ResolvedService(_Frozen):
     workload: Literal["service", "daemon"]
     replicas: int  # Kubernetes only
     files: tuple[ResolvedFile, ...] = ()  # generated configuration files
+    host_mounts: tuple[HostMount, ...] = ()  # host bind mounts; Docker target only
     labels: dict[str, str]
     legacy: Legacy
 
@@ -148,6 +173,16 @@ class ResolvedService(_Frozen):
 
     def url(self, port: str = "http", scheme: str = "http", path: str = "") -> str:
         return f"{scheme}://{self.host}:{self.port(port).container}{path}"
+
+    @property
+    def environment(self) -> dict[str, Template]:
+        """The container's whole environment, by name: `env` plus, under its own name, every
+        secret in `secrets` that no env value embeds (whole-value secrets such as
+        POSTGRES_PASSWORD, and the consumer passwords PostgreSQL's init reads)."""
+        embedded = {n for t in self.env.values() for n in t.secrets}
+        whole = {n: Template(parts=(SecretRef(secret=n),)) for n in self.secrets
+                 if n not in embedded}
+        return dict(sorted({**whole, **self.env}.items()))
 
     @property
     def stateful(self) -> bool:
@@ -239,16 +274,45 @@ def _env_value(value: EnvValue, svc: Service, estate: Estate, settings: StackSet
     raise TypeError(f"unknown env value {value!r}")
 
 
-def _volumes(svc: Service) -> tuple[ResolvedVolume, ...]:
+def _dir(*parts: str | None) -> str:
+    return "/".join(p.strip("/") for p in parts if p)
+
+
+def _volumes(svc: Service, settings: StackSettings) -> tuple[ResolvedVolume, ...]:
+    """The service's mounts; legacy volumes belong to its first stateful volume (docker only).
+    The own legacy volume's root goes to `<subpath>/<legacy_dir>`, a merged forebear's to
+    `<subpath>/merged/<legacy volume>`."""
+    owner = next((i for i, v in enumerate(svc.volumes) if v.stateful), None)
     out = []
-    for v in svc.volumes:
-        name = v.name or volume_name(svc)
+    for i, v in enumerate(svc.volumes):
+        final = v.name or volume_name(svc)
         shared = v.subpath is not None
-        claim = f"{svc.id}-data" if shared else name.removeprefix("manacore-")
-        out.append(ResolvedVolume(name=name, final=name, claim=claim, path=v.path,
-                                  subpath=v.subpath, stateful=v.stateful, size=v.size,
-                                  shared=shared))
+        claim = f"{svc.id}-data" if shared else final.removeprefix("manacore-")
+        legacy = tuple(n for n in svc.legacy.volumes if n != final) \
+            if i == owner and settings.target == "docker" else ()
+        sources = tuple(LegacySource(volume=n, into=_dir(v.subpath, v.legacy_dir) if j == 0
+                                     else _dir(v.subpath, MERGED_DIR, n))
+                        for j, n in enumerate(legacy))
+        migrated = not sources or final in settings.migrated_volumes
+        name, path, subpath = (final, v.path, v.subpath) if migrated else \
+            (sources[0].volume, _dir(v.path, v.legacy_dir) if v.legacy_dir else v.path, None)
+        if not path.startswith("/"):
+            path = "/" + path
+        out.append(ResolvedVolume(name=name, final=final, claim=claim, path=path,
+                                  subpath=subpath, stateful=v.stateful, size=v.size,
+                                  shared=shared, legacy=legacy, sources=sources,
+                                  migrated=migrated))
     return tuple(out)
+
+
+def _check_migrated(services: list[ResolvedService], settings: StackSettings) -> None:
+    """A migrated volume the estate does not know is a typo that would hide a real one."""
+    movable = sorted({v.final for s in services for v in s.volumes if v.sources})
+    unknown = sorted(set(settings.migrated_volumes) - set(movable))
+    if unknown:
+        raise EstateError([Violation("settings", "migrated-volumes", f"stack {settings.stack}: "
+                                     f"{name} is not a volume with legacy data here; known: "
+                                     f"{', '.join(movable) or 'none'}") for name in unknown])
 
 
 def _resolve_service(svc: Service, tier: int, estate: Estate,
@@ -280,13 +344,15 @@ def _resolve_service(svc: Service, tier: int, estate: Estate,
         ports=tuple(ResolvedPort(name=p.name, container=p.container, published=p.published)
                     for p in svc.ports),
         env=dict(sorted(env.items())), secrets=tuple(sorted(secrets)), database=svc.database,
-        volumes=_volumes(svc), hard=tuple(n.service for n in svc.needs if n.hard), lazy=lazy,
+        volumes=_volumes(svc, settings), hard=tuple(n.service for n in svc.needs if n.hard),
+        lazy=lazy,
         health=svc.health, memory=parse_memory(svc.memory) if svc.memory else None,
         memory_text=svc.memory, public=public, tier=tier, workload=svc.workload,
         replicas=svc.replicas,
         labels={"manacore.service": svc.id, "manacore.category": svc.category,
                 "manacore.role": svc.role, "manacore.tier": str(tier)},
         legacy=svc.legacy,
+        host_mounts=svc.host_mounts if settings.target == "docker" else (),
     )
 
 
@@ -301,6 +367,7 @@ def resolve(estate: Estate, settings: StackSettings) -> ResolvedEstate:
     tier = tiers(estate, services)
     resolved = sorted((_resolve_service(s, tier[s.id], estate, settings) for s in services),
                       key=lambda r: (r.tier, r.id))
+    _check_migrated(resolved, settings)
     databases = tuple(Database(name=s.database, owner=s.id,
                                password_secret=database_secret(s.database))
                       for s in resolved if s.database)
@@ -311,6 +378,19 @@ def resolve(estate: Estate, settings: StackSettings) -> ResolvedEstate:
     used = {name for s in resolved for name in s.secrets}
     if any(s.id == "postgres" for s in resolved):
         used |= {db.password_secret for db in databases}
+        # PostgreSQL creates one role per consumer at first start: its init reads them all
+        resolved = [s.model_copy(update={"secrets": tuple(sorted(
+            {*s.secrets, *(db.password_secret for db in databases)}))}) if s.id == "postgres"
+            else s for s in resolved]
+    # second pass: configuration files generated from the resolved estate (catalog/configs.py)
+    from catalog.configs import generated_files  # imports this module: not at the top
+
+    files = generated_files(ResolvedEstate(settings=settings, services=tuple(resolved),
+                                           secrets=(), databases=databases,
+                                           reserved_ports=estate.reserved_ports))
+    resolved = [s.model_copy(update={"files": files[s.id]}) if s.id in files else s
+                for s in resolved]
+    used |= {n for group in files.values() for f in group for n in f.content.secrets}
     return ResolvedEstate(settings=settings, services=tuple(resolved),
                           secrets=tuple(declared[n] for n in sorted(used)), databases=databases,
                           reserved_ports=estate.reserved_ports)

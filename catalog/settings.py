@@ -49,6 +49,7 @@ class StackSettings(BaseModel):
     network: str = "manacore"  # the shared Docker network
     cloudflare_account_id: str | None = None
     cloudflare_zone_id: str | None = None
+    access_emails: tuple[str, ...] = ()  # who passes Cloudflare Access to the admin UIs
     migrated_volumes: tuple[str, ...] = ()  # new volume names whose data has been moved
 
     @field_validator("memory_budget")
@@ -111,5 +112,7 @@ def settings_from_config(stack: str, get: Callable[[str], str | None]) -> StackS
         raw = get(field.alias or name)
         if raw is None:
             continue
-        values[field.alias or name] = yaml.safe_load(raw) if name == "migrated_volumes" else raw
+        values[field.alias or name] = (yaml.safe_load(raw)
+                                       if name in ("migrated_volumes", "access_emails")
+                                       else raw)
     return settings_from_values(stack, values)
