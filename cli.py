@@ -15,7 +15,7 @@ from catalog.resolve import ResolvedEstate
 from catalog.rules import EstateError, Violation, validate
 from catalog.settings import SettingsError, known_stacks, load_settings
 from catalog.units import format_bytes
-from exports import RENDERERS, renderer, reports
+from exports import RENDERERS, renderer, reports, tunnel
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False)
 out = Console()
@@ -63,6 +63,10 @@ def validate_cmd(
         problems += [str(v) for v in found]
         if not found:
             resolved = _resolved(name)
+            routes = tunnel.violations(resolved)  # cloudflared's rules, on the resolved routes
+            problems += [str(v) for v in routes]
+            if routes:
+                continue
             out.print(f"[green]✓[/green] stack [bold]{name}[/bold] ({settings.target}): "
                       f"{len(resolved.containers)} containers, "
                       f"{len(resolved.services) - len(resolved.containers)} native services, "
@@ -94,16 +98,39 @@ def ports_cmd(stack: StackOpt = "macmini") -> None:
 @app.command("graph")
 def graph_cmd(
     stack: StackOpt = "macmini",
-    output: Annotated[Path | None, typer.Option("--out", help="write the Mermaid here")] = None,
+    output: Annotated[Path | None, typer.Option(
+        "--out", help="write the Mermaid here, and the pictures beside it")] = None,
+    images: Annotated[Path | None, typer.Option(
+        "--images", help="write the pictures (dependencies.<fmt>, ports.<fmt>) into this "
+        "directory; default: beside --out")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="picture format: svg or png")] = "svg",
 ) -> None:
-    """The dependency graph as a Mermaid flowchart (solid: hard, dotted: lazy)."""
-    text = reports.mermaid(_resolved(stack))
+    """The dependency graph as a Mermaid flowchart (solid: hard, dotted: lazy); with --out or
+    --images also as pictures of the graph and the port map, drawn by Graphviz."""
+    from graphviz import ExecutableNotFound
+
+    from exports.graph_image import FORMATS, write_images
+
+    if fmt not in FORMATS:
+        raise _fail([f"--format {fmt}: use one of {', '.join(FORMATS)}"], 2)
+    resolved = _resolved(stack)
+    text = reports.mermaid(resolved)
     if output is None:
         out.print(text, highlight=False, markup=False, end="")
+    else:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(text)
+        out.print(f"wrote {output}")
+    folder = images if images is not None else output.parent if output is not None else None
+    if folder is None:
         return
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(text)
-    out.print(f"wrote {output}")
+    try:
+        written = write_images(resolved, folder, fmt)  # type: ignore[arg-type]
+    except ExecutableNotFound:
+        raise _fail(["Graphviz's dot is not installed: run bash scripts/setup.sh "
+                     "(it installs the Debian package graphviz)"], 2) from None
+    for path in written:
+        (err if output is None else out).print(f"wrote {path}")
 
 
 @app.command("budget")
@@ -129,6 +156,25 @@ def budget_cmd(stack: StackOpt = "macmini") -> None:
     out.print(f"[green]✓[/green] fits the {verdict}: {format_bytes(allowed - total)} spare")
 
 
+@app.command("migrate")
+def migrate_cmd(
+    stack: StackOpt = "macmini",
+    output: Annotated[Path, typer.Option("--out", help="directory to write into")] = Path(
+        "migration"),
+) -> None:
+    """Write the Phase 0 migration aids: PORTS.md, MIGRATION.md and the data-safe volume
+    scripts (check-legacy-volumes.sh, migrate-<volume>.sh)."""
+    from exports import migration
+
+    resolved = _resolved(stack)
+    try:
+        written = migration.render(resolved, output)
+    except EstateError as exc:
+        raise _fail([str(v) for v in exc.violations], 1) from None
+    for path in written:
+        out.print(f"wrote {path}")
+
+
 render_app = typer.Typer(help="Write an export of the estate for a stack.",
                          no_args_is_help=True)
 app.add_typer(render_app, name="render")
@@ -141,7 +187,11 @@ def _render_command(kind: str, summary: str) -> None:
             "out"),
     ) -> None:
         resolved = _resolved(stack)
-        for path in renderer(kind)(resolved, output):
+        try:
+            written = renderer(kind)(resolved, output)
+        except EstateError as exc:
+            raise _fail([str(v) for v in exc.violations], 1) from None
+        for path in written:
             out.print(f"wrote {path}")
 
     command.__doc__ = f"Write {summary}."

