@@ -180,9 +180,9 @@ render_app = typer.Typer(help="Write an export of the estate for a stack.",
 app.add_typer(render_app, name="render")
 
 
-def _render_command(kind: str, summary: str) -> None:
+def _render_command(kind: str, summary: str, default_stack: str) -> None:
     def command(
-        stack: StackOpt = "macmini",
+        stack: StackOpt = default_stack,
         output: Annotated[Path, typer.Option("--out", help="directory to write into")] = Path(
             "out"),
     ) -> None:
@@ -198,8 +198,8 @@ def _render_command(kind: str, summary: str) -> None:
     render_app.command(kind)(command)
 
 
-for _kind, (_module, _summary) in RENDERERS.items():
-    _render_command(_kind, _summary)
+for _kind, _export in RENDERERS.items():
+    _render_command(_kind, _export.summary, _export.stack)
 
 
 if __name__ == "__main__":

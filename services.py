@@ -77,7 +77,8 @@ INFRA = [
         ports=[port(9000, "api"), port(9001, "console")],
         secrets=["MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD"],
         volumes=[Volume(path="/data", size="50Gi")],
-        health=http("/minio/health/live", port="api", start_period=10),
+        # the image ships mc but neither curl nor wget
+        health=cmd("mc", "ready", "local", start_period=10),
         memory="512Mi",
         public=Public(host="minio", port="console", access=True),
         legacy=Legacy(containers=["manacore-minio"], ports=[9000, 9001],
@@ -530,9 +531,10 @@ TOOLS = [
     ),
     service(
         id="watchtower", category="tools", role="updater", targets=["docker"],
-        description="Watchtower: image updates with Telegram notifications; Docker only",
+        description="Watchtower: reports new images of the pinned tags on Telegram; Docker only."
+        " Monitor-only: Pulumi owns the containers, an update is a new tag in the catalogue",
         image=image("containrrr/watchtower:1.7.1"),
-        command=["--label-enable", "--cleanup", "--interval", "3600"],
+        command=["--monitor-only", "--interval", "3600"],
         env={"WATCHTOWER_NOTIFICATIONS": "shoutrrr"},
         secrets=["WATCHTOWER_NOTIFICATION_URL"],
         host_mounts=[HostMount(source="/var/run/docker.sock", path="/var/run/docker.sock")],

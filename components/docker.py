@@ -45,11 +45,12 @@ class DockerAdapter:
         self.provider = docker.Provider("docker", host=settings.docker_host)
         self.network: docker.Network | None = None
         self.volumes: dict[str, docker.Volume] = {}
+        self.legacy_volumes: dict[str, docker.Volume] = {}
         self.inits: dict[str, docker.Container] = {}
         self.containers: dict[str, docker.Container] = {}
         self._waited = waited_on(estate)
         self._init_paths = volume_inits(estate)
-        self._stateful = {v.name for s in estate.containers for v in s.volumes if v.stateful}
+        self._stateful = {v.final for s in estate.containers for v in s.volumes if v.stateful}
 
     def _opts(self, parent: pulumi.Resource, **extra: Any) -> pulumi.ResourceOptions:
         return pulumi.ResourceOptions(parent=parent, provider=self.provider, **extra)
@@ -137,9 +138,11 @@ class DockerAdapter:
     def _mount(self, service: ResolvedService, index: int,
                parent: pulumi.Resource) -> docker.ContainerMountArgs:
         v = service.volumes[index]
-        volume = self._volume(v.name, parent)
+        source: pulumi.Input[str] = self._volume(v.final, parent).name
+        if not v.migrated:  # mount the legacy data; the final volume waits, empty and unused
+            source = self._legacy(v.name, parent).id.apply(lambda _, name=v.name: name)
         return docker.ContainerMountArgs(
-            type="volume", source=volume.name, target=v.path,
+            type="volume", source=source, target=v.path,
             volume_options=docker.ContainerMountVolumeOptionsArgs(subpath=v.subpath)
             if v.subpath else None)
 
@@ -154,6 +157,15 @@ class DockerAdapter:
             if name in self._init_paths:
                 self.inits[name] = self._volume_init(name, parent)
         return self.volumes[name]
+
+    def _legacy(self, name: str, parent: pulumi.Resource) -> docker.Volume:
+        """A legacy volume still holding a service's data, read, never managed: a wrong name
+        fails the preview instead of creating an empty volume, and marking the volume
+        migrated later only changes the mount (nothing protected has to be deleted)."""
+        if name not in self.legacy_volumes:
+            self.legacy_volumes[name] = docker.Volume.get(f"legacy-{name}", name,
+                                                          opts=self._opts(parent))
+        return self.legacy_volumes[name]
 
     def _volume_init(self, name: str, parent: pulumi.Resource) -> docker.Container:
         """A one-shot container creating a shared volume's subdirectories (Docker does not);

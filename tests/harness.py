@@ -41,6 +41,8 @@ class Registration:
     aliases: list[Any]
     ignore_changes: list[str]
     delete_before_replace: bool
+    read_id: str = ""  # set for `Resource.get(...)` reads of existing resources
+
 
     def plain(self) -> dict[str, Any]:
         """Inputs with secret wrappers removed (for assertions on values)."""
@@ -114,6 +116,16 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                 aliases=[str(a) for a in request.aliases] + list(request.aliasURNs),
                 ignore_changes=list(request.ignoreChanges),
                 delete_before_replace=request.deleteBeforeReplace))
+        return response
+
+    def ReadResource(self, request):
+        response = super().ReadResource(request)
+        self.registrations.append(Registration(
+            type=request.type, name=request.name, urn=response.urn, custom=True,
+            inputs=rpc.deserialize_properties(request.properties, keep_unknowns=True),
+            parent=request.parent, provider=request.provider, protect=False,
+            retain_on_delete=False, dependencies=list(request.dependencies), aliases=[],
+            ignore_changes=[], delete_before_replace=False, read_id=request.id))
         return response
 
 

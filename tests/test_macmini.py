@@ -163,11 +163,11 @@ def stage(request: pytest.FixtureRequest) -> tuple[Run, ResolvedEstate]:
 def test_named_volumes_once_each_stateful_ones_protected(
         stage: tuple[Run, ResolvedEstate]) -> None:
     run, estate = stage
-    volumes = run.of_type(VOLUME)
+    volumes = [v for v in run.of_type(VOLUME) if not v.read_id]
     names = [v.name for v in volumes]
     assert len(names) == len(set(names)), "a shared volume is created once"
-    expected = {v.name: v for s in estate.containers for v in s.volumes}
-    assert sorted(names) == sorted(expected)
+    expected = {v.final: v for s in estate.containers for v in s.volumes}
+    assert sorted(names) == sorted(expected), "every final volume exists, migrated or not"
     for reg in volumes:
         assert reg.plain()["name"] == reg.name
         stateful = expected[reg.name].stateful
@@ -178,13 +178,18 @@ def test_named_volumes_once_each_stateful_ones_protected(
 
 def test_services_keep_their_legacy_data_until_migrated(
         macmini_run: Run, macmini_estate: ResolvedEstate, migrated_run: Run) -> None:
-    now = {v.name for v in macmini_run.of_type(VOLUME)}
     adopted = {v.name for s in macmini_estate.containers for v in s.volumes if not v.migrated}
-    assert adopted and adopted <= now
+    read = {v.read_id for v in macmini_run.of_type(VOLUME) if v.read_id}
+    managed = {v.name for v in macmini_run.of_type(VOLUME) if not v.read_id}
+    assert adopted and read == adopted, "legacy volumes are read (must exist), never created"
+    assert not adopted & managed, "Pulumi never manages (or deletes) a legacy volume"
     mounted = containers(macmini_run)["postgres"].plain()["mounts"][0]["source"]
-    assert mounted == macmini_estate["postgres"].volumes[0].name
+    assert mounted == macmini_estate["postgres"].volumes[0].name == "manacore-postgres"
     after = {v.name for v in migrated_run.of_type(VOLUME)}
     assert "manacore-matrix-bots-data" in after and not adopted & after
+    assert not [v for v in migrated_run.of_type(VOLUME) if v.read_id]
+    # switching a volume over changes only the mount: the managed volumes stay the same
+    assert managed == after
 
 
 def test_mounts_as_resolved_with_subpaths_and_read_only_host_paths(
@@ -360,9 +365,11 @@ def fingerprint(run: Run) -> dict:
     """What a preview compares: the order the program declares resources in (the SDK logs it
     synchronously; the RPCs themselves race on threads) and every resource's inputs."""
     return {
-        "order": [line for line in run.logs if line.startswith("registering resource:")],
+        "order": [line for line in run.logs
+                  if line.startswith(("registering resource:", "reading resource:"))],
         "resources": {r.urn: [r.inputs, r.parent, r.provider, r.protect, r.retain_on_delete,
-                              sorted(r.dependencies), r.aliases] for r in run.registrations},
+                              sorted(r.dependencies), r.aliases, r.read_id]
+                      for r in run.registrations},
     }
 
 

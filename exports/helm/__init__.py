@@ -11,6 +11,7 @@ from typing import Any
 import yaml
 
 from catalog.resolve import ResolvedEstate
+from catalog.rules import EstateError, Violation
 from exports.helm import values as values_mod
 from exports.helm.form import HelmForm
 from exports.helm.readme import readme
@@ -55,8 +56,9 @@ def _write(path: Path, text: str, written: list[Path]) -> None:
 def render(estate: ResolvedEstate, out_dir: Path) -> list[Path]:
     """Write the chart to `out_dir/manacore/` and return the files written."""
     if estate.target != "kubernetes":
-        raise ValueError(f"the Helm chart is written for a kubernetes stack (e.g. --stack k3s),"
-                         f" not {estate.settings.stack} ({estate.target})")
+        raise EstateError([Violation(estate.settings.stack, "helm-target", f"targets "
+                                     f"{estate.target}; render the Helm chart from a kubernetes "
+                                     "stack (--stack k3s)")])
     root = Path(out_dir) / CHART
     form = HelmForm(estate)
     written: list[Path] = []
