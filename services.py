@@ -17,6 +17,7 @@ from catalog.model import (
     Service,
     Volume,
     cmd,
+    cmd_or_http,
     db_url,
     hard,
     host_of,
@@ -77,8 +78,9 @@ INFRA = [
         ports=[port(9000, "api"), port(9001, "console")],
         secrets=["MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD"],
         volumes=[Volume(path="/data", size="50Gi")],
-        # the image ships mc but neither curl nor wget
-        health=cmd("mc", "ready", "local", start_period=10),
+        # the image ships mc but neither curl nor wget: Docker runs mc, the kubelet probes http
+        health=cmd_or_http(("mc", "ready", "local"), "/minio/health/live", port="api",
+                           start_period=10),
         memory="512Mi",
         public=Public(host="minio", port="console", access=True),
         legacy=Legacy(containers=["manacore-minio"], ports=[9000, 9001],
@@ -91,7 +93,9 @@ INFRA = [
         command=["tunnel", "--no-autoupdate", "--metrics", "0.0.0.0:2000", "run"],
         ports=[internal(2000, "metrics")],
         secrets=["TUNNEL_TOKEN"],
-        health=cmd("cloudflared", "tunnel", "--metrics", "127.0.0.1:2000", "ready"),
+        # distroless: Docker asks cloudflared itself; the kubelet probes /ready on metrics
+        health=cmd_or_http(("cloudflared", "tunnel", "--metrics", "127.0.0.1:2000", "ready"),
+                           "/ready", port="metrics"),
         replicas=2,
         memory="128Mi",
     ),

@@ -178,7 +178,11 @@ def lazy(service: str) -> Need:
 
 
 class Health(_Model):
-    """One health check; each target maps it to its own mechanism. Times in seconds."""
+    """One health check; each target maps it to its own mechanism. Times in seconds.
+
+    `http` or `tcp` is probed over the network, `cmd` runs inside the container. An image
+    without curl or wget (distroless cloudflared, minio) gives `cmd` for Docker, which can only
+    check from inside, and may add `http` for the kubelet, which then probes it directly."""
 
     http: str | None = None  # path probed over HTTP on `port`
     cmd: tuple[str, ...] | None = None  # command run inside the container
@@ -196,6 +200,12 @@ def http(path: str, *, port: str = "http", start_period: int = 0) -> Health:
 
 def cmd(*argv: str, start_period: int = 0) -> Health:
     return Health(cmd=tuple(argv), start_period=start_period)
+
+
+def cmd_or_http(argv: tuple[str, ...], path: str, *, port: str = "http",
+                start_period: int = 0) -> Health:
+    """`cmd` inside the container (Docker), `http` from outside where the target can (kubelet)."""
+    return Health(cmd=argv, http=path, port=port, start_period=start_period)
 
 
 def tcp(port: str = "http", *, start_period: int = 0) -> Health:

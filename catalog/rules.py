@@ -286,9 +286,10 @@ def _health(estate: Estate, _settings) -> Iterator[Violation]:
         h = s.health
         if h is None:
             continue
-        kinds = sum([h.http is not None, h.cmd is not None, h.tcp])
-        if kinds != 1:
-            yield Violation(s.id, "health", "a health check is exactly one of http, cmd or tcp")
+        network = sum([h.http is not None, h.tcp])
+        if network > 1 or network + (h.cmd is not None) == 0:
+            yield Violation(s.id, "health", "a health check is one of http, tcp or cmd (cmd "
+                            "may accompany one of them: Docker runs cmd, the kubelet probes)")
         if (h.http is not None or h.tcp) and s.port(h.port) is None:
             yield Violation(s.id, "health", f"health check probes port {h.port!r}, which the "
                             "service does not have")

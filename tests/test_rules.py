@@ -30,6 +30,8 @@ BROKEN = [
     ("no-cycle", {"postgres": {"needs": [lazy("auth")]}}, "cycle", "postgres"),
     ("hard-needs-health", {"redis": {"health": None}}, "no health check", "auth"),
     ("health", {"auth": {"health": {"http": "health"}}}, "must start with '/'", "auth"),
+    ("health", {"auth": {"health": {"http": "/health", "tcp": True}}}, "one of http, tcp",
+     "auth"),
     ("memory-limit", {"auth": {"memory": None}}, "memory limit", "auth"),
     ("memory-limit", {"auth": {"memory": "lots"}}, "not a memory quantity", "auth"),
     ("image-pinned", {"redis": {"image": image("redis:latest")}}, "pinned tag", "redis"),
@@ -117,3 +119,17 @@ def test_the_real_catalogue_is_valid_for_both_stacks() -> None:
     real = load_estate()
     for stack in ("macmini", "k3s"):
         assert validate(real, load_settings(stack)) == [], stack
+
+
+def test_a_distroless_image_checks_inside_on_docker_and_over_http_on_kubernetes() -> None:
+    """cloudflared has no shell: Docker runs its own `ready` command, the kubelet probes /ready."""
+    from catalog.load import load_stack
+    from exports.compose import healthcheck
+    from exports.kubernetes import probes
+
+    _, mac = load_stack("macmini")
+    _, k3s = load_stack("k3s")
+    assert healthcheck(mac["cloudflared"])["test"][:3] == ["CMD", "cloudflared", "tunnel"]
+    readiness = probes(k3s["cloudflared"])["readinessProbe"]
+    assert readiness["httpGet"] == {"path": "/ready", "port": "metrics"}
+    assert validate(estate(auth={"health": {"http": "/health", "cmd": ("true",)}}), MACMINI) == []
