@@ -17,7 +17,8 @@ from catalog.settings import SettingsError, known_stacks, load_settings
 from catalog.units import format_bytes
 from exports import RENDERERS, renderer, reports, tunnel
 
-app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False)
+app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False,
+                  rich_markup_mode="markdown")
 out = Console()
 err = Console(stderr=True)
 
@@ -163,7 +164,7 @@ def migrate_cmd(
         "migration"),
 ) -> None:
     """Write the Phase 0 migration aids: PORTS.md, MIGRATION.md and the data-safe volume
-    scripts (check-legacy-volumes.sh, migrate-<volume>.sh)."""
+    scripts (check-legacy-volumes.sh, migrate-VOLUME.sh)."""
     from exports import migration
 
     resolved = _resolved(stack)
