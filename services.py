@@ -433,12 +433,13 @@ MON = [
         id="node-exporter", category="mon", role="exporter", workload="daemon",
         description="Host metrics; a DaemonSet on Kubernetes",
         image=image("prom/node-exporter:v1.8.2"),
-        command=["--path.procfs=/host/proc", "--path.sysfs=/host/sys",
-                 "--path.rootfs=/rootfs"],
         ports=[port(9100, "metrics")],
-        host_mounts=[HostMount(source="/proc", path="/host/proc"),
-                     HostMount(source="/sys", path="/host/sys"),
-                     HostMount(source="/", path="/rootfs")],
+        # Docker: the host's file systems, read-only. Kubernetes has no hostPath (SPEC): there
+        # it reads its own /proc and /sys, whose CPU, memory, load and network figures are the
+        # node's; filesystem figures are the container's.
+        host_mounts=[HostMount(source="/proc", path="/host/proc", arg="--path.procfs=/host/proc"),
+                     HostMount(source="/sys", path="/host/sys", arg="--path.sysfs=/host/sys"),
+                     HostMount(source="/", path="/rootfs", arg="--path.rootfs=/rootfs")],
         health=http("/", port="metrics"),
         memory="64Mi",
         legacy=Legacy(containers=["manacore-node-exporter"], ports=[9100]),

@@ -237,6 +237,7 @@ class HostMount(_Model):
     source: str
     path: str
     read_only: bool = True
+    arg: str | None = None  # command argument naming the mount, added only where it exists
 
 
 class Public(_Model):

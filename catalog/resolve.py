@@ -340,7 +340,7 @@ def _resolve_service(svc: Service, tier: int, estate: Estate,
         id=svc.id, category=svc.category, role=svc.role, description=svc.description,
         native=svc.native, container_name=container_name(svc), name=svc.id,
         namespace=NAMESPACES[svc.category], host=_address(svc, settings), image=image,
-        command=svc.command,
+        command=_command(svc, settings),
         ports=tuple(ResolvedPort(name=p.name, container=p.container, published=p.published)
                     for p in svc.ports),
         env=dict(sorted(env.items())), secrets=tuple(sorted(secrets)), database=svc.database,
@@ -354,6 +354,15 @@ def _resolve_service(svc: Service, tier: int, estate: Estate,
         legacy=svc.legacy,
         host_mounts=svc.host_mounts if settings.target == "docker" else (),
     )
+
+
+def _command(svc: Service, settings: StackSettings) -> tuple[str, ...] | None:
+    """The catalogue's command, plus the arguments of the host mounts this target has (node-
+    exporter reads the host's /proc through one on Docker, its own on Kubernetes)."""
+    args = tuple(m.arg for m in svc.host_mounts if m.arg) if settings.target == "docker" else ()
+    if svc.command is None and not args:
+        return None
+    return (*(svc.command or ()), *args)
 
 
 def runs_on(svc: Service, target: Target) -> bool:

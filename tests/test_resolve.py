@@ -114,3 +114,15 @@ def test_resolution_is_deterministic() -> None:
     _, a = load_stack("macmini")
     _, b = load_stack("macmini")
     assert a.model_dump_json() == b.model_dump_json()
+
+
+def test_host_mount_arguments_exist_only_where_the_mounts_do() -> None:
+    """node-exporter reads the host through bind mounts on Docker; Kubernetes has no hostPath,
+    so no argument may point at a path that is not there."""
+    _, mac = load_stack("macmini")
+    _, k3s = load_stack("k3s")
+    docker = mac["node-exporter"]
+    assert [m.path for m in docker.host_mounts] == ["/host/proc", "/host/sys", "/rootfs"]
+    assert docker.command == ("--path.procfs=/host/proc", "--path.sysfs=/host/sys",
+                              "--path.rootfs=/rootfs")
+    assert k3s["node-exporter"].host_mounts == () and k3s["node-exporter"].command is None
