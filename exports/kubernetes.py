@@ -359,6 +359,11 @@ def workload(s: ResolvedService, estate: ResolvedEstate, form: Form) -> dict[str
     if s.stateful:
         return {"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": meta,
                 "spec": {**spec, "serviceName": s.name}}
+    # replicas (the tunnel connector has two) prefer different nodes: one node's loss keeps one
+    spec["template"]["spec"]["topologySpreadConstraints"] = [{
+        "maxSkew": 1, "topologyKey": "kubernetes.io/hostname",
+        "whenUnsatisfiable": "ScheduleAnyway",
+        "labelSelector": {"matchLabels": selector(s, form)}}]
     return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta, "spec": spec}
 
 

@@ -130,7 +130,10 @@ def test_workloads_as_resolved(run, estate):
             assert w["image"] == WAIT_IMAGE
             assert estate[d].host in w["command"][-1]
             assert w["securityContext"]["runAsNonRoot"] is True
-    assert workload(run, estate["cloudflared"]).plain()["spec"]["replicas"] == 2
+    connector = workload(run, estate["cloudflared"]).plain()["spec"]
+    assert connector["replicas"] == 2
+    spread = connector["template"]["spec"]["topologySpreadConstraints"]
+    assert spread[0]["topologyKey"] == "kubernetes.io/hostname"  # two nodes when there are
     assert "node-exporter" in {s.id for s in estate.containers}
     assert not {"cadvisor", "watchtower"} & {s.id for s in estate.services}
 
