@@ -318,7 +318,7 @@ def test_a_breach_in_the_real_program_is_caught(stack_run):
     postgres.inputs["envs"] = unwrap(postgres.inputs["envs"])  # secret Output lost
     postgres.inputs["ports"][0]["ip"] = "0.0.0.0"
     del postgres.inputs["memory"]
-    volume = next(r for r in regs if r.type == VOLUME)  # legacy-named until migrated (issue 6)
+    volume = next(r for r in regs if r.type == VOLUME and not r.read_id)  # a managed one
     volume.protect = False
     found = check_registrations(regs)
     assert set(found) == {"no-plain-secrets", "published-ports", "memory-limits",
