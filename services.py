@@ -281,7 +281,8 @@ MATRIX = [
         ports=[port(4000, container=8008), port(4001, "metrics", container=9002)],
         # homeserver.yaml (database, listeners, secrets) is generated: catalog/configs.py
         env={"SYNAPSE_CONFIG_PATH": "/config/homeserver.yaml"},
-        secrets=["SYNAPSE_REGISTRATION_SHARED_SECRET", "SYNAPSE_MACAROON_SECRET_KEY"],
+        secrets=["SYNAPSE_REGISTRATION_SHARED_SECRET", "SYNAPSE_MACAROON_SECRET_KEY",
+                 "SYNAPSE_SIGNING_KEY"],
         database="synapse",
         volumes=[Volume(path="/data", size="20Gi")],
         needs=[hard("postgres")],
@@ -558,6 +559,10 @@ SECRETS = [
     Secret(name="SEARXNG_SECRET", description="SearXNG server secret"),
     Secret(name="SYNAPSE_REGISTRATION_SHARED_SECRET", description="Synapse admin registration"),
     Secret(name="SYNAPSE_MACAROON_SECRET_KEY", description="Synapse macaroon key"),
+    Secret(name="SYNAPSE_SIGNING_KEY", kind="ed25519",
+           description="Synapse's signing key, the whole line of its signing key file (keep "
+           "the legacy one: federation knows it); new: `docker run --rm --entrypoint "
+           "generate_signing_key matrixdotorg/synapse:v1.119.0`"),
     Secret(name="GRAFANA_ADMIN_PASSWORD", description="Grafana admin password"),
     Secret(name="UMAMI_APP_SECRET", description="Umami session secret"),
     Secret(name="N8N_ENCRYPTION_KEY", description="n8n credential encryption key"),

@@ -48,6 +48,9 @@ SCRAPE_OPTIONS: dict[str, dict[str, object]] = {
 SCRAPE_INTERVAL = "30s"
 SYNAPSE_SECRETS = {"registration_shared_secret": "SYNAPSE_REGISTRATION_SHARED_SECRET",
                    "macaroon_secret_key": "SYNAPSE_MACAROON_SECRET_KEY"}
+# Synapse only generates a missing signing key in the image's `generate` modes, never in `run`:
+# the key is a secret of its own, written as a file next to homeserver.yaml.
+SYNAPSE_SIGNING_KEY = "SYNAPSE_SIGNING_KEY"
 
 Generator = Callable[[ResolvedEstate, ResolvedService], tuple[ResolvedFile, ...]]
 
@@ -220,16 +223,17 @@ def synapse_config(estate: ResolvedEstate, svc: ResolvedService) -> tuple[Resolv
         raise _fail(svc.id, "SYNAPSE_CONFIG_PATH must name where homeserver.yaml goes")
     db = next((d for d in estate.databases if d.owner == svc.id), None)
     data_dir = next((v.path for v in svc.volumes if v.stateful), None)
-    missing = sorted(set(SYNAPSE_SECRETS.values()) - set(svc.secrets))
-    if db is None or data_dir is None or missing:
+    needed = {*SYNAPSE_SECRETS.values(), SYNAPSE_SIGNING_KEY}
+    if db is None or data_dir is None or needed - set(svc.secrets):
         raise _fail(svc.id, "homeserver.yaml needs a database, a stateful volume and the "
-                    f"secrets {', '.join(SYNAPSE_SECRETS.values())}")
+                    f"secrets {', '.join(sorted(needed))}")
+    key_path = f"{path.plain.rsplit('/', 1)[0]}/signing.key"
     pg, domain = estate["postgres"], estate.settings.domain
     config = {
         "server_name": domain,
         "public_baseurl": _synapse_public(estate, svc.id) + "/",
         "report_stats": False,
-        "signing_key_path": f"{data_dir}/{domain}.signing.key",  # the image's generate default
+        "signing_key_path": key_path,
         "media_store_path": f"{data_dir}/media_store",
         "enable_metrics": True,
         "listeners": [
@@ -245,7 +249,9 @@ def synapse_config(estate: ResolvedEstate, svc: ResolvedService) -> tuple[Resolv
         **{key: _Secret(name) for key, name in SYNAPSE_SECRETS.items()},
     }
     header = f"# {GENERATED}\n# Holds secrets: shipped as a secret on every target.\n"
-    return (ResolvedFile(path=path.plain, content=yaml_template(config, header)),)
+    key = Template(parts=(SecretRef(secret=SYNAPSE_SIGNING_KEY), "\n"))
+    return (ResolvedFile(path=path.plain, content=yaml_template(config, header)),
+            ResolvedFile(path=key_path, content=key))
 
 
 GENERATORS: dict[str, Generator] = {

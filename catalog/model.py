@@ -306,11 +306,17 @@ class Broken(_Model):
 
 
 class Secret(_Model):
-    """A secret value known by name. Generated ones come from `pulumi_random` if unset."""
+    """A secret value known by name. Generated ones come from `pulumi_random` if unset, in
+    their `kind`: a password (32 letters and digits), or a Matrix signing key line
+    (`ed25519 <key id> <base64 of 32 random bytes>`, Synapse's signing key file)."""
 
     name: str
     description: str = ""
     generate: bool = True
+    kind: Literal["password", "ed25519"] = "password"
+
+
+ED25519_KEY_ID = "a_mana"  # the key id of a generated signing key
 
 
 class Estate(_Model):

@@ -6,12 +6,22 @@ from __future__ import annotations
 import pulumi
 import pulumi_random as random
 
+from catalog.model import ED25519_KEY_ID, Secret
 from catalog.resolve import ResolvedEstate
 from catalog.settings import PROJECT
 
 
 class MissingSecrets(pulumi.RunError):
     pass
+
+
+def generated(secret: Secret, opts: pulumi.ResourceOptions) -> pulumi.Output[str]:
+    """A new random value of the secret's kind (kept in the stack's state, so stable)."""
+    name = secret.name.lower().replace("_", "-")
+    if secret.kind == "ed25519":
+        seed = random.RandomBytes(name, length=32, opts=opts).base64
+        return pulumi.Output.concat(f"ed25519 {ED25519_KEY_ID} ", seed)
+    return random.RandomPassword(name, length=32, special=False, opts=opts).result
 
 
 class SecretStore(pulumi.ComponentResource):
@@ -35,9 +45,7 @@ class SecretStore(pulumi.ComponentResource):
         for secret in estate.secrets:
             value = given[secret.name]
             if value is None:
-                value = random.RandomPassword(
-                    secret.name.lower().replace("_", "-"), length=32, special=False,
-                    opts=pulumi.ResourceOptions(parent=self, provider=provider)).result
+                value = generated(secret, pulumi.ResourceOptions(parent=self, provider=provider))
             self._values[secret.name] = pulumi.Output.secret(value)
         self.register_outputs({"names": sorted(self._values)})
 

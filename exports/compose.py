@@ -233,7 +233,8 @@ def env_example(estate: ResolvedEstate) -> str:
         "# `openssl rand -hex 32`; the others come from their service (tokens, API keys).",
     ]
     for secret in estate.secrets:
-        note = "generate" if secret.generate else "from its service"
+        note = ("from its service" if not secret.generate else
+                "generate" if secret.kind == "password" else f"generate: {secret.kind} key")
         lines += ["", f"# {secret.description or secret.name} ({note})", f"{secret.name}="]
     return "\n".join(lines) + "\n"
 

@@ -300,7 +300,9 @@ def _steps(estate: ResolvedEstate, vmoves: list[VolumeMove]) -> list[str]:
              f"(`pulumi config set --secret …` on stack {st.stack}). For Synapse, reuse the "
              "legacy `macaroon_secret_key` and `registration_shared_secret` from its old "
              "`homeserver.yaml` as `SYNAPSE_MACAROON_SECRET_KEY` and "
-             "`SYNAPSE_REGISTRATION_SHARED_SECRET`, and check that its `server_name` is "
+             "`SYNAPSE_REGISTRATION_SHARED_SECRET`, the line of its signing key file "
+             "(`/data/<server_name>.signing.key`) as `SYNAPSE_SIGNING_KEY` (federation knows "
+             "that key), and check that its `server_name` is "
              f"`{st.domain}` (a homeserver's name can never change).",
              f"2. **Check the legacy names:** `./{CHECK_SCRIPT}` (read-only; exits 1 if a "
              "legacy volume is missing). Correct `services.py` before going on.",

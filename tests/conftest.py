@@ -13,6 +13,7 @@ import compose
 import pytest
 
 from catalog.load import load_estate, load_stack
+from catalog.model import ED25519_KEY_ID
 from catalog.resolve import ResolvedEstate, resolve
 from catalog.settings import load_settings
 from tests.harness import Run, run_program
@@ -28,15 +29,20 @@ def known_secrets() -> dict[str, str]:
             for s in load_estate().secrets if not s.generate}
 
 
-def generated_value(secret: str) -> str:
-    """What the mock gives a generated secret's RandomPassword (see harness.Recorder)."""
-    return f"generated-{secret.lower().replace('_', '-')}-value"
+def generated_value(secret: str, kind: str = "password") -> str:
+    """What the mocked program makes of a generated secret (see harness.Recorder and
+    components.secrets.generated): a RandomPassword's result, or a signing key line around
+    a RandomBytes' base64."""
+    name = secret.lower().replace("_", "-")
+    if kind == "ed25519":
+        return f"ed25519 {ED25519_KEY_ID} generated-{name}-base64"
+    return f"generated-{name}-value"
 
 
 def secret_values(estate: ResolvedEstate) -> dict[str, str]:
     """Every secret of a stack as the mocked program sees it: given, else generated."""
     given = known_secrets()
-    return {s.name: given.get(s.name) or generated_value(s.name) for s in estate.secrets}
+    return {s.name: given.get(s.name) or generated_value(s.name, s.kind) for s in estate.secrets}
 
 
 @cache

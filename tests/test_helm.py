@@ -13,6 +13,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from catalog.model import ED25519_KEY_ID
 from catalog.resolve import ResolvedEstate
 from catalog.settings import ROOT
 from exports import renderer
@@ -212,3 +213,14 @@ def test_checkov_passes(default, b2b, tmp_path):
     failed = [(c["check_id"], c["resource"]) for c in report["results"]["failed_checks"]]
     assert failed == []
     assert report["summary"]["passed"] > 1000
+
+
+def test_a_generated_synapse_signing_key_is_a_key_synapse_reads(default):
+    """Synapse only generates a missing signing key in the image's generate modes: the chart
+    generates the key file's line itself, 32 random bytes as Synapse's ed25519 seed."""
+    files = next(o for o in default if o["kind"] == "Secret"
+                 and "config_signing.key" in o.get("data", {}))
+    line = base64.b64decode(files["data"]["config_signing.key"]).decode()
+    algorithm, key_id, seed = line.split()
+    assert (algorithm, key_id) == ("ed25519", ED25519_KEY_ID) and line.endswith("\n")
+    assert len(base64.b64decode(seed)) == 32

@@ -13,11 +13,12 @@ import sys
 import pytest
 from pulumi.runtime import rpc
 
+from catalog.model import ED25519_KEY_ID
 from catalog.resolve import ResolvedEstate, ResolvedFile, SecretRef, Template
 from catalog.settings import ROOT
 from components.program import deploy
 from tests.conftest import generated_value, known_secrets, secret_values
-from tests.harness import Registration, Run, has_secret, image_id, run_program
+from tests.harness import Registration, Run, has_secret, image_id, run_program, unwrap
 
 CONTAINER = "docker:index/container:Container"
 IMAGE = "docker:index/remoteImage:RemoteImage"
@@ -400,3 +401,15 @@ def test_two_evaluations_register_identical_inputs_in_the_same_order(
     again = json.loads(json.dumps(fingerprint(run_program("macmini", secrets=known_secrets())),
                                   default=str))
     assert again == json.loads(json.dumps(fingerprint(macmini_run), default=str))
+
+
+def test_the_synapse_signing_key_is_generated_and_shipped_as_a_secret_file(
+        macmini_run: Run) -> None:
+    seed = macmini_run.named("synapse-signing-key")
+    assert seed.type == "random:index/randomBytes:RandomBytes"
+    assert seed.plain()["length"] == 32
+    synapse = containers(macmini_run)["synapse"]
+    assert has_secret(synapse.inputs["uploads"])
+    upload = next(u for u in unwrap(synapse.inputs["uploads"])
+                  if u["file"] == "/config/signing.key")
+    assert upload["content"] == f"ed25519 {ED25519_KEY_ID} generated-synapse-signing-key-base64\n"

@@ -8,6 +8,7 @@ from typing import Any
 
 import yaml
 
+from catalog.model import ED25519_KEY_ID
 from catalog.resolve import ResolvedEstate
 from exports.helm.form import HelmForm, host_helper, hostname_helper, port_helper
 from exports.helm.values import key, namespace_key
@@ -104,6 +105,8 @@ HELPERS = '''{{/* The chart label. */}}
 {{- $value = index $existing.data $name | b64dec -}}
 {{- else if has $name (include "manacore.generated" $root | splitList " ") -}}
 {{- $value = randAlphaNum 32 -}}
+{{- else if has $name (include "manacore.generatedEd25519" $root | splitList " ") -}}
+{{- $value = printf "ed25519 %s %s" (include "manacore.ed25519KeyId" $root) (randBytes 32) -}}
 {{- end -}}
 {{- $_ := set $memo $name $value -}}
 {{- end -}}
@@ -125,9 +128,14 @@ HELPERS = '''{{/* The chart label. */}}
 
 def helpers(estate: ResolvedEstate) -> str:
     """The shared helpers, and per service the address helpers its env values call."""
-    generated = " ".join(x.name for x in estate.secrets if x.generate)
-    out = [HELPERS, "{{/* Secrets the chart may generate when secrets.NAME is empty. */}}",
-           f'{{{{- define "manacore.generated" -}}}}{generated}{{{{- end }}}}', ""]
+    def names(kind: str) -> str:
+        return " ".join(x.name for x in estate.secrets if x.generate and x.kind == kind)
+
+    out = [HELPERS, "{{/* Secrets the chart may generate when secrets.NAME is empty: passwords,"
+           " and Matrix signing keys. */}}",
+           f'{{{{- define "manacore.generated" -}}}}{names("password")}{{{{- end }}}}',
+           f'{{{{- define "manacore.generatedEd25519" -}}}}{names("ed25519")}{{{{- end }}}}',
+           f'{{{{- define "manacore.ed25519KeyId" -}}}}{ED25519_KEY_ID}{{{{- end }}}}', ""]
     for s in estate.services:
         v = f".Values.services.{key(s.id)}"
         ns = f'{{{{ include "manacore.namespace" (list $ "{namespace_key(s.namespace)}") }}}}'
