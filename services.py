@@ -418,7 +418,8 @@ MON = [
         needs=[hard("postgres")],
         health=http("/api/heartbeat", start_period=20),
         memory="256Mi",
-        public=Public(host="umami", access=True),
+        # the tracker that every frontend loads stays open; the dashboard needs a login
+        public=Public(host="umami", access=True, open_paths=["/script.js", "/api/send"]),
         legacy=Legacy(containers=["manacore-umami"], ports=[3200]),
     ),
     service(
@@ -504,7 +505,8 @@ TOOLS = [
         needs=[hard("postgres")],
         health=http("/healthz", start_period=20),
         memory="384Mi",
-        public=Public(host="n8n", access=True),
+        # webhooks called by other services (Telegram, GitHub …) stay open; the editor does not
+        public=Public(host="n8n", access=True, open_paths=["/webhook"]),
         legacy=Legacy(containers=["manacore-n8n"], ports=[5678], volumes=["n8n_data"],
                       unverified=["n8n_data"]),
     ),

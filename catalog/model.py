@@ -248,6 +248,9 @@ class Public(_Model):
     host: str
     port: str = "http"
     access: bool = False
+    # paths under an Access-guarded host that stay open to everyone (Umami's tracker, n8n's
+    # webhooks): each gets a more specific Access application that bypasses the login
+    open_paths: tuple[str, ...] = ()
 
 
 class Legacy(_Model):

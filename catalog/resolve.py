@@ -125,6 +125,7 @@ class ResolvedPublic(_Frozen):
     hostname: str  # fully qualified
     port: str
     access: bool  # behind a Cloudflare Access application
+    open_paths: tuple[str, ...] = ()  # paths of an Access-guarded host that bypass the login
     service_url: str  # where the tunnel sends requests on this target
 
 
@@ -334,7 +335,7 @@ def _resolve_service(svc: Service, tier: int, estate: Estate,
         assert p is not None
         public = ResolvedPublic(
             hostname=f"{svc.public.host}.{settings.domain}", port=svc.public.port,
-            access=svc.public.access,
+            access=svc.public.access, open_paths=svc.public.open_paths,
             service_url=f"http://{_address(svc, settings)}:{p.container}")
     return ResolvedService(
         id=svc.id, category=svc.category, role=svc.role, description=svc.description,

@@ -183,6 +183,13 @@ def _hostnames(estate: Estate, _settings) -> Iterator[Violation]:
         if not _LABEL.match(s.public.host.replace(".", "-")):
             yield Violation(s.id, "hostname-unique", f"public host {s.public.host!r} must be a "
                             "lowercase DNS name below the stack's domain")
+        for path in s.public.open_paths:
+            if not s.public.access:
+                yield Violation(s.id, "hostname-unique", f"open path {path} needs access=True: "
+                                "it opens a path of an Access-guarded host, nothing else")
+            if not re.match(r"^/[A-Za-z0-9._~/-]*$", path) or path == "/":
+                yield Violation(s.id, "hostname-unique", f"open path {path!r} must be a plain "
+                                "path below the root, like /api/send")
         if s.port(s.public.port) is None:
             yield Violation(s.id, "hostname-unique", f"public host {s.public.host} routes to port "
                             f"{s.public.port!r}, which the service does not have; add the port "

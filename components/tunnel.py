@@ -116,6 +116,20 @@ class CloudflareTunnel(pulumi.ComponentResource):
                     destinations=[{"type": "public", "uri": r.hostname}],
                     policies=[{"id": admins.id, "precedence": 1}], session_duration=SESSION,
                     opts=via)
+            opened = [(s.id, s.public.hostname + path) for s in self._estate.services
+                      if s.public and s.public.access for path in s.public.open_paths]
+            if opened:  # a more specific application wins over the host's own
+                everyone = cloudflare.ZeroTrustAccessPolicy(
+                    f"{name}-open", account_id=account, name=f"manacore {s.stack}: open paths",
+                    decision="bypass", includes=[{"everyone": {}}], opts=via)
+            for sid, uri in opened:
+                host = uri.split("/", 1)[0]
+                slug = uri.split("/", 1)[1].replace("/", "-").replace(".", "-")
+                guards[f"{host}/{slug}"] = cloudflare.ZeroTrustAccessApplication(
+                    f"{name}-open-{sid}-{slug}", account_id=account, type="self_hosted",
+                    name=f"manacore {s.stack}: {sid} /{uri.split('/', 1)[1]} (open)",
+                    domain=uri, destinations=[{"type": "public", "uri": uri}],
+                    policies=[{"id": everyone.id, "precedence": 1}], opts=via)
 
         cloudflare.ZeroTrustTunnelCloudflaredConfig(
             f"{name}-config", account_id=account, tunnel_id=tunnel.id, source="cloudflare",

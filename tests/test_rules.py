@@ -21,6 +21,8 @@ BROKEN = [
     ("hostname-unique", {"gateway": {"public": Public(host="auth")}}, "also used by", "gateway"),
     ("hostname-unique", {"gateway": {"public": Public(host="api", port="admin")}},
      "does not have", "gateway"),
+    ("hostname-unique", {"gateway": {"public": Public(host="api", open_paths=["/hook"])}},
+     "needs access=True", "gateway"),
     ("dependency-exists", {"gateway": {"needs": [hard("auth"), lazy("billing")]}},
      "unknown service 'billing'", "gateway"),
     ("dependency-exists", {"gateway": {"env": {"X": url_of("notes-backend")}}},

@@ -267,11 +267,21 @@ def test_managed_tunnel_resources(managed: tuple[str, Run]) -> None:
 def test_access_guards_admin_uis_before_they_go_live(managed: tuple[str, Run]) -> None:
     stack, run = managed
     guarded = sorted(r.hostname for r in ingress_rules(resolved(stack)) if r.access)
-    [policy] = run.of_type(POLICY_TYPE)
-    assert policy.plain()["decision"] == "allow"
+    policies = {p.plain()["decision"]: p for p in run.of_type(POLICY_TYPE)}
+    assert sorted(policies) == ["allow", "bypass"]
+    policy, everyone = policies["allow"], policies["bypass"]
     assert policy.plain()["includes"] == [{"email": {"email": e}} for e in EMAILS]
-    apps = {a.plain()["domain"]: a for a in run.of_type(APP_TYPE)}
+    apps = {a.plain()["domain"]: a for a in run.of_type(APP_TYPE)
+            if a.plain()["policies"][0]["id"] == f"{policy.name}-id"}
     assert sorted(apps) == guarded
+    # Umami's tracker and n8n's webhooks stay reachable: more specific apps that bypass Access
+    opened = {a.plain()["domain"]: a for a in run.of_type(APP_TYPE) if a not in apps.values()}
+    domain = resolved(stack).settings.domain
+    assert sorted(opened) == [f"n8n.{domain}/webhook", f"umami.{domain}/api/send",
+                              f"umami.{domain}/script.js"]
+    for app in opened.values():
+        assert app.plain()["policies"] == [{"id": f"{everyone.name}-id", "precedence": 1}]
+    assert everyone.plain()["includes"] == [{"everyone": {}}]
     for host, app in apps.items():
         assert app.plain()["type"] == "self_hosted"
         assert app.plain()["policies"] == [{"id": f"{policy.name}-id", "precedence": 1}]
@@ -445,7 +455,8 @@ def test_full_stack_creates_tunnel_rules_dns_and_access(full: tuple[str, Run]) -
     assert {r.plain()["content"] for r in run.of_type(DNS_TYPE)} == {
         f"{tunnel.name}-id.cfargotunnel.com"}
     assert sorted(a.plain()["domain"] for a in run.of_type(APP_TYPE)) == sorted(
-        s.public.hostname for s in public if s.public.access)
+        [s.public.hostname for s in public if s.public.access] +
+        [s.public.hostname + p for s in public for p in s.public.open_paths])
     assert all(r.parent == component.urn for r in run.registrations
                if r.type.startswith("cloudflare:"))
 
