@@ -167,7 +167,7 @@ def _synapse_public(estate: ResolvedEstate, user: str) -> str:
     synapse = next((s for s in estate.services if s.id == "synapse"), None)
     if synapse is None or synapse.public is None:
         raise _fail(user, "needs synapse with a public hostname on this stack")
-    return f"https://{synapse.public.hostname}"
+    return synapse.public.url
 
 
 def element_config(estate: ResolvedEstate, svc: ResolvedService) -> tuple[ResolvedFile, ...]:

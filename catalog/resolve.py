@@ -24,6 +24,7 @@ from catalog.model import (
     HostOf,
     Legacy,
     PortOf,
+    Public,
     PublicUrl,
     RedisUrl,
     Role,
@@ -128,6 +129,11 @@ class ResolvedPublic(_Frozen):
     open_paths: tuple[str, ...] = ()  # paths of an Access-guarded host that bypass the login
     service_url: str  # where the tunnel sends requests on this target
 
+    @property
+    def url(self) -> str:
+        """What browsers open."""
+        return f"https://{self.hostname}"
+
 
 class Database(_Frozen):
     name: str
@@ -176,6 +182,11 @@ class ResolvedService(_Frozen):
         return f"{scheme}://{self.host}:{self.port(port).container}{path}"
 
     @property
+    def internal(self) -> dict[str, str]:
+        """`host:port` per port name, as other services on this target reach it."""
+        return {p.name: f"{self.host}:{p.container}" for p in self.ports}
+
+    @property
     def environment(self) -> dict[str, Template]:
         """The container's whole environment, by name: `env` plus, under its own name, every
         secret in `secrets` that no env value embeds (whole-value secrets such as
@@ -207,6 +218,11 @@ class ResolvedEstate(_Frozen):
     @property
     def containers(self) -> tuple[ResolvedService, ...]:
         return tuple(s for s in self.services if not s.native)
+
+
+def _hostname(public: Public, settings: StackSettings) -> str:
+    """The one place a public hostname is spelt: `<host>.<domain>`."""
+    return f"{public.host}.{settings.domain}"
 
 
 def _address(svc: Service, settings: StackSettings) -> str:
@@ -260,7 +276,7 @@ def _env_value(value: EnvValue, svc: Service, estate: Estate, settings: StackSet
     if isinstance(value, PublicUrl):
         public = other(value.service).public
         assert public is not None
-        return Template(parts=(f"https://{public.host}.{settings.domain}{value.path}",))
+        return Template(parts=(f"https://{_hostname(public, settings)}{value.path}",))
     if isinstance(value, DbUrl):
         pg, db = other("postgres"), svc.database or ""
         return Template(parts=(f"postgresql://{db}:", SecretRef(secret=database_secret(db)),
@@ -334,7 +350,7 @@ def _resolve_service(svc: Service, tier: int, estate: Estate,
         p = svc.port(svc.public.port)
         assert p is not None
         public = ResolvedPublic(
-            hostname=f"{svc.public.host}.{settings.domain}", port=svc.public.port,
+            hostname=_hostname(svc.public, settings), port=svc.public.port,
             access=svc.public.access, open_paths=svc.public.open_paths,
             service_url=f"http://{_address(svc, settings)}:{p.container}")
     return ResolvedService(

@@ -107,12 +107,12 @@ class DockerAdapter:
         self.containers[service.id] = container
         out: dict[str, Any] = {
             "container": service.container_name, "image": service.image,
-            "internal": {p.name: f"{service.host}:{p.container}" for p in service.ports},
+            "internal": service.internal,
             "published": {p.name: f"{LOOPBACK}:{p.published}"
                           for p in service.ports if p.published},
         }
         if service.public:
-            out["public"] = f"https://{service.public.hostname}"
+            out["public"] = service.public.url
         return out
 
     # --- pieces of a container -----------------------------------------------------------

@@ -75,9 +75,9 @@ class KubernetesAdapter:
         out: dict[str, Any] = {
             "workload": f"{kind}/{service.name}", "namespace": service.namespace,
             "image": service.image,
-            "internal": {p.name: f"{service.host}:{p.container}" for p in service.ports},
+            "internal": service.internal,
             "claims": [v.claim for v in service.volumes if v.stateful],
         }
         if service.public:
-            out["public"] = f"https://{service.public.hostname}"
+            out["public"] = service.public.url
         return out

@@ -107,3 +107,14 @@ def test_budget_fits_and_fails_when_the_host_is_too_small(stack_dir) -> None:
     tight = invoke("budget", "--stack", "macmini")
     assert tight.exit_code == 1
     assert "more than the host budget 4Gi" in tight.output
+
+
+def test_render_defaults_to_the_stack_of_its_export_and_refuses_the_other(tmp_path) -> None:
+    helm = invoke("render", "helm", "--out", str(tmp_path / "h"))
+    assert helm.exit_code == 0, helm.output
+    assert (tmp_path / "h" / "manacore" / "Chart.yaml").exists()
+    wrong = invoke("render", "helm", "--stack", "macmini", "--out", str(tmp_path / "x"))
+    assert wrong.exit_code == 1 and "macmini: helm-target:" in wrong.output
+    assert "Traceback" not in wrong.output
+    wrong = invoke("render", "compose", "--stack", "k3s", "--out", str(tmp_path / "y"))
+    assert wrong.exit_code == 1 and "k3s: compose-target:" in wrong.output
