@@ -462,7 +462,9 @@ MON = [
         description="PostgreSQL metrics",
         image=image("prometheuscommunity/postgres-exporter:v0.16.0"),
         ports=[port(9187, "metrics")],
-        env={"DATA_SOURCE_URI": url_of("postgres", "postgres", scheme="postgresql",
+        # postgres_exporter builds "postgresql://" + user:pass@ + DATA_SOURCE_URI
+        # (cmd/postgres_exporter/datasource.go, v0.16), so the URI carries no scheme
+        env={"DATA_SOURCE_URI": url_of("postgres", "postgres", scheme="",
                                        path="/postgres?sslmode=disable"),
              "DATA_SOURCE_USER": "postgres", "DATA_SOURCE_PASS": secret("POSTGRES_PASSWORD")},
         needs=[lazy("postgres")],

@@ -267,7 +267,8 @@ def _env_value(value: EnvValue, svc: Service, estate: Estate, settings: StackSet
         return Template(parts=(value,))
     if isinstance(value, UrlOf):
         target = other(value.service)
-        return Template(parts=(f"{value.scheme}://{_address(target, settings)}:"
+        scheme = f"{value.scheme}://" if value.scheme else ""  # "": a bare host:port/path
+        return Template(parts=(f"{scheme}{_address(target, settings)}:"
                                f"{port_number(target, value.port)}{value.path}",))
     if isinstance(value, HostOf):
         return Template(parts=(_address(other(value.service), settings),))
@@ -296,7 +297,8 @@ def _dir(*parts: str | None) -> str:
 
 
 def _volumes(svc: Service, settings: StackSettings) -> tuple[ResolvedVolume, ...]:
-    """The service's mounts; legacy volumes belong to its first stateful volume (docker only).
+    """The service's mounts; legacy volumes belong to its first stateful volume (docker only,
+    and only on a stack that adopts them: `adoptLegacy`; a fresh host has none).
     The own legacy volume's root goes to `<subpath>/<legacy_dir>`, a merged forebear's to
     `<subpath>/merged/<legacy volume>`."""
     owner = next((i for i, v in enumerate(svc.volumes) if v.stateful), None)
@@ -306,7 +308,7 @@ def _volumes(svc: Service, settings: StackSettings) -> tuple[ResolvedVolume, ...
         shared = v.subpath is not None
         claim = f"{svc.id}-data" if shared else final.removeprefix("manacore-")
         legacy = tuple(n for n in svc.legacy.volumes if n != final) \
-            if i == owner and settings.target == "docker" else ()
+            if i == owner and settings.target == "docker" and settings.adopt_legacy else ()
         sources = tuple(LegacySource(volume=n, into=_dir(v.subpath, v.legacy_dir) if j == 0
                                      else _dir(v.subpath, MERGED_DIR, n))
                         for j, n in enumerate(legacy))

@@ -304,6 +304,9 @@ def _health(estate: Estate, _settings) -> Iterator[Violation]:
             yield Violation(s.id, "health", f"health path {h.http!r} must start with '/'")
         if min(h.interval, h.timeout, h.retries) < 1 or h.start_period < 0:
             yield Violation(s.id, "health", "interval, timeout and retries must be positive")
+        if not 1 <= h.start_interval <= h.interval:
+            yield Violation(s.id, "health", f"start_interval {h.start_interval} must lie between "
+                            f"1 and the interval ({h.interval}): it probes faster while starting")
 
 
 @rule("memory-limit")

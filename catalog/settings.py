@@ -13,13 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 from catalog.model import Target
 from catalog.units import parse_memory
 
 PROJECT = "manacore"
+LEGACY_STACK = "macmini"  # the host whose legacy volumes Phase 0 adopts
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -51,6 +52,15 @@ class StackSettings(BaseModel):
     cloudflare_zone_id: str | None = None
     access_emails: tuple[str, ...] = ()  # who passes Cloudflare Access to the admin UIs
     migrated_volumes: tuple[str, ...] = ()  # new volume names whose data has been moved
+    # Phase 0: mount the Mac Mini's legacy volumes (read, never created) until migrated. A new
+    # Docker host (a customer, a test) starts fresh: every volume created and managed.
+    adopt_legacy: bool | None = None  # default: true on stack macmini, false elsewhere
+
+    @model_validator(mode="after")
+    def _adopt_default(self) -> StackSettings:
+        if self.adopt_legacy is None:
+            object.__setattr__(self, "adopt_legacy", self.stack == LEGACY_STACK)
+        return self
 
     @field_validator("memory_budget")
     @classmethod

@@ -89,7 +89,8 @@ class DockerAdapter:
                    for p in service.ports if p.published] or None,
             healthcheck=docker.ContainerHealthcheckArgs(
                 tests=check["test"], interval=check["interval"], timeout=check["timeout"],
-                retries=check["retries"], start_period=check["start_period"]) if check else None,
+                retries=check["retries"], start_period=check["start_period"],
+                start_interval=check["start_interval"]) if check else None,
             restart=RESTART,
             memory=memory_mb(service),
             labels=[docker.ContainerLabelArgs(label=k, value=v)

@@ -55,13 +55,15 @@ def health_test(svc: ResolvedService) -> list[str] | None:
 
 
 def healthcheck(svc: ResolvedService) -> dict[str, Any] | None:
-    """test, interval, timeout, retries, start_period (Compose's keys; the adapter maps them)."""
+    """test, interval, timeout, retries, start_period, start_interval (Compose's keys; the
+    adapter maps them). `start_interval` needs Docker Engine >= 25 and Compose >= 2.20.2."""
     test = health_test(svc)
     if test is None or svc.health is None:
         return None
     h = svc.health
     return {"test": test, "interval": duration(h.interval), "timeout": duration(h.timeout),
-            "retries": h.retries, "start_period": duration(h.start_period)}
+            "retries": h.retries, "start_period": duration(h.start_period),
+            "start_interval": duration(h.start_interval)}
 
 
 def wait_timeout(svc: ResolvedService) -> int:

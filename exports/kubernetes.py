@@ -214,7 +214,7 @@ def probes(s: ResolvedService) -> dict[str, Any]:
             return {}
         check: dict[str, Any] = {"tcpSocket": {"port": s.ports[0].name}}
         timing = {"periodSeconds": 30, "timeoutSeconds": 5, "failureThreshold": 3}
-        start = 0
+        start, period = 0, 0
     else:
         if h.http is not None:
             check = {"httpGet": {"path": h.http, "port": h.port}}
@@ -224,10 +224,9 @@ def probes(s: ResolvedService) -> dict[str, Any]:
             check = {"tcpSocket": {"port": h.port}}
         timing = {"periodSeconds": h.interval, "timeoutSeconds": h.timeout,
                   "failureThreshold": h.retries}
-        start = h.start_period
+        start, period = h.start_period, h.start_interval
     out = {"livenessProbe": {**check, **timing}, "readinessProbe": {**check, **timing}}
-    if start > 0:
-        period = min(5, timing["periodSeconds"])
+    if start > 0:  # the kubelet's equivalent of Docker's start_period + start_interval
         out["startupProbe"] = {**check, "periodSeconds": period,
                                "timeoutSeconds": timing["timeoutSeconds"],
                                "failureThreshold": math.ceil(start / period) +

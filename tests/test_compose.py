@@ -240,7 +240,8 @@ def pulumi_view(run: Run, reg: Registration) -> dict[str, Any]:
                         for p in inputs.get("ports", [])),
         "env": env_of(reg),
         "health": check and [check["tests"], check["interval"], check["timeout"],
-                             int(check["retries"]), check["startPeriod"]],
+                             int(check["retries"]), check["startPeriod"],
+                             check["startInterval"]],
         "memory": int(inputs["memory"]),
         "volumes": sorted((m["type"], m["source"], m["target"],
                            (m.get("volumeOptions") or {}).get("subpath"), bool(m.get("readOnly")))
@@ -261,7 +262,8 @@ def compose_view(entry: dict[str, Any]) -> dict[str, Any]:
                         for p in entry.get("ports", [])),
         "env": {k: unescape(v) for k, v in (entry.get("environment") or {}).items()},
         "health": check and [[unescape(t) for t in check["test"]], check["interval"],
-                             check["timeout"], check["retries"], check["start_period"]],
+                             check["timeout"], check["retries"], check["start_period"],
+                             check["start_interval"]],
         "memory": int(entry["deploy"]["resources"]["limits"]["memory"]) // 2**20,
         "volumes": sorted((m["type"], m["source"], m["target"],
                            (m.get("volume") or {}).get("subpath"), bool(m.get("read_only")))

@@ -15,7 +15,7 @@ from pulumi.runtime import rpc
 
 from catalog.model import ED25519_KEY_ID
 from catalog.resolve import ResolvedEstate, ResolvedFile, SecretRef, Template
-from catalog.settings import ROOT
+from catalog.settings import ROOT, settings_from_values
 from components.program import deploy
 from tests.conftest import generated_value, known_secrets, secret_values
 from tests.harness import Registration, Run, has_secret, image_id, run_program, unwrap
@@ -132,8 +132,9 @@ def test_health_checks_as_resolved(macmini_run: Run, macmini_estate: ResolvedEst
         if h is None:
             assert check is None, svc.id
             continue
-        assert (check["interval"], check["timeout"], check["startPeriod"], check["retries"]) == (
-            f"{h.interval}s", f"{h.timeout}s", f"{h.start_period}s", h.retries), svc.id
+        assert (check["interval"], check["timeout"], check["startPeriod"], check["startInterval"],
+                check["retries"]) == (f"{h.interval}s", f"{h.timeout}s", f"{h.start_period}s",
+                                      f"{h.start_interval}s", h.retries), svc.id
         if h.cmd is not None:
             assert check["tests"] == ["CMD", *h.cmd]
         else:
@@ -413,3 +414,28 @@ def test_the_synapse_signing_key_is_generated_and_shipped_as_a_secret_file(
     upload = next(u for u in unwrap(synapse.inputs["uploads"])
                   if u["file"] == "/config/signing.key")
     assert upload["content"] == f"ed25519 {ED25519_KEY_ID} generated-synapse-signing-key-base64\n"
+
+
+# --- a fresh Docker host (adoptLegacy false): nothing legacy, everything managed ---------------
+
+
+def test_adopt_legacy_defaults_to_the_mac_mini_only() -> None:
+    base = {"target": "docker", "domain": "mana.how", "registry": "ghcr.io/manacore",
+            "tag": "1", "memoryBudget": "10Gi"}
+    assert settings_from_values("macmini", base).adopt_legacy is True
+    assert settings_from_values("customer", base).adopt_legacy is False
+    assert settings_from_values("macmini", {**base, "adoptLegacy": False}).adopt_legacy is False
+    assert settings_from_values("customer", {**base, "adoptLegacy": "true"}).adopt_legacy is True
+
+
+def test_fresh_install_manages_every_volume_and_reads_no_legacy_one(
+        macmini_estate: ResolvedEstate) -> None:
+    run = run_program("macmini", secrets=known_secrets(), config={"adoptLegacy": "false"})
+    assert not [v for v in run.of_type(VOLUME) if v.read_id], "no legacy volume is read"
+    managed = {v.name: v for v in run.of_type(VOLUME)}
+    stateful = {v.final for s in macmini_estate.containers for v in s.volumes if v.stateful}
+    assert stateful <= set(managed)
+    assert all(managed[n].protect and managed[n].retain_on_delete for n in stateful)
+    mounts = {m["source"] for c in containers(run).values()
+              for m in c.plain().get("mounts", []) if m["type"] == "volume"}
+    assert mounts == {v.final for s in macmini_estate.containers for v in s.volumes}

@@ -1,0 +1,245 @@
+"""Builds and tags every image a Compose file references, without a registry.
+
+Each reference gets the closest real thing this machine can build from Debian trixie:
+PostgreSQL 17 + pgvector for `pgvector/…`/`postgres:…`, Redis for `redis:…`, BusyBox for
+`busybox:…`/`alpine:…` (the one-shot helpers), and the wiring stand-in (`harness/standin`) for
+every other image, told which ports the service's health check and ports use. An image is
+rebuilt only when its recipe changes: each carries the hash of its recipe as a label.
+
+    python harness/images.py COMPOSE_FILE     (DOCKER_HOST: the engine to build on)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+HARNESS = Path(__file__).resolve().parent
+CACHE = Path(os.environ.get("MANACORE_CACHE")
+             or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "manacore")
+LABEL = "manacore.harness"  # value: the recipe hash; every image the harness builds has it
+PACKAGES = {  # recipe → Debian trixie packages of its root filesystem
+    "postgres": ("postgresql-17", "postgresql-17-pgvector"),
+    "redis": ("redis-server",),
+    "standin": ("busybox", "ca-certificates"),  # busybox: sh, wget for the health checks
+}
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def docker(*args: str, stdin: bytes | None = None, quiet: bool = True) -> str:
+    env = {**os.environ, "DOCKER_BUILDKIT": "0"}  # the legacy builder: no buildx here
+    proc = subprocess.run(["docker", *args], input=stdin, capture_output=True, env=env)
+    if proc.returncode != 0:
+        sys.exit(f"docker {' '.join(args[:3])}…: {proc.stderr.decode()[-2000:]}")
+    return proc.stdout.decode()
+
+
+def existing(ref: str) -> str | None:
+    """The recipe hash of an image already tagged `ref`, if any."""
+    proc = subprocess.run(["docker", "image", "inspect", "--format",
+                           f'{{{{index .Config.Labels "{LABEL}"}}}}', ref],
+                          capture_output=True, text=True)
+    return proc.stdout.strip() if proc.returncode == 0 else None
+
+
+def digest(*parts: bytes | str) -> str:
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(p.encode() if isinstance(p, str) else p)
+        h.update(b"\0")
+    return h.hexdigest()[:16]
+
+
+def files_digest(folder: Path) -> str:
+    return digest(*(f"{p.relative_to(folder)}:{p.read_bytes().hex()}"
+                    for p in sorted(folder.rglob("*")) if p.is_file()))
+
+
+def rootfs_image(recipe: str) -> str:
+    """A base image holding trixie + the recipe's packages (debootstrap, chroot, import)."""
+    packages = PACKAGES[recipe]
+    ref = f"manacore-harness/trixie-{recipe}:{digest(*packages)}"
+    if existing(ref) is not None:
+        return ref
+    start = time.monotonic()
+    tar = subprocess.run([str(HARNESS / "rootfs.sh"), *packages], check=True,
+                         capture_output=True, text=True).stdout.strip()
+    with open(tar, "rb") as stream:
+        subprocess.run(["docker", "import", "--change", f"LABEL {LABEL}=base", "-", ref],
+                       stdin=stream, check=True, capture_output=True)
+    log(f"base {ref}: {time.monotonic() - start:.0f} s")
+    return ref
+
+
+def standin_binary() -> Path:
+    """The stand-in, built with Go once per source version (static: runs on any base)."""
+    src = HARNESS / "standin"
+    out = CACHE / "standin" / files_digest(src) / "standin"
+    if not out.exists():
+        start = time.monotonic()
+        out.parent.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, "CGO_ENABLED": "0", "GOFLAGS": "-mod=mod"}
+        subprocess.run(["go", "build", "-trimpath", "-ldflags=-s -w", "-o", str(out), "."],
+                       cwd=src, env=env, check=True)
+        log(f"standin binary: {time.monotonic() - start:.0f} s")
+    return out
+
+
+def recipe_of(ref: str) -> str:
+    name = ref.rsplit(":", 1)[0].split("@")[0]
+    last = name.rsplit("/", 1)[-1]
+    if last in ("postgres", "pgvector"):
+        return "postgres"
+    if last == "redis":
+        return "redis"
+    if last in ("busybox", "alpine"):
+        return "busybox"
+    return "standin"
+
+
+PORT_IN_TEXT = re.compile(r"(?:https?://)?(?:127\.0\.0\.1|localhost|0\.0\.0\.0)?:(\d{2,5})\b")
+
+
+def listen_ports(service: dict) -> list[int]:
+    """Every port a service must answer on: its container ports and what its health check
+    (and command, e.g. a metrics address) names."""
+    ports: set[int] = set()
+    for p in service.get("ports") or ():
+        text = p if isinstance(p, str) else str(p.get("target", ""))
+        ports.add(int(str(text).rsplit(":", 1)[-1].split("/")[0]))
+    for p in service.get("expose") or ():
+        ports.add(int(str(p).split("/")[0]))
+    test = (service.get("healthcheck") or {}).get("test") or []
+    words = [*(test if isinstance(test, list) else [test]), *(service.get("command") or [])]
+    for word in words:
+        ports.update(int(m) for m in PORT_IN_TEXT.findall(str(word)))
+    env = service.get("environment") or {}
+    if isinstance(env, dict) and str(env.get("PORT", "")).isdigit():
+        ports.add(int(env["PORT"]))
+    return sorted(ports)
+
+
+SHELL_TOOLS = {"sh", "wget", "curl", "CMD-SHELL", "CMD", "NONE"}
+
+
+def probe_binaries(service: dict) -> list[str]:
+    """Executables an exec-form health check calls that the stand-in must answer as
+    (e.g. `mc`, `cloudflared`, `/watchtower`): each becomes a link to the stand-in."""
+    test = (service.get("healthcheck") or {}).get("test") or []
+    if not isinstance(test, list) or not test or test[0] != "CMD" or len(test) < 2:
+        return []
+    return [] if test[1] in SHELL_TOOLS else [test[1]]
+
+
+def standin_context(ctx: Path, base: str, binary: Path, service_name: str,
+                    service: dict) -> str:
+    shutil.copy(binary, ctx / "standin")
+    (ctx / "standin.json").write_text(json.dumps(
+        {"service": service_name, "listen": listen_ports(service)}, sort_keys=True))
+    links = []
+    for exe in probe_binaries(service):
+        path = exe if exe.startswith("/") else f"/usr/local/bin/{exe}"
+        links.append(f"ln -sf /usr/local/bin/standin {path}")
+    run = f"RUN {' && '.join(links)}\n" if links else ""
+    (ctx / "Dockerfile").write_text(
+        f"FROM {base}\nCOPY standin /usr/local/bin/standin\nCOPY standin.json /etc/standin.json\n"
+        # busybox provides wget (and the usual tools) for CMD-SHELL health checks
+        "RUN for t in wget; do [ -e /usr/bin/$t ] || ln -s /bin/busybox /usr/bin/$t; done\n"
+        f"{run}ENTRYPOINT [\"/usr/local/bin/standin\"]\nSTOPSIGNAL SIGTERM\n")
+    return digest(base, (ctx / "Dockerfile").read_text(), (ctx / "standin.json").read_text(),
+                  binary.read_bytes())
+
+
+def busybox_base() -> str:
+    """BusyBox alone (Debian's busybox-static with every applet linked), like the upstream
+    busybox image and close to alpine's userland: what the one-shot helpers need."""
+    ref = "manacore-harness/busybox:static"
+    if existing(ref) is not None:
+        return ref
+    tar = subprocess.run([str(HARNESS / "rootfs.sh"), "busybox-static"], check=True,
+                         capture_output=True, text=True).stdout.strip()
+    with tempfile.TemporaryDirectory() as tmp:
+        tree = Path(tmp) / "tree"
+        (tree / "bin").mkdir(parents=True)
+        subprocess.run(["tar", "-C", tmp, "-xf", tar, "./bin/busybox"], check=True)
+        shutil.move(Path(tmp) / "bin" / "busybox", tree / "bin" / "busybox")
+        applets = subprocess.run([str(tree / "bin" / "busybox"), "--list"], check=True,
+                                 capture_output=True, text=True).stdout.split()
+        for a in applets:
+            if a != "busybox":
+                (tree / "bin" / a).symlink_to("busybox")
+        for d in ("tmp", "etc", "root"):
+            (tree / d).mkdir()
+        (tree / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\n")
+        (tree / "etc" / "group").write_text("root:x:0:\n")
+        archive = subprocess.run(["tar", "-C", str(tree), "-c", "."], check=True,
+                                 capture_output=True).stdout
+    docker("import", "--change", f"LABEL {LABEL}=base", "--change", 'CMD ["sh"]',
+           "--change", "ENV PATH=/bin", "-", ref, stdin=archive)
+    return ref
+
+
+def build(ref: str, recipe: str, service_name: str, service: dict) -> bool:
+    """Builds `ref` unless an image with the same recipe hash has it; True when built."""
+    with tempfile.TemporaryDirectory() as tmp:
+        ctx = Path(tmp)
+        if recipe == "standin":
+            key = standin_context(ctx, rootfs_image("standin"), standin_binary(),
+                                  service_name, service)
+        elif recipe == "busybox":
+            base = busybox_base()
+            (ctx / "Dockerfile").write_text(f"FROM {base}\n")
+            key = digest(base, (HARNESS / "images.py").read_bytes())
+        else:
+            base = rootfs_image(recipe)
+            shutil.copytree(HARNESS / "images" / recipe, ctx, dirs_exist_ok=True)
+            key = digest(base, files_digest(HARNESS / "images" / recipe))
+        if existing(ref) == key:
+            return False
+        docker("build", "-q", "--build-arg", f"BASE={base if recipe != 'standin' else ''}",
+               "--label", f"{LABEL}={key}", "--label", "manacore.test=1", "-t", ref, str(ctx))
+        return True
+
+
+def main(compose_file: str) -> None:
+    services = (yaml.safe_load(Path(compose_file).read_text()) or {}).get("services") or {}
+    start, built = time.monotonic(), 0
+    by_ref: dict[str, tuple[str, dict]] = {}
+    for name, svc in sorted(services.items()):
+        ref = svc.get("image")
+        if not ref:
+            continue
+        if ref in by_ref and recipe_of(ref) == "standin":
+            # one image for several services: answer on the union of their ports
+            prev_name, prev = by_ref[ref]
+            merged = {**prev, "expose": [*(prev.get("expose") or []), *listen_ports(svc)]}
+            by_ref[ref] = (prev_name, merged)
+        else:
+            by_ref.setdefault(ref, (name, svc))
+    for ref, (name, svc) in sorted(by_ref.items()):
+        recipe = recipe_of(ref)
+        t0 = time.monotonic()
+        if build(ref, recipe, name, svc):
+            built += 1
+            log(f"{ref} ({recipe} for {name}): {time.monotonic() - t0:.1f} s")
+    log(f"images: {len(by_ref)} references, {built} built, "
+        f"{len(by_ref) - built} reused, {time.monotonic() - start:.0f} s")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        sys.exit("usage: images.py COMPOSE_FILE")
+    main(sys.argv[1])

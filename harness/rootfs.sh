@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Prints the path of a tarball of Debian trixie (minbase) with the given extra packages
+# installed, building it once: debootstrap for the base, then `apt-get install` in a chroot.
+# Cached by content (suite + package list); containers themselves never reach the archive.
+#   harness/rootfs.sh [PACKAGE…]
+set -euo pipefail
+# shellcheck source=harness/lib.sh
+source "$(dirname "$0")/lib.sh"
+
+ROOTFS=$CACHE/rootfs
+mkdir -p "$ROOTFS"
+base=$ROOTFS/trixie-minbase.tar
+
+if [ ! -s "$base" ]; then
+  host_packages debootstrap
+  tree=$(mktemp -d "$ROOTFS/tree.XXXX")
+  log "debootstrap trixie minbase (once per machine)"
+  timed "debootstrap" debootstrap --variant=minbase trixie "$tree" "$TRIXIE_MIRROR" >/dev/null
+  rm -rf "$tree"/var/cache/apt/archives/*.deb "$tree"/var/lib/apt/lists/*
+  tar -C "$tree" -cf "$base.tmp" . && mv "$base.tmp" "$base"
+  rm -rf "$tree"
+fi
+[ $# -eq 0 ] && { echo "$base"; exit 0; }
+
+key=$(printf '%s\n' "$@" | sort | sha256sum | cut -c1-16)
+out=$ROOTFS/trixie-$key.tar
+if [ ! -s "$out" ]; then
+  tree=$(mktemp -d "$ROOTFS/tree.XXXX")
+  trap 'umount "$tree/proc" 2>/dev/null || true; rm -rf "$tree"' EXIT
+  tar -C "$tree" -xf "$base"
+  cp /etc/resolv.conf "$tree/etc/resolv.conf"
+  echo "deb $TRIXIE_MIRROR trixie main" > "$tree/etc/apt/sources.list"
+  # no service starts inside the chroot; PostgreSQL creates no default cluster (the image's
+  # entrypoint initialises PGDATA, as the official image does)
+  printf '#!/bin/sh\nexit 101\n' > "$tree/usr/sbin/policy-rc.d"; chmod +x "$tree/usr/sbin/policy-rc.d"
+  mkdir -p "$tree/etc/postgresql-common/createcluster.d"
+  echo "create_main_cluster = false" > "$tree/etc/postgresql-common/createcluster.d/no-main.conf"
+  mount -t proc proc "$tree/proc"
+  log "installing into trixie: $*"
+  timed "apt-get install $*" chroot "$tree" sh -c \
+    "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $* >/dev/null"
+  umount "$tree/proc"
+  rm -rf "$tree"/var/cache/apt/archives/*.deb "$tree"/var/lib/apt/lists/* "$tree/usr/sbin/policy-rc.d"
+  : > "$tree/etc/resolv.conf"
+  tar -C "$tree" -cf "$out.tmp" . && mv "$out.tmp" "$out"
+fi
+echo "$out"

@@ -1,0 +1,210 @@
+"""The real-engine suites: a Docker Engine the suite owns (`scripts/engine`), images built from
+Debian packages (`scripts/images`), and the Compose estate deployed on them for real.
+
+Every test here carries the `docker_engine` marker (`pytest -m 'not docker_engine'` runs the
+fast suite alone). Without an engine a test is skipped on a workstation, and **fails** under
+`CI=true`: CI must never pass on a skipped proof.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import tempfile
+import time
+from base64 import b64encode
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from catalog.model import ED25519_KEY_ID
+from catalog.resolve import ResolvedEstate
+from catalog.settings import ROOT, stack_file
+from tests.conftest import COMPOSE_BINARY
+
+TEST_LABEL = "manacore.test=1"  # on everything the suite creates itself (volumes, containers)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(item.fspath).parents:
+            item.add_marker(pytest.mark.docker_engine)
+
+
+def _unavailable(reason: str) -> None:
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"real-engine test without its engine under CI: {reason}")
+    pytest.skip(reason)
+
+
+@dataclass
+class Engine:
+    """The suite's Docker Engine: `docker` and `compose` calls against its DOCKER_HOST."""
+
+    host: str
+    env: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.env = {**os.environ, "DOCKER_HOST": self.host}
+
+    def run(self, *args: str, check: bool = True, timeout: float = 600,
+            cwd: Path | None = None, env: dict[str, str] | None = None
+            ) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(list(args), capture_output=True, text=True, timeout=timeout,
+                              env={**self.env, **(env or {})}, cwd=cwd)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"{' '.join(args[:4])} … exited {proc.returncode}:\n"
+                                 f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+        return proc
+
+    def docker(self, *args: str, check: bool = True, timeout: float = 600) -> str:
+        return self.run("docker", *args, check=check, timeout=timeout).stdout
+
+    def inspect(self, *names: str, kind: str = "container") -> list[dict[str, Any]]:
+        return json.loads(self.docker(kind, "inspect", *names))
+
+    def exists(self, name: str, kind: str = "volume") -> bool:
+        return self.run("docker", kind, "inspect", name, check=False).returncode == 0
+
+    def volume(self, name: str) -> None:
+        """A volume of the suite's own (labelled), created empty."""
+        self.docker("volume", "create", "--label", TEST_LABEL, name)
+
+    def remove_volumes(self, *names: str) -> None:
+        """Removes volumes the suite created (labelled) — never another one."""
+        for name in names:
+            if self.exists(name):
+                labels = self.inspect(name, kind="volume")[0].get("Labels") or {}
+                assert labels.get("manacore.test") == "1" or labels.get(
+                    "com.docker.compose.project") == "manacore", f"{name} is not the suite's"
+                self.docker("volume", "rm", "-f", name)
+
+
+@pytest.fixture(scope="session")
+def engine() -> Iterator[Engine]:
+    """`scripts/engine up`, stopped at the end only if this session started it."""
+    script = ROOT / "scripts" / "engine"
+    running = subprocess.run([script, "status"], capture_output=True).returncode == 0
+    proc = subprocess.run([script, "up"], capture_output=True, text=True, timeout=1200)
+    if proc.returncode != 0 or not proc.stdout.strip():
+        _unavailable(f"scripts/engine up failed:\n{proc.stderr[-3000:]}")
+    print(proc.stderr, end="")
+    yield Engine(proc.stdout.strip().splitlines()[-1])
+    if not running:
+        subprocess.run([script, "down"], capture_output=True, timeout=120)
+
+
+def random_env(estate: ResolvedEstate) -> dict[str, str]:
+    """A value for every secret of the estate, as a user fills `.env` (random, fresh)."""
+    values = {}
+    for s in estate.secrets:
+        if s.kind == "ed25519":  # Synapse's key line: algorithm, key id, unpadded base64 seed
+            seed = b64encode(secrets.token_bytes(32)).decode().rstrip("=")
+            values[s.name] = f"ed25519 {ED25519_KEY_ID} {seed}"
+        else:
+            values[s.name] = secrets.token_hex(16)
+    return values
+
+
+def stack_dir(tmp: Path, **overrides: Any) -> Path:
+    """A copy of the macmini stack file with `manacore:` overrides (e.g. adoptLegacy)."""
+    data = yaml.safe_load(stack_file("macmini").read_text())
+    for key, value in overrides.items():
+        data["config"][f"manacore:{key}"] = value
+    tmp.mkdir(parents=True, exist_ok=True)
+    (tmp / "Pulumi.macmini.yaml").write_text(yaml.safe_dump(data))
+    return tmp
+
+
+@dataclass
+class Estate:
+    """A rendered Compose estate on the suite's engine."""
+
+    engine: Engine
+    folder: Path
+    resolved: ResolvedEstate
+    env: dict[str, str]
+    events: list[dict[str, Any]] = field(default_factory=list)  # of the latest `up`
+
+    @property
+    def model(self) -> dict[str, Any]:
+        return yaml.safe_load((self.folder / "compose.yaml").read_text())
+
+    def compose(self, *args: str, check: bool = True, timeout: float = 900
+                ) -> subprocess.CompletedProcess[str]:
+        return self.engine.run(str(COMPOSE_BINARY), "--project-directory", str(self.folder),
+                               "-f", str(self.folder / "compose.yaml"), *args,
+                               check=check, timeout=timeout)
+
+    def up(self) -> float:
+        """`docker compose up -d --wait`; the seconds until every container was healthy. On
+        failure the unhealthy containers are named with their last log lines."""
+        # the engine keeps only its last 256 events: record them live while the estate starts
+        # (into a file: a pipe would fill up and stall the stream)
+        with tempfile.TemporaryFile("w+") as log:
+            watch = subprocess.Popen(["docker", "events", "--filter", "type=container",
+                                      "--format", "{{json .}}"], stdout=log,
+                                     env=self.engine.env)
+            start = time.monotonic()
+            try:
+                proc = self.compose("up", "-d", "--wait", "--wait-timeout", "300", check=False)
+            finally:
+                took = time.monotonic() - start
+                time.sleep(1)
+                watch.terminate()
+                watch.wait()
+                log.seek(0)
+                self.events = [json.loads(line) for line in log if line.strip()]
+        if proc.returncode != 0:
+            raise AssertionError(f"compose up failed:\n{proc.stderr[-2500:]}\n{self.diagnose()}")
+        return took
+
+    def diagnose(self) -> str:
+        lines = []
+        for c in self.engine.inspect(*self.container_names()):
+            health = (c["State"].get("Health") or {}).get("Status", c["State"]["Status"])
+            if health not in ("healthy", "running") or c["State"]["Status"] != "running":
+                logs = self.engine.run("docker", "logs", "--tail", "8", c["Name"].lstrip("/"),
+                                       check=False)
+                lines.append(f"{c['Name'].lstrip('/')}: {health}\n{logs.stdout}{logs.stderr}")
+        return "\n".join(lines)
+
+    def container_names(self) -> list[str]:
+        return [s["container_name"] for s in self.model["services"].values()
+                if s.get("restart") != "no"]
+
+
+def render(engine: Engine, resolved: ResolvedEstate, folder: Path,
+           stacks: Path | None = None) -> Estate:
+    """`manacore render compose` into `folder`, a random `.env`, and every image built."""
+    if folder.exists():
+        shutil.rmtree(folder)
+    env = {"MANACORE_STACK_DIR": str(stacks)} if stacks else {}
+    engine.run(str(ROOT / ".venv" / "bin" / "manacore"), "render", "compose", "--stack",
+               "macmini", "--out", str(folder), env=env)
+    values = random_env(resolved)
+    (folder / ".env").write_text("".join(f"{k}={v}\n" for k, v in sorted(values.items())))
+    built = engine.run(str(ROOT / "scripts" / "images"), str(folder / "compose.yaml"),
+                       timeout=3000)
+    print(built.stderr.strip().splitlines()[-1])
+    return Estate(engine, folder, resolved, values)
+
+
+def clear_project(engine: Engine) -> None:
+    """Removes what an earlier run of the estate left on the suite's engine: its containers and
+    network (compose project `manacore`), never a volume it did not label."""
+    ids = engine.docker("ps", "-aq", "--filter", "label=com.docker.compose.project=manacore")
+    if ids.split():
+        engine.docker("rm", "-f", *ids.split())
+    ids = engine.docker("ps", "-aq", "--filter", "label=" + TEST_LABEL)
+    if ids.split():
+        engine.docker("rm", "-f", *ids.split())
+    engine.run("docker", "network", "rm", "manacore", check=False)

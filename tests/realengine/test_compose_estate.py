@@ -1,0 +1,223 @@
+"""The whole Compose export on a real Docker Engine (issue: deploy for real on Docker).
+
+The estate is rendered as a user renders it, `.env` filled with random values, every image built
+here (real PostgreSQL and Redis, the wiring stand-in for the rest), and `docker compose up -d
+--wait` brings up all of it. The assertions read the engine, the host's sockets and the real
+databases — never only the file. Tests run in file order against one estate.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from harness.images import recipe_of
+from tests.conftest import resolved
+from tests.realengine.conftest import Engine, Estate, clear_project, render
+
+POSTGRES_INIT_LINE = "running /docker-entrypoint-initdb.d/"
+
+
+def legacy_volumes(estate: Estate) -> list[str]:
+    return sorted(n for n, v in estate.model["volumes"].items() if v.get("external"))
+
+
+@pytest.fixture(scope="module")
+def estate(engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Estate]:
+    clear_project(engine)
+    est = render(engine, resolved("macmini"), tmp_path_factory.mktemp("compose") / "estate")
+    engine.remove_volumes(*legacy_volumes(est))  # a fresh cluster: init must run in this test
+    for name in legacy_volumes(est):  # the Mac Mini has them; here they start empty
+        engine.volume(name)
+    took = est.up()
+    print(f"\nbenchmark: compose estate healthy in {took:.1f} s "
+          f"({len(est.container_names())} containers, Docker Engine "
+          f"{engine.docker('version', '--format', '{{.Server.Version}}').strip()})")
+    yield est
+    est.compose("down", "-v", "-t", "5", check=False)
+    engine.remove_volumes(*legacy_volumes(est))
+
+
+def test_every_container_named_as_declared_healthy_on_the_shared_network(estate: Estate) -> None:
+    want = {s.container_name: s for s in estate.resolved.containers}
+    assert sorted(estate.container_names()) == sorted(want)
+    network = estate.resolved.settings.network
+    for c in estate.engine.inspect(*want):
+        name = c["Name"].lstrip("/")
+        state = c["State"]
+        assert state["Status"] == "running", name
+        if want[name].health is not None:
+            assert state["Health"]["Status"] == "healthy", name
+        assert list(c["NetworkSettings"]["Networks"]) == [network], name
+        assert c["Config"]["Labels"]["manacore.service"] == want[name].id
+
+
+def _listeners() -> set[tuple[str, int]]:
+    """Every listening TCP socket of the host (address, port), from /proc/net/tcp{,6}."""
+    found = set()
+    for path, family in (("/proc/net/tcp", socket.AF_INET), ("/proc/net/tcp6", socket.AF_INET6)):
+        for line in Path(path).read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            if state != "0A":  # LISTEN
+                continue
+            addr, port = local.split(":")
+            raw = bytes.fromhex(addr)
+            # the kernel prints each 32-bit word in host (little-endian) order
+            raw = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
+            found.add((socket.inet_ntop(family, raw), int(port, 16)))
+    return found
+
+
+def test_published_ports_listen_on_loopback_only(estate: Estate) -> None:
+    listeners = _listeners()
+    published = [(s.id, p.published) for s in estate.resolved.containers for p in s.ports
+                 if p.published]
+    assert len(published) > 30
+    for sid, port in published:
+        bound = {addr for addr, p in listeners if p == port}
+        assert bound == {"127.0.0.1"}, f"{sid}: port {port} listens on {bound or 'nothing'}"
+
+
+def test_memory_limits_as_declared(estate: Estate) -> None:
+    for s in estate.resolved.containers:
+        (c,) = estate.engine.inspect(s.container_name)
+        assert c["HostConfig"]["Memory"] == s.memory, s.id
+
+
+def _events(estate: Estate) -> dict[str, dict[str, float]]:
+    """Per container: when it first started and first turned healthy (engine events of `up`)."""
+    seen: dict[str, dict[str, float]] = {}
+    for e in estate.events:
+        key = {"start": "start", "health_status: healthy": "healthy"}.get(e.get("Action", ""))
+        if key:
+            name = e["Actor"]["Attributes"].get("name", "")
+            seen.setdefault(name, {}).setdefault(key, e["timeNano"] / 1e9)
+    return seen
+
+
+def test_hard_dependents_start_only_after_their_dependency_is_healthy(estate: Estate) -> None:
+    events = _events(estate)
+    by_id = {s.id: s for s in estate.resolved.services}
+    checked = 0
+    for s in estate.resolved.containers:
+        for dep in s.hard:
+            d = by_id[dep]
+            if d.native:
+                continue
+            started = events[s.container_name]["start"]
+            healthy = events[d.container_name]["healthy"]
+            assert started >= healthy, (f"{s.id} started {healthy - started:.1f} s before "
+                                        f"{dep} was healthy")
+            checked += 1
+    assert checked >= 20
+
+
+def _report(estate: Estate, container: str) -> dict:
+    return json.loads(estate.engine.docker("exec", container, "standin", "report"))
+
+
+def test_every_standin_verified_its_wiring(estate: Estate) -> None:
+    checks = 0
+    for s in estate.resolved.containers:
+        if recipe_of(s.image or "") != "standin":
+            continue
+        report = _report(estate, s.container_name)
+        failed = [c for c in report["checks"] or [] if not c["ok"]]
+        assert report["healthy"] and not failed, f"{s.id}: {failed}"
+        sources = {c["source"] for c in report["checks"] or []}
+        for name, value in estate.model["services"][s.id].get("environment", {}).items():
+            if str(value).startswith(("postgres://", "postgresql://", "redis://")):
+                assert any(src.split("+")[0] == name for src in sources), \
+                    f"{s.id}: {name} was not verified"
+        checks += len(report["checks"] or [])
+    assert checks >= 40, "the stand-ins verify the estate's wiring"
+
+
+def _psql(estate: Estate, url: str) -> subprocess.CompletedProcess[str]:
+    query = "select current_user || '@' || current_database()"
+    return subprocess.run(["psql", url, "-XAtc", query], capture_output=True, text=True,
+                          timeout=30)
+
+
+def test_every_database_role_logs_in_with_its_password_and_only_with_it(estate: Estate) -> None:
+    port = estate.resolved["postgres"].port("postgres").published
+    assert estate.resolved.databases
+    for db in estate.resolved.databases:
+        password = estate.env[db.password_secret]
+        ok = _psql(estate, f"postgresql://{db.name}:{password}@127.0.0.1:{port}/{db.name}")
+        assert ok.returncode == 0 and ok.stdout.strip() == f"{db.name}@{db.name}", ok.stderr
+        bad = _psql(estate, f"postgresql://{db.name}:wrong-{password}@127.0.0.1:{port}/{db.name}")
+        assert bad.returncode != 0 and "password authentication failed" in bad.stderr, db.name
+
+
+@pytest.mark.parametrize("wrong", ["password", "database", "host", "port"])
+def test_a_standin_stays_unhealthy_on_wrong_wiring(estate: Estate, wrong: str) -> None:
+    """The proof has teeth: one wrong part of a DATABASE_URL keeps a stand-in unhealthy."""
+    s = estate.resolved["auth"]
+    db = next(d for d in estate.resolved.databases if d.owner == "auth")
+    parts = {"password": estate.env[db.password_secret], "database": db.name,
+             "host": estate.resolved["postgres"].host, "port": "5432"}
+    parts[wrong] = {"password": "not-the-password", "database": "nope",
+                    "host": "manacore-infra-nothere", "port": "5433"}[wrong]
+    url = f"postgresql://{db.name}:{parts['password']}@{parts['host']}:{parts['port']}/" \
+          f"{parts['database']}"
+    name = f"manacore-test-miswired-{wrong}"
+    estate.engine.run("docker", "rm", "-f", name, check=False)
+    estate.engine.docker("run", "-d", "--name", name, "--label", "manacore.test=1", "--network",
+                         estate.resolved.settings.network, "-e", f"DATABASE_URL={url}",
+                         s.image or "")
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            report = _report(estate, name)
+            if report["checks"] and report["checks"][0]["detail"] not in ("", "ok"):
+                break
+            time.sleep(1)
+        assert not report["healthy"], report
+        assert estate.engine.run("docker", "exec", name, "wget", "-qO-",
+                                 f"http://127.0.0.1:{s.port().container}/health",
+                                 check=False).returncode != 0
+        print(f"{wrong}: {report['checks'][0]['detail']}")
+    finally:
+        estate.engine.run("docker", "rm", "-f", name, check=False)
+
+
+def test_data_survives_down_and_up_and_init_runs_once(estate: Estate) -> None:
+    pg, redis = estate.resolved["postgres"], estate.resolved["redis"]
+    port = pg.port("postgres").published
+    url = f"postgresql://postgres:{estate.env['POSTGRES_PASSWORD']}@127.0.0.1:{port}/postgres"
+    subprocess.run(["psql", url, "-Xqc", "create table kept (v text); insert into kept "
+                    "values ('survives')"], check=True, capture_output=True)
+    rcli = ["docker", "exec", redis.container_name, "redis-cli", "-a",
+            estate.env["REDIS_PASSWORD"], "--no-auth-warning"]
+    assert estate.engine.run(*rcli, "set", "kept", "survives").stdout.strip() == "OK"
+    first = estate.engine.run("docker", "logs", pg.container_name).stdout
+    assert POSTGRES_INIT_LINE in first, "the init script ran on the empty volume"
+
+    estate.compose("down", "-t", "10")
+    assert not estate.engine.docker("ps", "-aq", "--filter",
+                                    "label=com.docker.compose.project=manacore").split()
+    took = estate.up()
+    print(f"\nbenchmark: estate healthy again after down in {took:.1f} s")
+
+    again = estate.engine.run("docker", "logs", pg.container_name)
+    assert POSTGRES_INIT_LINE not in again.stdout + again.stderr, "init must not run twice"
+    assert "Skipping initialization" in again.stdout + again.stderr
+    rows = subprocess.run(["psql", url, "-XAtc", "select v from kept"], check=True,
+                          capture_output=True, text=True).stdout.split()
+    assert rows == ["survives"]
+    assert estate.engine.run(*rcli, "get", "kept").stdout.strip() == "survives"
+
+
+def test_down_v_never_removes_a_legacy_volume(estate: Estate) -> None:
+    legacy = legacy_volumes(estate)
+    assert "manacore-postgres" in legacy
+    estate.compose("down", "-v", "-t", "10")
+    for name in legacy:
+        assert estate.engine.exists(name), f"down -v removed the legacy volume {name}"
