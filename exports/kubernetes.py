@@ -51,8 +51,7 @@ RUNTIMES: dict[str, Runtime] = {
     "searxng": Runtime(uid=977,
                        why="the searxng image runs as its own user searxng (977), which owns "
                            "its configuration and cache directories"),
-    "element-web": Runtime(uid=101, read_only=False, writable=("/tmp", "/var/cache/nginx"),
-                           low_port=True,
+    "element-web": Runtime(uid=101, read_only=False, low_port=True,
                            why="nginx in the element-web image runs as its nginx user (101), "
                                "listens on port 80 and writes its config at start"),
     "n8n": Runtime(uid=1000,
