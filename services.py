@@ -669,7 +669,8 @@ TOOLS = [
                     arm64="https://github.com/nicholas-fedor/watchtower/blob/v1.21.0/build/"
                     "goreleaser/stable.yaml (platforms … linux/arm64)"),
         command=["--monitor-only", "--interval", "3600"],
-        env={"WATCHTOWER_NOTIFICATIONS": "shoutrrr"},
+        # the fork sends to every WATCHTOWER_NOTIFICATION_URL (shoutrrr) without a type:
+        # WATCHTOWER_NOTIFICATIONS is deprecated there (internal/flags/notify/register.go)
         secrets=["WATCHTOWER_NOTIFICATION_URL"],
         host_mounts=[HostMount(source="/var/run/docker.sock", path="/var/run/docker.sock")],
         health=cmd("/watchtower", "--health-check"),

@@ -62,13 +62,17 @@ def own(name: str) -> Image:
     return Image(repository=name, own=True)
 
 
-def image(ref: str, **facts: object) -> Image:
+def image(ref: str, *, scheme: str | None = None, family: str | None = None,
+          tools: tuple[str, ...] = (), writes: tuple[str, ...] = (), confirmed: str = "",
+          arm64: str = "") -> Image:
     """A third-party image written as `repository:tag` (the tag must be pinned), with the facts
     confirmed upstream (see `Image`)."""
+    facts = {"scheme": scheme, "family": family, "tools": tools, "writes": writes,
+             "confirmed": confirmed, "arm64": arm64}
     repository, sep, tag = ref.rpartition(":")
     if not sep or "/" in tag:
-        return Image(repository=ref, **facts)  # type: ignore[arg-type]
-    return Image(repository=repository, tag=tag, **facts)  # type: ignore[arg-type]
+        return Image(repository=ref, **facts)
+    return Image(repository=repository, tag=tag, **facts)
 
 
 class Port(_Model):
