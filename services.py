@@ -69,8 +69,10 @@ INFRA = [
         # (redis/docker-library-redis#478, docker-library/official-images#20011)
         image=image("redis:7.4.6-alpine", scheme="semver-variant", family="alpine",
                     tools=("redis-server", "redis-cli"),
-                    confirmed="https://github.com/redis/docker-library-redis/blob/release/7.4/"
-                    "alpine/docker-entrypoint.sh",
+                    confirmed="https://github.com/docker-library/redis/blob/master/7.4/alpine/"
+                    "docker-entrypoint.sh and https://github.com/redis/docker-library-redis/"
+                    "blob/master/alpine/docker-entrypoint.sh (both drop root for redis-server "
+                    "only)",
                     arm64="https://github.com/docker-library/official-images/blob/master/"
                     "library/redis (alpine: arm64v8)"),
         # The entrypoint drops from root to the redis user (after chowning /data) only when its
@@ -408,9 +410,9 @@ MATRIX = [
         # nginx needs root and crash-loops under the pod's runAsUser
         image=image("vectorim/element-web:v1.12.29", scheme="v-semver", family="alpine",
                     tools=("nginx",), writes=("/var/cache/nginx",),
-                    confirmed="https://github.com/element-hq/element-web/blob/develop/"
-                    "Dockerfile (nginx-unprivileged:alpine-slim, USER nginx, "
-                    "ELEMENT_WEB_PORT=80, wget HEALTHCHECK)",
+                    confirmed="https://github.com/element-hq/element-web/pull/28849 (Dockerfile:"
+                    " USER nginx, ELEMENT_WEB_PORT=80, wget HEALTHCHECK) and pull/29353 (base "
+                    "nginxinc/nginx-unprivileged:alpine-slim)",
                     arm64="https://github.com/element-hq/element-web/blob/develop/.github/"
                     "workflows/docker.yaml (on tags v*: platforms linux/amd64,linux/arm64)"),
         ports=[port(4080, container=80)],
@@ -605,10 +607,11 @@ TOOLS = [
                     # n8n writes ~/.cache/n8n at start (n8n-io/n8n#8367, #11743): a read-only
                     # root needs it writable
                     writes=("/home/node/.cache",),
-                    confirmed="https://github.com/n8n-io/n8n/blob/n8n@1.68.0/docker/images/n8n/"
-                    "Dockerfile (n8nio/base: node alpine, USER node, HOME /home/node)",
-                    arm64="https://hub.docker.com/r/n8nio/n8n (linux/arm64 in the tag's "
-                    "manifest list; not re-read from the build source)"),
+                    confirmed="https://github.com/n8n-io/n8n/blob/master/docker/images/n8n/"
+                    "Dockerfile (FROM n8nio/base, USER node, WORKDIR /home/node; read at a "
+                    "later revision than this tag)",
+                    arm64="https://github.com/n8n-io/n8n/blob/master/docker/images/n8n/"
+                    "Dockerfile (TARGETPLATFORM linux/amd64 or linux/arm64)"),
         ports=[port(6000, container=5678)],
         env={"N8N_PORT": port_of("n8n"), "N8N_EDITOR_BASE_URL": public_url("n8n"),
              "WEBHOOK_URL": public_url("n8n"), "DB_TYPE": "postgresdb",
