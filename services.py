@@ -47,7 +47,8 @@ INFRA = [
         id="postgres", category="infra", role="datastore",
         description="PostgreSQL 16 with pgvector: one database and role per consumer",
         image=image("pgvector/pgvector:0.8.0-pg16", scheme="semver-variant", family="debian",
-                    tools=("pg_isready", "psql"), writes=("/var/run/postgresql",),
+                    tools=("pg_isready", "psql"),
+                    writes=("/var/run/postgresql",),  # its Unix socket
                     confirmed="https://github.com/pgvector/pgvector/blob/v0.8.0/Dockerfile "
                     "(FROM postgres:$PG_MAJOR: the docker-library/postgres entrypoint)",
                     arm64="https://github.com/pgvector/pgvector/blob/v0.8.0/Makefile "
@@ -95,7 +96,8 @@ INFRA = [
         id="minio", category="infra", role="infra",
         description="MinIO: S3-compatible object storage (contact photos, files)",
         image=image("minio/minio:RELEASE.2024-11-07T00-52-20Z", scheme="minio",
-                    family="ubi-micro", tools=("minio", "mc", "curl"), writes=("/.minio",),
+                    family="ubi-micro", tools=("minio", "mc", "curl"),
+                    writes=("/.minio",),  # certs dir under $HOME: / for a UID without a home
                     confirmed="https://github.com/minio/minio/blob/RELEASE.2024-11-07T00-52-20Z"
                     "/Dockerfile.release (ubi-micro; minio, mc and a static curl in /usr/bin)",
                     arm64="https://github.com/minio/minio/blob/RELEASE.2024-11-07T00-52-20Z/"
