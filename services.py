@@ -16,6 +16,7 @@ from catalog.model import (
     Secret,
     Service,
     Volume,
+    address_of,
     cmd,
     cmd_or_http,
     db_url,
@@ -45,7 +46,13 @@ INFRA = [
     service(
         id="postgres", category="infra", role="datastore",
         description="PostgreSQL 16 with pgvector: one database and role per consumer",
-        image=image("pgvector/pgvector:0.8.0-pg16"),
+        image=image("pgvector/pgvector:0.8.0-pg16", scheme="semver-variant", family="debian",
+                    tools=("pg_isready", "psql"),
+                    writes=("/var/run/postgresql",),  # its Unix socket
+                    confirmed="https://github.com/pgvector/pgvector/blob/v0.8.0/Dockerfile "
+                    "(FROM postgres:$PG_MAJOR: the docker-library/postgres entrypoint)",
+                    arm64="https://github.com/pgvector/pgvector/blob/v0.8.0/Makefile "
+                    "(docker buildx --platform linux/amd64,linux/arm64)"),
         ports=[port(5432, "postgres")],
         env={"POSTGRES_USER": "postgres", "POSTGRES_DB": "postgres",
              "PGDATA": f"{PG_MOUNT}/{PG_DIR}"},
@@ -59,28 +66,51 @@ INFRA = [
     service(
         id="redis", category="infra", role="datastore",
         description="Redis 7: session cache and pub/sub",
-        image=image("redis:7.4.1-alpine"),
-        command=["sh", "-c",
-                 'exec redis-server --appendonly yes --requirepass "$REDIS_PASSWORD"'],
+        # 7.4.6 fixes CVE-2025-49844 (Lua use-after-free, RCE) and three more Lua CVEs
+        # (redis/docker-library-redis#478, docker-library/official-images#20011)
+        image=image("redis:7.4.6-alpine", scheme="semver-variant", family="alpine",
+                    tools=("redis-server", "redis-cli"),
+                    confirmed="https://github.com/docker-library/redis/blob/master/7.4/alpine/"
+                    "docker-entrypoint.sh and https://github.com/redis/docker-library-redis/"
+                    "blob/master/alpine/docker-entrypoint.sh (both drop root for redis-server "
+                    "only)",
+                    arm64="https://github.com/docker-library/official-images/blob/master/"
+                    "library/redis (alpine: arm64v8)"),
+        # The entrypoint drops from root to the redis user (after chowning /data) only when its
+        # first argument is redis-server (an option first gets redis-server put before it);
+        # anything else, `sh -c …` included, it execs as root. So redis-server comes first and
+        # the password is an argument each target fills in from the secret (Compose ${…},
+        # Kubernetes $(REDIS_PASSWORD) from the container's environment), never a file.
+        command=["redis-server", "--appendonly", "yes",
+                 "--requirepass", secret("REDIS_PASSWORD")],
         ports=[port(6379, "redis")],
         secrets=["REDIS_PASSWORD"],
         volumes=[Volume(path="/data", size="2Gi")],
+        # redis-cli reads the password from REDISCLI_AUTH: it never shows in a process list
         health=cmd("sh", "-c",
-                   'redis-cli -a "$REDIS_PASSWORD" --no-auth-warning ping | grep -q PONG'),
+                   'REDISCLI_AUTH="$REDIS_PASSWORD" redis-cli ping | grep -q PONG'),
         memory="256Mi",
         legacy=Legacy(containers=["manacore-redis"], ports=[6379], volumes=["manacore-redis"]),
     ),
     service(
         id="minio", category="infra", role="infra",
         description="MinIO: S3-compatible object storage (contact photos, files)",
-        image=image("minio/minio:RELEASE.2024-11-07T00-52-20Z"),
+        image=image("minio/minio:RELEASE.2024-11-07T00-52-20Z", scheme="minio",
+                    family="ubi-micro", tools=("minio", "mc", "curl"),
+                    writes=("/.minio",),  # certs dir under $HOME: / for a UID without a home
+                    confirmed="https://github.com/minio/minio/blob/RELEASE.2024-11-07T00-52-20Z"
+                    "/Dockerfile.release (ubi-micro; minio, mc and a static curl in /usr/bin)",
+                    arm64="https://github.com/minio/minio/blob/RELEASE.2024-11-07T00-52-20Z/"
+                    "Dockerfile.release (TARGETARCH: the linux-arm64 release)"),
         command=["server", "/data", "--console-address", ":9001"],
         ports=[port(9000, "api"), port(9001, "console")],
         secrets=["MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD"],
         volumes=[Volume(path="/data", size="50Gi")],
-        # the image ships mc but neither curl nor wget: Docker runs mc, the kubelet probes http
-        health=cmd_or_http(("mc", "ready", "local"), "/minio/health/live", port="api",
-                           start_period=10),
+        # the image has no shell but a static curl (Dockerfile.release: download-static-curl):
+        # Docker runs it directly, the kubelet probes the same path
+        health=cmd_or_http(("curl", "-fsS", "-o", "/dev/null",
+                            "http://127.0.0.1:9000/minio/health/live"),
+                           "/minio/health/live", port="api", start_period=10),
         memory="512Mi",
         public=Public(host="minio", port="console", access=True),
         legacy=Legacy(containers=["manacore-minio"], ports=[9000, 9001],
@@ -89,7 +119,12 @@ INFRA = [
     service(
         id="cloudflared", category="infra", role="infra",
         description="Cloudflare Tunnel connector: the only way in from outside",
-        image=image("cloudflare/cloudflared:2025.4.0"),
+        image=image("cloudflare/cloudflared:2025.4.0", scheme="calver", family="distroless",
+                    tools=("cloudflared",),
+                    confirmed="https://github.com/cloudflare/cloudflared/blob/2025.4.0/"
+                    "Dockerfile (distroless/base-debian12:nonroot, ENTRYPOINT cloudflared)",
+                    arm64="https://github.com/cloudflare/cloudflared/blob/2025.4.0/"
+                    "Dockerfile.arm64"),
         command=["tunnel", "--no-autoupdate", "--metrics", "0.0.0.0:2000", "run"],
         ports=[internal(2000, "metrics")],
         secrets=["TUNNEL_TOKEN"],
@@ -149,11 +184,27 @@ CORE = [
     service(
         id="searxng", category="core", role="core",
         description="SearXNG meta search engine (internal only)",
-        image=image("searxng/searxng:2024.11.17-10a3ff7d5"),
+        # tag = commit date + abbreviated hash of a master commit (searx/version.py), built
+        # and pushed by .github/workflows/container.yml for amd64, arm64 and armv7
+        image=image("searxng/searxng:2026.7.10-799086874", scheme="searxng",
+                    family="posix-sh", tools=("/usr/local/searxng/.venv/bin/python",),
+                    writes=("/etc/searxng", "/var/cache/searxng"),
+                    confirmed="https://github.com/searxng/searxng/commit/"
+                    "799086874d807e313d5331a07f47b2b4e5828a9a (container/dist.dockerfile, "
+                    "container/entrypoint.sh)",
+                    arm64="https://github.com/searxng/searxng/blob/799086874/.github/workflows/"
+                    "container.yml (arch: amd64, arm64, armv7)"),
         ports=[internal(8080)],
+        # settings.yml (json enabled) is generated: catalog/configs.py; the secret key and the
+        # base URL override it from the environment
         env={"SEARXNG_BASE_URL": url_of("searxng", path="/")},
         secrets=["SEARXNG_SECRET"],
-        health=http("/healthz", start_period=10),
+        # neither wget nor curl is known in its base: ask the image's own Python; the kubelet
+        # probes the path itself
+        health=cmd_or_http(("/usr/local/searxng/.venv/bin/python", "-c",
+                            "import urllib.request; urllib.request.urlopen("
+                            "'http://127.0.0.1:8080/healthz', timeout=4)"),
+                           "/healthz", start_period=10),
         memory="192Mi",
         legacy=Legacy(containers=["mana-searxng"]),
     ),
@@ -277,7 +328,13 @@ MATRIX = [
     service(
         id="synapse", category="matrix", role="matrix",
         description="Synapse homeserver",
-        image=image("matrixdotorg/synapse:v1.119.0"),
+        # public-facing: at least 1.120.1, the security release of 2024-12-03 (CHANGES.md)
+        image=image("matrixdotorg/synapse:v1.157.1", scheme="v-semver", family="debian",
+                    tools=("curl", "python"),
+                    confirmed="https://github.com/element-hq/synapse/blob/v1.157.1/docker/"
+                    "Dockerfile (/start.py, SYNAPSE_CONFIG_PATH, curl for its HEALTHCHECK)",
+                    arm64="https://github.com/element-hq/synapse/blob/v1.157.1/.github/"
+                    "workflows/docker.yml (platform linux/arm64)"),
         ports=[port(4000, container=8008), port(4001, "metrics", container=9002)],
         # homeserver.yaml (database, listeners, secrets) is generated: catalog/configs.py
         env={"SYNAPSE_CONFIG_PATH": "/config/homeserver.yaml"},
@@ -351,7 +408,15 @@ MATRIX = [
     service(
         id="element-web", category="matrix", role="matrix",
         description="Element web client",
-        image=image("vectorim/element-web:v1.11.85"),
+        # non-root (user nginx, 101) since v1.11.90 (element-hq/element-web#28849); below it
+        # nginx needs root and crash-loops under the pod's runAsUser
+        image=image("vectorim/element-web:v1.12.29", scheme="v-semver", family="alpine",
+                    tools=("nginx",), writes=("/var/cache/nginx",),
+                    confirmed="https://github.com/element-hq/element-web/pull/28849 (Dockerfile:"
+                    " USER nginx, ELEMENT_WEB_PORT=80, wget HEALTHCHECK) and pull/29353 (base "
+                    "nginxinc/nginx-unprivileged:alpine-slim)",
+                    arm64="https://github.com/element-hq/element-web/blob/develop/.github/"
+                    "workflows/docker.yaml (on tags v*: platforms linux/amd64,linux/arm64)"),
         ports=[port(4080, container=80)],
         needs=[lazy("synapse")],
         health=http("/"),
@@ -380,7 +445,12 @@ MON = [
     service(
         id="victoriametrics", category="mon", role="infra",
         description="VictoriaMetrics: metrics database, UI at /vmui (not public)",
-        image=image("victoriametrics/victoria-metrics:v1.106.1"),
+        image=image("victoriametrics/victoria-metrics:v1.106.1", scheme="v-semver",
+                    family="alpine", tools=("/victoria-metrics-prod",),
+                    confirmed="https://github.com/VictoriaMetrics/VictoriaMetrics/blob/v1.106.1/"
+                    "deployment/docker/Makefile (ROOT_IMAGE alpine)",
+                    arm64="https://github.com/VictoriaMetrics/VictoriaMetrics/blob/v1.106.1/"
+                    "deployment/docker/Makefile (publish-via-docker: linux/arm64)"),
         # the scrape targets file is generated from the catalogue: catalog/configs.py
         command=["-storageDataPath=/storage", "-retentionPeriod=90d", "-httpListenAddr=:8428",
                  "-promscrape.config=/etc/victoriametrics/scrape.yml"],
@@ -394,7 +464,12 @@ MON = [
     service(
         id="grafana", category="mon", role="dashboard",
         description="Grafana dashboards (behind Cloudflare Access)",
-        image=image("grafana/grafana:11.3.1"),
+        image=image("grafana/grafana:11.3.1", scheme="semver", family="alpine",
+                    tools=("grafana",),
+                    confirmed="https://github.com/grafana/grafana/blob/v11.3.1/Dockerfile "
+                    "(alpine base image, user grafana 472)",
+                    arm64="https://hub.docker.com/r/grafana/grafana (linux/arm64 in the "
+                    "tag's manifest list; not re-read from the build source)"),
         ports=[port(8000, container=3000)],
         env={"GF_SERVER_ROOT_URL": public_url("grafana"), "GF_ANALYTICS_REPORTING_ENABLED":
              "false", "GF_SECURITY_ADMIN_PASSWORD": secret("GRAFANA_ADMIN_PASSWORD"),
@@ -410,7 +485,12 @@ MON = [
     service(
         id="umami", category="mon", role="dashboard",
         description="Umami web analytics (behind Cloudflare Access)",
-        image=image("ghcr.io/umami-software/umami:postgresql-v2.14.0"),
+        image=image("ghcr.io/umami-software/umami:postgresql-v2.14.0", scheme="umami",
+                    family="alpine", tools=("node", "curl"),
+                    confirmed="https://github.com/umami-software/umami/blob/v2.14.0/Dockerfile "
+                    "(node:18-alpine, apk add curl, USER nextjs)",
+                    arm64="https://github.com/umami-software/umami/blob/v2.14.0/.github/"
+                    "workflows/cd.yml (platform linux/amd64,linux/arm64)"),
         ports=[port(8010, container=3000)],
         env={"DATABASE_URL": db_url(), "DATABASE_TYPE": "postgresql",
              "APP_SECRET": secret("UMAMI_APP_SECRET")},
@@ -425,7 +505,12 @@ MON = [
     service(
         id="pushgateway", category="mon", role="exporter",
         description="Prometheus Pushgateway for batch metrics",
-        image=image("prom/pushgateway:v1.10.0"),
+        image=image("prom/pushgateway:v1.10.0", scheme="v-semver", family="prom-busybox",
+                    tools=("/bin/pushgateway",),
+                    confirmed="https://github.com/prometheus/pushgateway/blob/v1.10.0/Dockerfile "
+                    "(FROM quay.io/prometheus/busybox, USER 65534)",
+                    arm64="https://github.com/prometheus/pushgateway/blob/v1.10.0/"
+                    "Makefile.common (DOCKER_ARCHS … arm64)"),
         ports=[port(9091)],
         health=http("/-/healthy"),
         memory="64Mi",
@@ -434,11 +519,19 @@ MON = [
     service(
         id="node-exporter", category="mon", role="exporter", workload="daemon",
         description="Host metrics; a DaemonSet on Kubernetes",
-        image=image("prom/node-exporter:v1.8.2"),
+        image=image("prom/node-exporter:v1.8.2", scheme="v-semver", family="prom-busybox",
+                    tools=("/bin/node_exporter",),
+                    confirmed="https://github.com/prometheus/node_exporter/blob/v1.8.2/"
+                    "Dockerfile (FROM quay.io/prometheus/busybox, USER nobody)",
+                    arm64="https://github.com/prometheus/node_exporter/blob/v1.8.2/"
+                    "Makefile.common (DOCKER_ARCHS … arm64)"),
         ports=[port(9100, "metrics")],
-        # Docker: the host's file systems, read-only. Kubernetes has no hostPath (SPEC): there
-        # it reads its own /proc and /sys, whose CPU, memory, load and network figures are the
-        # node's; filesystem figures are the container's.
+        # Host metrics need the host's view: in its own network and PID namespaces it would
+        # report the pod's interfaces and processes. SPEC makes this DaemonSet the one
+        # exception to "no hostPath" on Kubernetes (kube-prometheus runs it the same way): host
+        # network and PID, and the host's /proc, /sys and / read-only; on Docker the same
+        # mounts. One pod per node, each scraped at its node's address (catalog/configs.py).
+        host_access=True,
         host_mounts=[HostMount(source="/proc", path="/host/proc", arg="--path.procfs=/host/proc"),
                      HostMount(source="/sys", path="/host/sys", arg="--path.sysfs=/host/sys"),
                      HostMount(source="/", path="/rootfs", arg="--path.rootfs=/rootfs")],
@@ -449,7 +542,12 @@ MON = [
     service(
         id="redis-exporter", category="mon", role="exporter",
         description="Redis metrics",
-        image=image("oliver006/redis_exporter:v1.66.0"),
+        image=image("oliver006/redis_exporter:v1.66.0", scheme="v-semver", family="scratch",
+                    tools=("/redis_exporter",),
+                    confirmed="https://github.com/oliver006/redis_exporter/blob/v1.66.0/"
+                    "Dockerfile (scratch-release: FROM scratch, USER 59000)",
+                    arm64="https://github.com/oliver006/redis_exporter/blob/v1.66.0/.github/"
+                    "workflows/release.yml (platforms linux/amd64,linux/arm,linux/arm64)"),
         ports=[port(9121, "metrics")],
         env={"REDIS_ADDR": url_of("redis", "redis", scheme="redis"),
              "REDIS_PASSWORD": secret("REDIS_PASSWORD")},
@@ -460,22 +558,35 @@ MON = [
     service(
         id="postgres-exporter", category="mon", role="exporter",
         description="PostgreSQL metrics",
-        image=image("prometheuscommunity/postgres-exporter:v0.16.0"),
+        image=image("prometheuscommunity/postgres-exporter:v0.16.0", scheme="v-semver",
+                    family="prom-busybox", tools=("/bin/postgres_exporter",),
+                    confirmed="https://github.com/prometheus-community/postgres_exporter/blob/"
+                    "v0.16.0/cmd/postgres_exporter/datasource.go (getDataSources) and "
+                    "Dockerfile (FROM quay.io/prometheus/busybox, USER nobody)",
+                    arm64="https://github.com/prometheus-community/postgres_exporter/blob/"
+                    "v0.16.0/Makefile.common (DOCKER_ARCHS … arm64)"),
         ports=[port(9187, "metrics")],
-        # postgres_exporter builds "postgresql://" + user:pass@ + DATA_SOURCE_URI
-        # (cmd/postgres_exporter/datasource.go, v0.16), so the URI carries no scheme
-        env={"DATA_SOURCE_URI": url_of("postgres", "postgres", scheme="",
-                                       path="/postgres?sslmode=disable"),
+        # the exporter builds "postgresql://" + user:pass + "@" + DATA_SOURCE_URI itself, so the
+        # URI is host:port/db?params, without a scheme (datasource.go, v0.16.0)
+        env={"DATA_SOURCE_URI": address_of("postgres", "postgres",
+                                           path="/postgres?sslmode=disable"),
              "DATA_SOURCE_USER": "postgres", "DATA_SOURCE_PASS": secret("POSTGRES_PASSWORD")},
         needs=[lazy("postgres")],
-        health=http("/", port="metrics"),
+        # /metrics answers while the database is unreachable (pg_up 0): healthy means connected
+        health=cmd("sh", "-c",
+                   "wget -qO- http://127.0.0.1:9187/metrics | grep -q '^pg_up 1'"),
         memory="64Mi",
         legacy=Legacy(containers=["manacore-postgres-exporter"], ports=[9187]),
     ),
     service(
         id="cadvisor", category="mon", role="exporter", targets=["docker"],
         description="Container metrics; Docker only (the kubelet has cAdvisor built in)",
-        image=image("gcr.io/cadvisor/cadvisor:v0.49.1"),
+        image=image("gcr.io/cadvisor/cadvisor:v0.49.1", scheme="v-semver", family="alpine",
+                    tools=("/usr/bin/cadvisor",),
+                    confirmed="https://github.com/google/cadvisor/blob/v0.49.1/deploy/"
+                    "Dockerfile (alpine:3.18, wget HEALTHCHECK on /healthz)",
+                    arm64="https://github.com/google/cadvisor/blob/v0.49.1/build/release.sh "
+                    "(arches amd64, arm, arm64)"),
         ports=[port(9110, "metrics", container=8080)],
         host_mounts=[HostMount(source="/", path="/rootfs"),
                      HostMount(source="/var/run", path="/var/run"),
@@ -493,7 +604,16 @@ TOOLS = [
     service(
         id="n8n", category="tools", role="automation",
         description="n8n workflow automation (behind Cloudflare Access)",
-        image=image("n8nio/n8n:1.68.0"),
+        image=image("n8nio/n8n:1.68.0", scheme="semver", family="alpine",
+                    tools=("n8n", "node"),
+                    # n8n writes ~/.cache/n8n at start (n8n-io/n8n#8367, #11743): a read-only
+                    # root needs it writable
+                    writes=("/home/node/.cache",),
+                    confirmed="https://github.com/n8n-io/n8n/blob/master/docker/images/n8n/"
+                    "Dockerfile (FROM n8nio/base, USER node, WORKDIR /home/node; read at a "
+                    "later revision than this tag)",
+                    arm64="https://github.com/n8n-io/n8n/blob/master/docker/images/n8n/"
+                    "Dockerfile (TARGETPLATFORM linux/amd64 or linux/arm64)"),
         ports=[port(6000, container=5678)],
         env={"N8N_PORT": port_of("n8n"), "N8N_EDITOR_BASE_URL": public_url("n8n"),
              "WEBHOOK_URL": public_url("n8n"), "DB_TYPE": "postgresdb",
@@ -543,9 +663,19 @@ TOOLS = [
         id="watchtower", category="tools", role="updater", targets=["docker"],
         description="Watchtower: reports new images of the pinned tags on Telegram; Docker only."
         " Monitor-only: Pulumi owns the containers, an update is a new tag in the catalogue",
-        image=image("containrrr/watchtower:1.7.1"),
+        # containrrr/watchtower is unmaintained and its 1.7.1 asks for Docker API 1.25, which
+        # Engine 29 refuses (containrrr/watchtower#2124, #2126): the maintained fork negotiates
+        # the API version (api-version defaults to "", autonegotiation)
+        image=image("nickfedor/watchtower:1.21.0", scheme="semver", family="scratch",
+                    tools=("/watchtower",),
+                    confirmed="https://github.com/nicholas-fedor/watchtower/blob/v1.21.0/build/"
+                    "docker/Dockerfile (FROM scratch, ENTRYPOINT /watchtower, HEALTHCHECK "
+                    "--health-check) and internal/flags/docker/register.go (api-version)",
+                    arm64="https://github.com/nicholas-fedor/watchtower/blob/v1.21.0/build/"
+                    "goreleaser/stable.yaml (platforms … linux/arm64)"),
         command=["--monitor-only", "--interval", "3600"],
-        env={"WATCHTOWER_NOTIFICATIONS": "shoutrrr"},
+        # the fork sends to every WATCHTOWER_NOTIFICATION_URL (shoutrrr) without a type:
+        # WATCHTOWER_NOTIFICATIONS is deprecated there (internal/flags/notify/register.go)
         secrets=["WATCHTOWER_NOTIFICATION_URL"],
         host_mounts=[HostMount(source="/var/run/docker.sock", path="/var/run/docker.sock")],
         health=cmd("/watchtower", "--health-check"),
@@ -566,7 +696,7 @@ SECRETS = [
     Secret(name="SYNAPSE_SIGNING_KEY", kind="ed25519",
            description="Synapse's signing key, the whole line of its signing key file (keep "
            "the legacy one: federation knows it); new: `docker run --rm --entrypoint "
-           "generate_signing_key matrixdotorg/synapse:v1.119.0`"),
+           "generate_signing_key <the catalogue's synapse image>`"),
     Secret(name="GRAFANA_ADMIN_PASSWORD", description="Grafana admin password"),
     Secret(name="UMAMI_APP_SECRET", description="Umami session secret"),
     Secret(name="N8N_ENCRYPTION_KEY", description="n8n credential encryption key"),

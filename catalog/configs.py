@@ -37,6 +37,9 @@ POSTGRES_INIT = "/docker-entrypoint-initdb.d/10-manacore.sql"
 GRAFANA_DATASOURCES = "/etc/grafana/provisioning/datasources/manacore.yaml"
 ELEMENT_CONFIG = "/app/config.json"
 SCRAPE_FLAG = "-promscrape.config="  # VictoriaMetrics: the file named in its command
+# the searxng image reads $__SEARXNG_CONFIG_PATH/settings.yml (container/dist.dockerfile) and
+# only creates it from its template when it is missing (container/entrypoint.sh)
+SEARXNG_SETTINGS = "/etc/searxng/settings.yml"
 
 # Synapse refuses a database whose collation is not C (unless told the locale is unsafe).
 C_LOCALE_OWNERS = frozenset({"synapse"})
@@ -135,14 +138,25 @@ def scrape_targets(estate: ResolvedEstate) -> dict[str, str]:
     return dict(sorted(targets.items()))
 
 
+def _targets(estate: ResolvedEstate, sid: str, target: str) -> dict[str, object]:
+    """One static target; on Kubernetes a daemon (node-exporter) is every address its headless
+    Service's DNS name lists (one pod per node), so every node is scraped, not one pod."""
+    svc = estate[sid]
+    labels = {"service": sid, "category": svc.category}
+    if estate.target != "kubernetes" or svc.workload != "daemon":
+        return {"static_configs": [{"targets": [target], "labels": labels}]}
+    host, port = target.rsplit(":", 1)
+    return {"dns_sd_configs": [{"names": [host], "type": "A", "port": int(port)}],
+            "relabel_configs": [{"target_label": k, "replacement": v}
+                                for k, v in labels.items()]}
+
+
 def scrape_config(estate: ResolvedEstate, svc: ResolvedService) -> tuple[ResolvedFile, ...]:
-    path = next((a.removeprefix(SCRAPE_FLAG) for a in svc.command or () if
-                 a.startswith(SCRAPE_FLAG)), None)
+    path = next((a.plain.removeprefix(SCRAPE_FLAG) for a in svc.command or () if
+                 a.plain and a.plain.startswith(SCRAPE_FLAG)), None)
     if path is None:
         return ()
-    jobs = [{"job_name": sid, **SCRAPE_OPTIONS.get(sid, {}),
-             "static_configs": [{"targets": [target], "labels": {
-                 "service": sid, "category": estate[sid].category}}]}
+    jobs = [{"job_name": sid, **SCRAPE_OPTIONS.get(sid, {}), **_targets(estate, sid, target)}
             for sid, target in scrape_targets(estate).items()]
     text = yaml.safe_dump({"global": {"scrape_interval": SCRAPE_INTERVAL},
                            "scrape_configs": jobs}, sort_keys=False)
@@ -181,6 +195,22 @@ def element_config(estate: ResolvedEstate, svc: ResolvedService) -> tuple[Resolv
     }
     return (ResolvedFile(path=ELEMENT_CONFIG, content=_plain(json.dumps(config, indent=2) +
                                                              "\n")),)
+
+
+# --- SearXNG -------------------------------------------------------------------------------
+
+
+def searxng_settings(estate: ResolvedEstate, svc: ResolvedService) -> tuple[ResolvedFile, ...]:
+    """SearXNG's settings on top of its defaults (`use_default_settings`). The defaults allow
+    only the `html` format (searx/settings.yml: `formats: [html]`), so mana-search's JSON
+    queries would get 403: this enables `json`. The secret key and base URL come from the
+    environment (SEARXNG_SECRET, SEARXNG_BASE_URL override the file: searx/settings_defaults.py),
+    so the file holds no secret. The limiter stays off: only mana-search reaches it."""
+    settings = {"use_default_settings": True,
+                "server": {"limiter": False, "public_instance": False},
+                "search": {"formats": ["html", "json"]}}
+    text = yaml.safe_dump(settings, sort_keys=False)
+    return (ResolvedFile(path=SEARXNG_SETTINGS, content=_plain(f"# {GENERATED}\n{text}")),)
 
 
 # --- Synapse -------------------------------------------------------------------------------
@@ -259,6 +289,7 @@ GENERATORS: dict[str, Generator] = {
     "victoriametrics": scrape_config,
     "grafana": grafana_datasources,
     "element-web": element_config,
+    "searxng": searxng_settings,
     "synapse": synapse_config,
 }
 

@@ -37,11 +37,24 @@ class _Model(BaseModel):
 
 
 class Image(_Model):
-    """A container image. `own` images take registry and tag from the stack settings."""
+    """A container image. `own` images take registry and tag from the stack settings.
+
+    A third-party image also carries what was confirmed about it upstream, next to its pin, so
+    the facts can be checked instead of remembered (tests/test_images.py): the tag `scheme` its
+    project publishes (catalog/images.py), the `family` of its base (which shell and probe tools
+    it has), the `tools` it adds, the `writes` it makes at run time outside its volumes (a
+    read-only root needs them writable), where its contract (entrypoint, user, paths, tools) was
+    `confirmed`, and where its `arm64` variant was (the Mac Mini is an M4)."""
 
     repository: str
     tag: str | None = None
     own: bool = False
+    scheme: str | None = None
+    family: str | None = None
+    tools: tuple[str, ...] = ()
+    writes: tuple[str, ...] = ()
+    confirmed: str = ""
+    arm64: str = ""
 
 
 def own(name: str) -> Image:
@@ -49,12 +62,17 @@ def own(name: str) -> Image:
     return Image(repository=name, own=True)
 
 
-def image(ref: str) -> Image:
-    """A third-party image written as `repository:tag` (the tag must be pinned)."""
+def image(ref: str, *, scheme: str | None = None, family: str | None = None,
+          tools: tuple[str, ...] = (), writes: tuple[str, ...] = (), confirmed: str = "",
+          arm64: str = "") -> Image:
+    """A third-party image written as `repository:tag` (the tag must be pinned), with the facts
+    confirmed upstream (see `Image`)."""
+    facts = {"scheme": scheme, "family": family, "tools": tools, "writes": writes,
+             "confirmed": confirmed, "arm64": arm64}
     repository, sep, tag = ref.rpartition(":")
     if not sep or "/" in tag:
-        return Image(repository=ref)
-    return Image(repository=repository, tag=tag)
+        return Image(repository=ref, **facts)
+    return Image(repository=repository, tag=tag, **facts)
 
 
 class Port(_Model):
@@ -133,6 +151,11 @@ EnvValue = str | Ref
 
 def url_of(service: str, port: str = "http", *, scheme: str = "http", path: str = "") -> UrlOf:
     return UrlOf(service=service, port=port, scheme=scheme, path=path)
+
+
+def address_of(service: str, port: str = "http", *, path: str = "") -> UrlOf:
+    """`<address>:<port>path` without a scheme, for images that put the scheme in front."""
+    return UrlOf(service=service, port=port, scheme="", path=path)
 
 
 def host_of(service: str) -> HostOf:
@@ -237,7 +260,8 @@ class Volume(_Model):
 
 class HostMount(_Model):
     """A host path bind-mounted into the container. Docker target only: the Kubernetes target
-    never assumes a node's file system (SPEC: no hostPath)."""
+    never assumes a node's file system (SPEC: no hostPath), except for a daemon with
+    `host_access` (node-exporter), which reads its node's own file systems there too."""
 
     source: str
     path: str
@@ -277,7 +301,9 @@ class Service(_Model):
     role: Role
     description: str = ""
     image: Image | None = None
-    command: tuple[str, ...] | None = None
+    # arguments; a `secret(…)` is written as a reference in each target's syntax (Redis takes
+    # its password as an argument, and its entrypoint must see `redis-server` first)
+    command: tuple[str | SecretOf, ...] | None = None
     ports: tuple[Port, ...] = ()
     env: dict[str, EnvValue] = {}
     secrets: tuple[str, ...] = ()  # env vars whose whole value is a declared secret
@@ -290,6 +316,9 @@ class Service(_Model):
     public: Public | None = None
     targets: tuple[Target, ...] = TARGETS
     workload: Literal["service", "daemon"] = "service"  # daemon: one per node on Kubernetes
+    # the host's view on Kubernetes too: host network and PID namespaces and its host mounts,
+    # read-only (SPEC allows it for node-exporter's DaemonSet alone; rule host-access)
+    host_access: bool = False
     replicas: int = 1  # Kubernetes only; Docker runs one container per service
     legacy: Legacy = Legacy()
 

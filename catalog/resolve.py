@@ -152,7 +152,7 @@ class ResolvedService(_Frozen):
     namespace: str
     host: str  # address as other services on this target see it
     image: str | None
-    command: tuple[str, ...] | None
+    command: tuple[Template, ...] | None  # arguments; secrets stay references
     ports: tuple[ResolvedPort, ...]
     env: dict[str, Template]
     secrets: tuple[str, ...]  # every secret this service's environment needs, by name
@@ -168,7 +168,9 @@ class ResolvedService(_Frozen):
     workload: Literal["service", "daemon"]
     replicas: int  # Kubernetes only
     files: tuple[ResolvedFile, ...] = ()  # generated configuration files
-    host_mounts: tuple[HostMount, ...] = ()  # host bind mounts; Docker target only
+    host_mounts: tuple[HostMount, ...] = ()  # host bind mounts (Kubernetes: host_access only)
+    host_access: bool = False  # Kubernetes: host network and PID namespaces (node-exporter)
+    writable: tuple[str, ...] = ()  # paths the image writes outside its volumes
     labels: dict[str, str]
     legacy: Legacy
 
@@ -267,7 +269,7 @@ def _env_value(value: EnvValue, svc: Service, estate: Estate, settings: StackSet
         return Template(parts=(value,))
     if isinstance(value, UrlOf):
         target = other(value.service)
-        scheme = f"{value.scheme}://" if value.scheme else ""  # "": a bare host:port/path
+        scheme = f"{value.scheme}://" if value.scheme else ""
         return Template(parts=(f"{scheme}{_address(target, settings)}:"
                                f"{port_number(target, value.port)}{value.path}",))
     if isinstance(value, HostOf):
@@ -297,8 +299,7 @@ def _dir(*parts: str | None) -> str:
 
 
 def _volumes(svc: Service, settings: StackSettings) -> tuple[ResolvedVolume, ...]:
-    """The service's mounts; legacy volumes belong to its first stateful volume (docker only,
-    and only on a stack that adopts them: `adoptLegacy`; a fresh host has none).
+    """The service's mounts; legacy volumes belong to its first stateful volume (docker only).
     The own legacy volume's root goes to `<subpath>/<legacy_dir>`, a merged forebear's to
     `<subpath>/merged/<legacy volume>`."""
     owner = next((i for i, v in enumerate(svc.volumes) if v.stateful), None)
@@ -308,7 +309,7 @@ def _volumes(svc: Service, settings: StackSettings) -> tuple[ResolvedVolume, ...
         shared = v.subpath is not None
         claim = f"{svc.id}-data" if shared else final.removeprefix("manacore-")
         legacy = tuple(n for n in svc.legacy.volumes if n != final) \
-            if i == owner and settings.target == "docker" and settings.adopt_legacy else ()
+            if i == owner and settings.target == "docker" else ()
         sources = tuple(LegacySource(volume=n, into=_dir(v.subpath, v.legacy_dir) if j == 0
                                      else _dir(v.subpath, MERGED_DIR, n))
                         for j, n in enumerate(legacy))
@@ -338,10 +339,12 @@ def _resolve_service(svc: Service, tier: int, estate: Estate,
                      settings: StackSettings) -> ResolvedService:
     env = {k: _env_value(v, svc, estate, settings) for k, v in svc.env.items()}
     lazy = tuple(n.service for n in svc.needs if not n.hard)
-    if lazy:
+    # only our own images read the retry settings; a third-party image ignores them
+    if lazy and svc.image is not None and svc.image.own:
         env = {**{k: Template(parts=(v,)) for k, v in LAZY_RETRY_ENV.items()}, **env}
+    command = _command(svc, settings)
     secrets = dict.fromkeys(svc.secrets)
-    for template in env.values():
+    for template in (*env.values(), *(command or ())):
         secrets.update(dict.fromkeys(template.secrets))
     image = None
     if svc.image is not None:
@@ -359,7 +362,7 @@ def _resolve_service(svc: Service, tier: int, estate: Estate,
         id=svc.id, category=svc.category, role=svc.role, description=svc.description,
         native=svc.native, container_name=container_name(svc), name=svc.id,
         namespace=NAMESPACES[svc.category], host=_address(svc, settings), image=image,
-        command=_command(svc, settings),
+        command=command,
         ports=tuple(ResolvedPort(name=p.name, container=p.container, published=p.published)
                     for p in svc.ports),
         env=dict(sorted(env.items())), secrets=tuple(sorted(secrets)), database=svc.database,
@@ -371,17 +374,25 @@ def _resolve_service(svc: Service, tier: int, estate: Estate,
         labels={"manacore.service": svc.id, "manacore.category": svc.category,
                 "manacore.role": svc.role, "manacore.tier": str(tier)},
         legacy=svc.legacy,
-        host_mounts=svc.host_mounts if settings.target == "docker" else (),
+        host_mounts=_host_mounts(svc, settings),
+        host_access=svc.host_access and settings.target == "kubernetes",
+        writable=svc.image.writes if svc.image is not None else (),
     )
 
 
-def _command(svc: Service, settings: StackSettings) -> tuple[str, ...] | None:
+def _host_mounts(svc: Service, settings: StackSettings) -> tuple[HostMount, ...]:
+    """Docker mounts every host path; Kubernetes only those of a service with host access."""
+    return svc.host_mounts if settings.target == "docker" or svc.host_access else ()
+
+
+def _command(svc: Service, settings: StackSettings) -> tuple[Template, ...] | None:
     """The catalogue's command, plus the arguments of the host mounts this target has (node-
-    exporter reads the host's /proc through one on Docker, its own on Kubernetes)."""
-    args = tuple(m.arg for m in svc.host_mounts if m.arg) if settings.target == "docker" else ()
+    exporter reads the host's /proc through one)."""
+    args = tuple(m.arg for m in _host_mounts(svc, settings) if m.arg)
     if svc.command is None and not args:
         return None
-    return (*(svc.command or ()), *args)
+    return tuple(Template(parts=(SecretRef(secret=a.name),)) if isinstance(a, SecretOf)
+                 else Template(parts=(a,)) for a in (*(svc.command or ()), *args))
 
 
 def runs_on(svc: Service, target: Target) -> bool:

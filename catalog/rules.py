@@ -341,6 +341,15 @@ def _image_pinned(estate: Estate, settings: StackSettings | None) -> Iterator[Vi
                         f"{settings.tag!r} for our own images must be a pinned release")
 
 
+@rule("host-access")
+def _host_access(estate: Estate, _settings) -> Iterator[Violation]:
+    """Host network, PID and file systems on Kubernetes: a per-node exporter's need alone."""
+    for s in estate.valid_services:
+        if s.host_access and (s.workload != "daemon" or s.role != "exporter"):
+            yield Violation(s.id, "host-access", "only a per-node exporter (workload daemon, "
+                            "role exporter: node-exporter) may see the host; drop host_access")
+
+
 @rule("legacy-unique")
 def _legacy_unique(estate: Estate, _settings) -> Iterator[Violation]:
     for kind in ("containers", "ports", "volumes"):
@@ -373,7 +382,8 @@ def _secrets(estate: Estate, _settings) -> Iterator[Violation]:
     declared = {x.name for x in estate.secrets} | {
         database_secret(s.database) for s in estate.valid_services if s.database}
     for s in estate.valid_services:
-        named = list(s.secrets) + [v.name for v in s.env.values() if isinstance(v, SecretOf)]
+        named = list(s.secrets) + [v.name for v in (*s.env.values(), *(s.command or ()))
+                                   if isinstance(v, SecretOf)]
         for name in named:
             if name not in declared:
                 yield Violation(s.id, "secrets", f"secret {name} is not declared in SECRETS")

@@ -82,7 +82,7 @@ class DockerAdapter:
             service.container_name,
             name=service.container_name,
             image=image.image_id,  # the ID, not the name: a name forces a replace on every up
-            command=list(service.command) if service.command else None,
+            command=[self._value(c) for c in service.command] if service.command else None,
             envs=self._envs(service),
             ports=[docker.ContainerPortArgs(internal=p.container, external=p.published,
                                             ip=LOOPBACK, protocol="tcp")

@@ -147,7 +147,7 @@ def interpolated(template: Template) -> str:
 def _service(svc: ResolvedService, estate: ResolvedEstate) -> dict[str, Any]:
     entry: dict[str, Any] = {"container_name": svc.container_name, "image": svc.image}
     if svc.command:
-        entry["command"] = [_literal(c) for c in svc.command]
+        entry["command"] = [interpolated(c) for c in svc.command]
     environment = svc.environment
     if environment:
         entry["environment"] = {k: interpolated(t) for k, t in environment.items()}

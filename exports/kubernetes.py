@@ -40,23 +40,21 @@ class Runtime:
 
     uid: int = UID
     read_only: bool = True
-    writable: tuple[str, ...] = ("/tmp",)  # emptyDir mounts on a read-only root
+    writable: tuple[str, ...] = ("/tmp",)  # emptyDir mounts on a read-only root, besides the
+    # paths the catalogue records that the image writes (`Image.writes`, next to its pin)
     low_port: bool = False  # binds a port below 1024 as non-root (safe sysctl)
     why: str = ""  # the reason, for the checkov skips and the chart README
 
 
 # Third-party images with needs of their own (checked against the images' Dockerfiles).
 RUNTIMES: dict[str, Runtime] = {
-    "postgres": Runtime(writable=("/tmp", "/var/run/postgresql")),
-    "minio": Runtime(writable=("/tmp", "/.minio")),  # certs dir under $HOME (= / for any UID)
-    "searxng": Runtime(uid=977, writable=("/tmp", "/etc/searxng"),
-                       why="the searxng image drops to its own user searxng (977) and writes "
-                           "its settings into /etc/searxng at start"),
-    "element-web": Runtime(uid=101, read_only=False, writable=("/tmp", "/var/cache/nginx"),
-                           low_port=True,
+    "searxng": Runtime(uid=977,
+                       why="the searxng image runs as its own user searxng (977), which owns "
+                           "its configuration and cache directories"),
+    "element-web": Runtime(uid=101, read_only=False, low_port=True,
                            why="nginx in the element-web image runs as its nginx user (101), "
                                "listens on port 80 and writes its config at start"),
-    "n8n": Runtime(uid=1000, writable=("/tmp",),
+    "n8n": Runtime(uid=1000,
                    why="n8n keeps its data under the home directory of the image's node user "
                        "(1000); another UID would write it outside the claim"),
     "umami": Runtime(read_only=False,
@@ -154,6 +152,13 @@ def runtime(s: ResolvedService) -> Runtime:
     return RUNTIMES.get(s.id, Runtime())
 
 
+# node-exporter alone (SPEC): the host's network and processes are what it measures
+HOST_ACCESS_WHY = ("node-exporter reports the node, not its pod: it needs the host's network "
+                   "and PID namespaces and reads /proc, /sys and / read-only (as kube-prometheus "
+                   "runs it)")
+SKIPS_HOST_ACCESS = ("CKV_K8S_17", "CKV_K8S_19")  # hostPID, hostNetwork
+
+
 def skips(s: ResolvedService) -> dict[str, str]:
     """checkov skips of a workload: check id → reason."""
     r = runtime(s)
@@ -161,6 +166,8 @@ def skips(s: ResolvedService) -> dict[str, str]:
     for check, applies in SKIPS_RUNTIME.items():
         if applies(r):
             found[check] = r.why
+    if s.host_access:
+        found |= dict.fromkeys(SKIPS_HOST_ACCESS, HOST_ACCESS_WHY)
     return found
 
 
@@ -301,9 +308,13 @@ def pod_template(s: ResolvedService, estate: ResolvedEstate, form: Form) -> dict
         volumes.append({"name": name, "persistentVolumeClaim": {"claimName": v.claim}}
                        if v.stateful else {"name": name, "emptyDir": {}})
         mounts.append({"name": name, "mountPath": v.path})
-    for i, path in enumerate(r.writable):
+    for i, path in enumerate(dict.fromkeys((*r.writable, *s.writable))):
         volumes.append({"name": f"scratch-{i}", "emptyDir": {}})
         mounts.append({"name": f"scratch-{i}", "mountPath": path})
+    for i, m in enumerate(s.host_mounts):  # host access only (node-exporter): read-only
+        volumes.append({"name": f"host-{i}", "hostPath": {"path": m.source}})
+        mounts.append({"name": f"host-{i}", "mountPath": m.path, "readOnly": True,
+                       "mountPropagation": "HostToContainer"})
     for secret in (False, True):
         files = [f for f in s.files if bool(f.content.secrets) == secret]
         if not files:
@@ -325,14 +336,17 @@ def pod_template(s: ResolvedService, estate: ResolvedEstate, form: Form) -> dict
         "securityContext": container_sc,
         **probes(s),
     }
-    if s.command:
-        container["args"] = [_escape(a) for a in s.command]
+    if s.command:  # a secret argument expands from the container's own variable, $(NAME)
+        container["args"] = [a.render(lambda n: f"$({n})", _escape) for a in s.command]
     if mounts:
         container["volumeMounts"] = mounts
     spec: dict[str, Any] = {
         "automountServiceAccountToken": False, "enableServiceLinks": False,
         "securityContext": pod_sc, "containers": [container],
     }
+    if s.host_access:  # HOST_ACCESS_WHY; its address is the node's, one pod per node
+        spec |= {"hostNetwork": True, "hostPID": True,
+                 "dnsPolicy": "ClusterFirstWithHostNet"}
     waits = [_wait(estate[d], form, container_sc) for d in s.hard
              if any(t.id == d for t in estate.services)]
     if waits:
@@ -443,6 +457,10 @@ def network_policies(s: ResolvedService, estate: ResolvedEstate, form: Form) -> 
     if is_scraper(s):
         egress += [{"to": [_peer(t, form)], "ports": _tcp(metrics_ports(t))}
                    for t in estate.services if metrics_ports(t) and not t.native]
+        # a pod on the host network has its node's address, which no pod selector matches
+        egress += [{"to": [{"ipBlock": {"cidr": cidr}} for cidr in PRIVATE],
+                    "ports": _tcp(metrics_ports(t))}
+                   for t in estate.services if t.host_access and metrics_ports(t)]
     pods = {"matchLabels": selector(s, form)}
     meta = _meta(s, form)
     out = [Obj({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": meta,
@@ -506,9 +524,12 @@ def service_objects(s: ResolvedService, estate: ResolvedEstate, form: Form) -> l
                                      "resources": {"requests": {"storage": size}}}},
                            (on,), s.id, stateful=True))
     if s.ports:
+        spec: dict[str, Any] = {"type": "ClusterIP", "selector": selector(s, form),
+                                "ports": service_ports(s)}
+        if s.workload == "daemon":  # headless: its DNS name lists every pod, one per node
+            spec["clusterIP"] = "None"
         out.append(Obj({"apiVersion": "v1", "kind": "Service", "metadata": _meta(s, form),
-                        "spec": {"type": "ClusterIP", "selector": selector(s, form),
-                                 "ports": service_ports(s)}}, (on,), s.id))
+                        "spec": spec}, (on,), s.id))
     out.append(Obj(workload(s, estate, form), (on,), s.id))
     return out + network_policies(s, estate, form)
 
@@ -524,14 +545,19 @@ def platform_objects(estate: ResolvedEstate, form: Form) -> list[Obj]:
     egress, DNS egress to kube-dns, and egress to public addresses (never to private ranges:
     those are reached only along the dependency graph)."""
     out: list[Obj] = []
+    # the namespace of a host-access daemon (node-exporter) admits it; every other pod there
+    # is still reported against "restricted" (warn, audit)
+    host = {s.namespace for s in estate.services if s.host_access}
     for i, ns in enumerate(namespaces(estate)):
         once = () if i == 0 else (("split",),)
         meta_labels = {"app.kubernetes.io/part-of": PART_OF,
                        "app.kubernetes.io/managed-by": form.managed_by, **form.labels()}
+        enforce = "privileged" if ns in host else "restricted"
         out.append(Obj({"apiVersion": "v1", "kind": "Namespace", "metadata": {
             "name": form.namespace(ns), "labels": {
-                **meta_labels, "pod-security.kubernetes.io/enforce": "restricted",
-                "pod-security.kubernetes.io/warn": "restricted"}}},
+                **meta_labels, "pod-security.kubernetes.io/enforce": enforce,
+                "pod-security.kubernetes.io/warn": "restricted",
+                **({"pod-security.kubernetes.io/audit": "restricted"} if ns in host else {})}}},
             (("split",), ("create-namespaces",))))
 
         def policy(name: str, spec: dict[str, Any], ns: str = ns,

@@ -55,3 +55,11 @@ if [ ! -x .venv-checkov/bin/checkov ]; then
   "$PYTHON" -m venv .venv-checkov
   .venv-checkov/bin/python -m pip install --quiet "$CHECKOV"
 fi
+
+# Renovate's own config validator (npm `renovate`) for tests/test_renovate.py, kept in .tools/
+# (ignored by git). 39.x is the last line that runs on Node 20 (40+ needs Node 22).
+RENOVATE=renovate@39.264.1
+if [ ! -x .tools/renovate/node_modules/.bin/renovate-config-validator ]; then
+  command -v npm >/dev/null 2>&1 || { echo "setup: npm (Node >= 20.15) is needed for $RENOVATE" >&2; exit 1; }
+  npm install --silent --no-audit --no-fund --prefix .tools/renovate "$RENOVATE" >/dev/null
+fi

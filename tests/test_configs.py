@@ -51,7 +51,8 @@ def estate(request: pytest.FixtureRequest) -> ResolvedEstate:
 
 def test_files_exist_on_both_stacks_with_absolute_unique_paths(estate: ResolvedEstate) -> None:
     with_files = {s.id for s in estate.services if s.files}
-    assert with_files == {"postgres", "victoriametrics", "grafana", "element-web", "synapse"}
+    assert with_files == {"postgres", "victoriametrics", "grafana", "element-web", "synapse",
+                          "searxng"}
     declared = {s.name for s in estate.secrets}
     for s in estate.services:
         paths = [f.path for f in s.files]
@@ -179,16 +180,48 @@ def test_postgres_init_stops_when_a_password_is_missing(cluster: Cluster) -> Non
 def test_scrape_config_lists_every_metrics_endpoint_at_its_resolved_address(
         estate: ResolvedEstate) -> None:
     vm = estate["victoriametrics"]
-    flag = next(a for a in vm.command or () if a.startswith("-promscrape.config="))
+    flag = next(a.plain for a in vm.command or () if (a.plain or "").startswith(
+        "-promscrape.config="))
     config = yaml.safe_load(file_of(vm, flag.split("=", 1)[1]).content.plain or "")
     jobs = {j["job_name"]: j for j in config["scrape_configs"]}
     assert set(jobs) == SCRAPED[estate.settings.stack]
     for sid, job in jobs.items():
         svc = estate[sid]
         port = next((p for p in svc.ports if p.name == "metrics"), svc.ports[0])
+        if estate.target == "kubernetes" and svc.workload == "daemon":
+            continue  # every node: test_node_exporter_is_scraped_on_every_node
         assert job["static_configs"][0]["targets"] == [f"{svc.host}:{port.container}"]
     assert jobs["synapse"]["metrics_path"] == "/_synapse/metrics"
     assert jobs["pushgateway"]["honor_labels"] is True
+
+
+def test_node_exporter_is_scraped_on_every_node() -> None:
+    """On K3s node-exporter runs once per node on the host network: the scrape job resolves its
+    headless Service's name to every pod (= node) address instead of one Service address."""
+    k3s = resolved("k3s")
+    vm = k3s["victoriametrics"]
+    flag = next(a.plain for a in vm.command or () if (a.plain or "").startswith(
+        "-promscrape.config="))
+    config = yaml.safe_load(file_of(vm, flag.split("=", 1)[1]).content.plain or "")
+    job = next(j for j in config["scrape_configs"] if j["job_name"] == "node-exporter")
+    node = k3s["node-exporter"]
+    assert "static_configs" not in job
+    assert job["dns_sd_configs"] == [{"names": [node.host], "type": "A",
+                                      "port": node.port("metrics").container}]
+    labels = {r["target_label"]: r["replacement"] for r in job["relabel_configs"]}
+    assert labels == {"service": "node-exporter", "category": "mon"}
+
+
+def test_searxng_settings_enable_the_json_api(estate: ResolvedEstate) -> None:
+    """SearXNG's defaults allow only `html`; mana-search asks for `format=json` (403 without
+    it). The secret key and base URL stay in the environment, out of the file."""
+    searxng = estate["searxng"]
+    settings = file_of(searxng, "/etc/searxng/settings.yml")
+    config = yaml.safe_load(settings.content.plain or "")
+    assert config["use_default_settings"] is True
+    assert "json" in config["search"]["formats"] and "html" in config["search"]["formats"]
+    assert "secret_key" not in config.get("server", {}) and settings.content.secrets == ()
+    assert {"SEARXNG_SECRET", "SEARXNG_BASE_URL"} <= set(searxng.environment)
 
 
 def test_grafana_datasource_is_victoriametrics_at_its_resolved_url(

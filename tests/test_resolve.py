@@ -117,12 +117,28 @@ def test_resolution_is_deterministic() -> None:
 
 
 def test_host_mount_arguments_exist_only_where_the_mounts_do() -> None:
-    """node-exporter reads the host through bind mounts on Docker; Kubernetes has no hostPath,
-    so no argument may point at a path that is not there."""
+    """node-exporter reads the host through read-only mounts on both targets (SPEC's one
+    exception to "no hostPath" on Kubernetes); every argument points at a mount that is there,
+    and no other service gets host mounts on Kubernetes."""
     _, mac = load_stack("macmini")
     _, k3s = load_stack("k3s")
-    docker = mac["node-exporter"]
-    assert [m.path for m in docker.host_mounts] == ["/host/proc", "/host/sys", "/rootfs"]
-    assert docker.command == ("--path.procfs=/host/proc", "--path.sysfs=/host/sys",
-                              "--path.rootfs=/rootfs")
-    assert k3s["node-exporter"].host_mounts == () and k3s["node-exporter"].command is None
+    args = ["--path.procfs=/host/proc", "--path.sysfs=/host/sys", "--path.rootfs=/rootfs"]
+    for stack in (mac, k3s):
+        node = stack["node-exporter"]
+        assert [m.path for m in node.host_mounts] == ["/host/proc", "/host/sys", "/rootfs"]
+        assert all(m.read_only for m in node.host_mounts)
+        assert [a.plain for a in node.command or ()] == args
+    assert k3s["node-exporter"].host_access and not mac["node-exporter"].host_access
+    assert [s.id for s in k3s.services if s.host_mounts or s.host_access] == ["node-exporter"]
+
+
+def test_retry_settings_only_reach_images_that_read_them() -> None:
+    """DB_RETRY_* is read by ManaCore's own services; grafana, element-web and the exporters
+    ignore it, so they do not get it (issue 13, item 9)."""
+    for stack in ("macmini", "k3s"):
+        _, estate = load_stack(stack)
+        for sid in ("grafana", "element-web", "postgres-exporter", "redis-exporter"):
+            assert estate[sid].lazy and not {"DB_RETRY_ATTEMPTS", "DB_RETRY_DELAY"} & set(
+                estate[sid].env), (stack, sid)
+        assert estate["gateway"].env["DB_RETRY_ATTEMPTS"].plain == "5"
+        assert estate["gateway"].env["DB_RETRY_DELAY"].plain == "3000"

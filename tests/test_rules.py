@@ -38,6 +38,7 @@ BROKEN = [
     ("memory-limit", {"auth": {"memory": "lots"}}, "not a memory quantity", "auth"),
     ("image-pinned", {"redis": {"image": image("redis:latest")}}, "pinned tag", "redis"),
     ("image-pinned", {"redis": {"image": image("redis")}}, "pinned tag", "redis"),
+    ("host-access", {"gateway": {"host_access": True}}, "per-node exporter", "gateway"),
     ("legacy-unique", {"gateway": {"legacy": Legacy(containers=["old-auth"])}},
      "legacy container old-auth", "gateway"),
     ("legacy-unique", {"gateway": {"legacy": Legacy(ports=[5432])}}, "legacy port 5432",

@@ -9,7 +9,13 @@ import yaml
 
 from catalog.resolve import ResolvedEstate
 from exports.helm.values import key
-from exports.kubernetes import RUNTIMES, SKIPS_ALL, SKIPS_RUNTIME
+from exports.kubernetes import (
+    HOST_ACCESS_WHY,
+    RUNTIMES,
+    SKIPS_ALL,
+    SKIPS_HOST_ACCESS,
+    SKIPS_RUNTIME,
+)
 
 
 def readme(estate: ResolvedEstate, b2b: dict[str, Any]) -> str:
@@ -23,6 +29,8 @@ def readme(estate: ResolvedEstate, b2b: dict[str, Any]) -> str:
         f"| {r.why} |"
         for sid, r in sorted(RUNTIMES.items())
         if any(applies(r) for applies in SKIPS_RUNTIME.values()))
+    runtime_skips += "".join(f"\n| {s.id} | {', '.join(SKIPS_HOST_ACCESS)} | {HOST_ACCESS_WHY} |"
+                             for s in estate.services if s.host_access)
     all_skips = "\n".join(f"| {c} | {why} |" for c, why in sorted(SKIPS_ALL.items()))
     return f"""# manacore Helm chart
 
