@@ -299,7 +299,8 @@ def _dir(*parts: str | None) -> str:
 
 
 def _volumes(svc: Service, settings: StackSettings) -> tuple[ResolvedVolume, ...]:
-    """The service's mounts; legacy volumes belong to its first stateful volume (docker only).
+    """The service's mounts; legacy volumes belong to its first stateful volume (docker only,
+    and only on a stack that adopts them: `adoptLegacy`; a fresh host has none).
     The own legacy volume's root goes to `<subpath>/<legacy_dir>`, a merged forebear's to
     `<subpath>/merged/<legacy volume>`."""
     owner = next((i for i, v in enumerate(svc.volumes) if v.stateful), None)
@@ -309,7 +310,7 @@ def _volumes(svc: Service, settings: StackSettings) -> tuple[ResolvedVolume, ...
         shared = v.subpath is not None
         claim = f"{svc.id}-data" if shared else final.removeprefix("manacore-")
         legacy = tuple(n for n in svc.legacy.volumes if n != final) \
-            if i == owner and settings.target == "docker" else ()
+            if i == owner and settings.target == "docker" and settings.adopt_legacy else ()
         sources = tuple(LegacySource(volume=n, into=_dir(v.subpath, v.legacy_dir) if j == 0
                                      else _dir(v.subpath, MERGED_DIR, n))
                         for j, n in enumerate(legacy))

@@ -6,7 +6,7 @@ PostgreSQL 17 + pgvector for `pgvector/…`/`postgres:…`, Redis for `redis:…
 every other image, told which ports the service's health check and ports use. An image is
 rebuilt only when its recipe changes: each carries the hash of its recipe as a label.
 
-    python harness/images.py COMPOSE_FILE     (DOCKER_HOST: the engine to build on)
+    python harness/images.py COMPOSE_FILE [IMAGE…]   (DOCKER_HOST: the engine to build on)
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -31,7 +32,8 @@ LABEL = "manacore.harness"  # value: the recipe hash; every image the harness bu
 PACKAGES = {  # recipe → Debian trixie packages of its root filesystem
     "postgres": ("postgresql-17", "postgresql-17-pgvector"),
     "redis": ("redis-server",),
-    "standin": ("busybox", "ca-certificates"),  # busybox: sh, wget for the health checks
+    # busybox: sh and wget, curl: what health checks of either image family call
+    "standin": ("busybox", "ca-certificates", "curl"),
 }
 
 
@@ -132,7 +134,7 @@ def listen_ports(service: dict) -> list[int]:
     return sorted(ports)
 
 
-SHELL_TOOLS = {"sh", "wget", "curl", "CMD-SHELL", "CMD", "NONE"}
+SHELL_TOOLS = {"sh", "wget", "curl", "CMD-SHELL", "CMD", "NONE"}  # real in the stand-in image
 
 
 def probe_binaries(service: dict) -> list[str]:
@@ -144,15 +146,26 @@ def probe_binaries(service: dict) -> list[str]:
     return [] if test[1] in SHELL_TOOLS else [test[1]]
 
 
+def hard_hosts(service: dict, services: dict[str, dict]) -> list[str]:
+    """The hosts (container names) of the dependencies a service waits for to be healthy."""
+    deps = service.get("depends_on") or {}
+    if isinstance(deps, list):
+        return []
+    return sorted(services[d].get("container_name", d) for d, how in deps.items()
+                  if (how or {}).get("condition") == "service_healthy")
+
+
 def standin_context(ctx: Path, base: str, binary: Path, service_name: str,
-                    service: dict) -> str:
+                    service: dict, services: dict[str, dict]) -> str:
     shutil.copy(binary, ctx / "standin")
     (ctx / "standin.json").write_text(json.dumps(
-        {"service": service_name, "listen": listen_ports(service)}, sort_keys=True))
+        {"service": service_name, "listen": listen_ports(service),
+         "hard_hosts": hard_hosts(service, services)}, sort_keys=True))
     links = []
     for exe in probe_binaries(service):
         path = exe if exe.startswith("/") else f"/usr/local/bin/{exe}"
-        links.append(f"ln -sf /usr/local/bin/standin {path}")
+        links.append(f"mkdir -p {shlex.quote(str(Path(path).parent))} && "
+                     f"ln -sf /usr/local/bin/standin {shlex.quote(path)}")
     run = f"RUN {' && '.join(links)}\n" if links else ""
     (ctx / "Dockerfile").write_text(
         f"FROM {base}\nCOPY standin /usr/local/bin/standin\nCOPY standin.json /etc/standin.json\n"
@@ -174,8 +187,8 @@ def busybox_base() -> str:
     with tempfile.TemporaryDirectory() as tmp:
         tree = Path(tmp) / "tree"
         (tree / "bin").mkdir(parents=True)
-        subprocess.run(["tar", "-C", tmp, "-xf", tar, "./bin/busybox"], check=True)
-        shutil.move(Path(tmp) / "bin" / "busybox", tree / "bin" / "busybox")
+        subprocess.run(["tar", "-C", tmp, "-xf", tar, "./usr/bin/busybox"], check=True)
+        shutil.move(Path(tmp) / "usr" / "bin" / "busybox", tree / "bin" / "busybox")
         applets = subprocess.run([str(tree / "bin" / "busybox"), "--list"], check=True,
                                  capture_output=True, text=True).stdout.split()
         for a in applets:
@@ -192,13 +205,14 @@ def busybox_base() -> str:
     return ref
 
 
-def build(ref: str, recipe: str, service_name: str, service: dict) -> bool:
+def build(ref: str, recipe: str, service_name: str, service: dict,
+          services: dict[str, dict]) -> bool:
     """Builds `ref` unless an image with the same recipe hash has it; True when built."""
     with tempfile.TemporaryDirectory() as tmp:
         ctx = Path(tmp)
         if recipe == "standin":
             key = standin_context(ctx, rootfs_image("standin"), standin_binary(),
-                                  service_name, service)
+                                  service_name, service, services)
         elif recipe == "busybox":
             base = busybox_base()
             (ctx / "Dockerfile").write_text(f"FROM {base}\n")
@@ -214,8 +228,10 @@ def build(ref: str, recipe: str, service_name: str, service: dict) -> bool:
         return True
 
 
-def main(compose_file: str) -> None:
+def main(compose_file: str, *extra: str) -> None:
     services = (yaml.safe_load(Path(compose_file).read_text()) or {}).get("services") or {}
+    for ref in extra:  # images a script runs beside the file (e.g. the migration helper)
+        services.setdefault(f"extra:{ref}", {"image": ref})
     start, built = time.monotonic(), 0
     by_ref: dict[str, tuple[str, dict]] = {}
     for name, svc in sorted(services.items()):
@@ -232,7 +248,7 @@ def main(compose_file: str) -> None:
     for ref, (name, svc) in sorted(by_ref.items()):
         recipe = recipe_of(ref)
         t0 = time.monotonic()
-        if build(ref, recipe, name, svc):
+        if build(ref, recipe, name, svc, services):
             built += 1
             log(f"{ref} ({recipe} for {name}): {time.monotonic() - t0:.1f} s")
     log(f"images: {len(by_ref)} references, {built} built, "
@@ -240,6 +256,6 @@ def main(compose_file: str) -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit("usage: images.py COMPOSE_FILE")
-    main(sys.argv[1])
+    if len(sys.argv) < 2:
+        sys.exit("usage: images.py COMPOSE_FILE [IMAGE…]")
+    main(sys.argv[1], *sys.argv[2:])

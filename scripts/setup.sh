@@ -58,8 +58,12 @@ fi
 
 # Renovate's own config validator (npm `renovate`) for tests/test_renovate.py, kept in .tools/
 # (ignored by git). 39.x is the last line that runs on Node 20 (40+ needs Node 22).
+# Installed once per machine into the cache (a fresh clone links it: the install takes minutes).
 RENOVATE=renovate@39.264.1
-if [ ! -x .tools/renovate/node_modules/.bin/renovate-config-validator ]; then
+RENOVATE_DIR=${MANACORE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/manacore}/tools/$RENOVATE
+if [ ! -x "$RENOVATE_DIR/node_modules/.bin/renovate-config-validator" ]; then
   command -v npm >/dev/null 2>&1 || { echo "setup: npm (Node >= 20.15) is needed for $RENOVATE" >&2; exit 1; }
-  npm install --silent --no-audit --no-fund --prefix .tools/renovate "$RENOVATE" >/dev/null
+  mkdir -p "$RENOVATE_DIR"
+  npm install --silent --no-audit --no-fund --prefix "$RENOVATE_DIR" "$RENOVATE" >/dev/null
 fi
+mkdir -p .tools && ln -sfn "$RENOVATE_DIR" .tools/renovate

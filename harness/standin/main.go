@@ -25,6 +25,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -41,8 +42,9 @@ import (
 const configPath = "/etc/standin.json"
 
 type config struct {
-	Service string `json:"service"`
-	Listen  []int  `json:"listen"`
+	Service   string   `json:"service"`
+	Listen    []int    `json:"listen"`
+	HardHosts []string `json:"hard_hosts"` // the hosts of its hard dependencies
 }
 
 // check is one dependency the environment names.
@@ -52,8 +54,11 @@ type check struct {
 	Target string `json:"target"` // the address, with the password masked
 	OK     bool   `json:"ok"`
 	Detail string `json:"detail"`
-	url    string
-	pass   string
+	// Required checks gate health: every database and cache, and the HTTP URLs of hard
+	// dependencies. Lazy ones are verified too but may come up later (their services retry).
+	Required bool `json:"required"`
+	url      string
+	pass     string
 }
 
 type state struct {
@@ -140,7 +145,7 @@ func report() int {
 }
 
 func serve(cfg config) {
-	st := &state{Service: cfg.Service, Listen: cfg.Listen, Checks: checksFromEnv()}
+	st := &state{Service: cfg.Service, Listen: cfg.Listen, Checks: checksFromEnv(cfg.HardHosts)}
 	if len(os.Args) > 1 {
 		log.Printf("%s: ignoring the image's command %q", cfg.Service, os.Args[1:])
 	}
@@ -150,6 +155,31 @@ func serve(cfg config) {
 		defer st.mu.Unlock()
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(st)
+	})
+	// Exporters' health checks read their own metrics (postgres-exporter: `pg_up 1`): answer
+	// with what the checks found, as the exporter reports whether it reached its target.
+	mux.HandleFunc("/metrics", func(w http.ResponseWriter, _ *http.Request) {
+		st.mu.Lock()
+		defer st.mu.Unlock()
+		up := map[string]int{}
+		for _, c := range st.Checks {
+			name := map[string]string{"postgres": "pg_up", "redis": "redis_up"}[c.Kind]
+			if name == "" {
+				continue
+			}
+			if _, seen := up[name]; !seen {
+				up[name] = 1
+			}
+			if !c.OK {
+				up[name] = 0
+			}
+		}
+		fmt.Fprintf(w, "# %s stand-in\n", cfg.Service)
+		for _, name := range []string{"pg_up", "redis_up"} {
+			if v, ok := up[name]; ok {
+				fmt.Fprintf(w, "%s %d\n", name, v)
+			}
+		}
 	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) {
 		st.mu.Lock()
@@ -182,10 +212,11 @@ func serve(cfg config) {
 	log.Printf("%s: stopping", cfg.Service)
 }
 
-// verify runs every check until all pass once; the stand-in is healthy from then on.
+// verify runs every check until all pass once; the stand-in is healthy from the moment every
+// required one passed.
 func verify(ctx context.Context, st *state) {
 	for attempt := 1; ; attempt++ {
-		all := true
+		all, required := true, true
 		for _, c := range st.Checks {
 			if c.OK {
 				continue
@@ -196,17 +227,21 @@ func verify(ctx context.Context, st *state) {
 			if err != nil {
 				c.Detail = err.Error()
 				all = false
+				required = required && !c.Required
 			}
 			st.mu.Unlock()
 			if err != nil && attempt%10 == 1 {
 				log.Printf("%s %s (%s): %v", c.Kind, c.Target, c.Source, err)
 			}
 		}
-		if all {
-			st.mu.Lock()
+		st.mu.Lock()
+		if required && !st.Healthy {
 			st.Healthy = true
-			st.mu.Unlock()
-			log.Printf("all %d dependencies verified: healthy", len(st.Checks))
+			log.Printf("required dependencies verified: healthy")
+		}
+		st.mu.Unlock()
+		if all {
+			log.Printf("all %d dependencies verified", len(st.Checks))
 			return
 		}
 		select {
@@ -276,17 +311,18 @@ func mask(raw string) string {
 }
 
 func newCheck(kind, source, raw, pass string) *check {
-	return &check{Kind: kind, Source: source, Target: mask(raw), url: raw, pass: pass}
+	return &check{Kind: kind, Source: source, Target: mask(raw), url: raw, pass: pass,
+		Required: kind != "http"}
 }
 
 // checksFromEnv finds every dependency the environment (and a Synapse config) names.
-func checksFromEnv() []*check {
+func checksFromEnv(hardHosts []string) []*check {
 	env := map[string]string{}
 	for _, kv := range os.Environ() {
 		k, v, _ := strings.Cut(kv, "=")
 		env[k] = v
 	}
-	var checks []*check
+	checks := []*check{}
 	keys := make([]string, 0, len(env))
 	for k := range env {
 		keys = append(keys, k)
@@ -311,7 +347,9 @@ func checksFromEnv() []*check {
 			checks = append(checks, newCheck("redis", k, v, ""))
 		default:
 			if internal(u.Hostname()) {
-				checks = append(checks, newCheck("http", k, v, ""))
+				c := newCheck("http", k, v, "")
+				c.Required = slices.Contains(hardHosts, u.Hostname())
+				checks = append(checks, c)
 			}
 		}
 	}

@@ -78,12 +78,13 @@ class Engine:
         """A volume of the suite's own (labelled), created empty."""
         self.docker("volume", "create", "--label", TEST_LABEL, name)
 
-    def remove_volumes(self, *names: str) -> None:
-        """Removes volumes the suite created (labelled) — never another one."""
+    def remove_volumes(self, *names: str, owned: bool = False) -> None:
+        """Removes volumes the suite created (labelled, or `owned`: made by a script the suite
+        ran) — never another one."""
         for name in names:
             if self.exists(name):
                 labels = self.inspect(name, kind="volume")[0].get("Labels") or {}
-                assert labels.get("manacore.test") == "1" or labels.get(
+                assert owned or labels.get("manacore.test") == "1" or labels.get(
                     "com.docker.compose.project") == "manacore", f"{name} is not the suite's"
                 self.docker("volume", "rm", "-f", name)
 
@@ -183,7 +184,7 @@ class Estate:
 
 
 def render(engine: Engine, resolved: ResolvedEstate, folder: Path,
-           stacks: Path | None = None) -> Estate:
+           stacks: Path | None = None, extra_images: tuple[str, ...] = ()) -> Estate:
     """`manacore render compose` into `folder`, a random `.env`, and every image built."""
     if folder.exists():
         shutil.rmtree(folder)
@@ -193,7 +194,7 @@ def render(engine: Engine, resolved: ResolvedEstate, folder: Path,
     values = random_env(resolved)
     (folder / ".env").write_text("".join(f"{k}={v}\n" for k, v in sorted(values.items())))
     built = engine.run(str(ROOT / "scripts" / "images"), str(folder / "compose.yaml"),
-                       timeout=3000)
+                       *extra_images, timeout=3000)
     print(built.stderr.strip().splitlines()[-1])
     return Estate(engine, folder, resolved, values)
 
