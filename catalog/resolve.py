@@ -155,7 +155,7 @@ class ResolvedService(_Frozen):
     command: tuple[str, ...] | None
     ports: tuple[ResolvedPort, ...]
     env: dict[str, Template]
-    secrets: tuple[str, ...]  # every secret this service's environment needs, by name
+    secrets: tuple[str, ...]  # every secret this service needs (environment, files), by name
     database: str | None
     volumes: tuple[ResolvedVolume, ...]
     hard: tuple[str, ...]
@@ -414,8 +414,11 @@ def resolve(estate: Estate, settings: StackSettings) -> ResolvedEstate:
     files = generated_files(ResolvedEstate(settings=settings, services=tuple(resolved),
                                            secrets=(), databases=databases,
                                            reserved_ports=estate.reserved_ports))
-    resolved = [s.model_copy(update={"files": files[s.id]}) if s.id in files else s
-                for s in resolved]
+    # a file's secrets are secrets of its service: every target feeds them from where the
+    # service's other secrets come from (on Kubernetes, the Secret the service reads)
+    resolved = [s.model_copy(update={"files": files[s.id], "secrets": tuple(sorted(
+        {*s.secrets, *(n for f in files[s.id] for n in f.content.secrets)}))})
+        if s.id in files else s for s in resolved]
     used |= {n for group in files.values() for f in group for n in f.content.secrets}
     return ResolvedEstate(settings=settings, services=tuple(resolved),
                           secrets=tuple(declared[n] for n in sorted(used)), databases=databases,

@@ -85,6 +85,31 @@ HELPERS = '''{{/* The chart label. */}}
 {{- include "manacore.existingSecret" (list (index . 0) (index . 1)) | default (index . 2) -}}
 {{- end }}
 
+{{/* A Secret as the cluster has it now, as JSON ({} when absent, and under `helm
+     template`): (list $ namespace name). The one place the chart calls lookup. */}}
+{{- define "manacore.lookupSecret" -}}
+{{- toJson (lookup "v1" "Secret" (index . 1) (index . 2)) -}}
+{{- end }}
+
+{{/* The value a release already has for a secret, read from the Secrets that store it
+     (manacore.secretStores, in a fixed order): the same answer whichever template asks. */}}
+{{- define "manacore.storedValue" -}}
+{{- $root := index . 0 -}}
+{{- $name := index . 1 -}}
+{{- $value := "" -}}
+{{- range (index (include "manacore.secretStores" $root | fromJson) $name) -}}
+{{- if not $value -}}
+{{- $ns := include "manacore.namespace" (list $root (index . 0)) -}}
+{{- $found := include "manacore.lookupSecret" (list $root $ns (index . 1)) | fromJson -}}
+{{- $data := $found.data | default dict -}}
+{{- if hasKey $data $name -}}
+{{- $value = index $data $name | b64dec -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- $value -}}
+{{- end }}
+
 {{/* A secret's value: secrets.NAME, else the value the release already has, else a random
      one for secrets that may be generated (the same one in every Secret of the release). */}}
 {{- define "manacore.secretValue" -}}
@@ -99,14 +124,13 @@ HELPERS = '''{{/* The chart label. */}}
 {{- end -}}
 {{- $memo := $root.Values.generatedSecrets -}}
 {{- if not (hasKey $memo $name) -}}
-{{- $value := "" -}}
-{{- $existing := lookup "v1" "Secret" (index . 2) (index . 3) -}}
-{{- if and $existing $existing.data (hasKey ($existing.data | default dict) $name) -}}
-{{- $value = index $existing.data $name | b64dec -}}
-{{- else if has $name (include "manacore.generated" $root | splitList " ") -}}
+{{- $value := include "manacore.storedValue" (list $root $name) -}}
+{{- if not $value -}}
+{{- if has $name (include "manacore.generated" $root | splitList " ") -}}
 {{- $value = randAlphaNum 32 -}}
 {{- else if has $name (include "manacore.generatedEd25519" $root | splitList " ") -}}
 {{- $value = printf "ed25519 %s %s" (include "manacore.ed25519KeyId" $root) (randBytes 32) -}}
+{{- end -}}
 {{- end -}}
 {{- $_ := set $memo $name $value -}}
 {{- end -}}
@@ -126,6 +150,17 @@ HELPERS = '''{{/* The chart label. */}}
 '''
 
 
+def secret_stores(estate: ResolvedEstate) -> dict[str, list[list[str]]]:
+    """secret name → [namespace key, Secret name, service key] of each service whose Secret
+    holds it (the chart's own `<service>-secrets`)."""
+    stores: dict[str, list[list[str]]] = {}
+    for s in estate.containers:
+        for n in s.secrets:
+            stores.setdefault(n, []).append([namespace_key(s.namespace), f"{s.name}-secrets",
+                                             key(s.id)])
+    return dict(sorted(stores.items()))
+
+
 def helpers(estate: ResolvedEstate) -> str:
     """The shared helpers, and per service the address helpers its env values call."""
     def names(kind: str) -> str:
@@ -135,7 +170,11 @@ def helpers(estate: ResolvedEstate) -> str:
            " and Matrix signing keys. */}}",
            f'{{{{- define "manacore.generated" -}}}}{names("password")}{{{{- end }}}}',
            f'{{{{- define "manacore.generatedEd25519" -}}}}{names("ed25519")}{{{{- end }}}}',
-           f'{{{{- define "manacore.ed25519KeyId" -}}}}{ED25519_KEY_ID}{{{{- end }}}}', ""]
+           f'{{{{- define "manacore.ed25519KeyId" -}}}}{ED25519_KEY_ID}{{{{- end }}}}',
+           "{{/* Where each secret is stored: name → [namespace key, Secret, service key] of "
+           "every service whose Secret holds it, in startup order. */}}",
+           f'{{{{- define "manacore.secretStores" -}}}}{json.dumps(secret_stores(estate))}'
+           f'{{{{- end }}}}', ""]
     for s in estate.services:
         v = f".Values.services.{key(s.id)}"
         ns = f'{{{{ include "manacore.namespace" (list $ "{namespace_key(s.namespace)}") }}}}'
