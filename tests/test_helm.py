@@ -352,3 +352,40 @@ def test_an_existing_secret_feeds_every_file_that_embeds_it(chart, tmp_path):
     assert config["macaroon_secret_key"].strip() == "mac"
     assert config["registration_shared_secret"].strip() == "reg"
     assert files["config_signing.key"] == "ed25519 a_customer c2VlZA\n"
+
+
+# --- one source per secret ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("--set", "services.postgres.existingSecret=customer-pg"),
+     "AUTH_DB_PASSWORD must have one source, but services.postgres (Secret customer-pg) get it "
+     "from your Secret and services.auth from the chart's generated one"),
+    (("--set", "services.synapse.existingSecret=customer-synapse"),
+     "SYNAPSE_DB_PASSWORD must have one source, but services.synapse (Secret customer-synapse)"),
+    (("-f", B2B_VALUES, "--set", "existingSecret="),
+     "AUTH_DB_PASSWORD belongs to services.postgres, which runs outside the chart "
+     "(external.host): the chart cannot generate it for services.auth"),
+])
+def test_an_incoherent_secret_source_fails_the_install(chart, args, message):
+    args = tuple(str(chart / a) if a == B2B_VALUES else a for a in args)
+    result = helm("template", RELEASE, str(chart), *args, check=False)
+    assert result.returncode != 0
+    assert message in result.stderr, result.stderr
+
+
+def test_one_source_for_each_database_password(chart, estate):
+    """PostgreSQL and its consumers read a database password from the user's Secrets together
+    (coherent: it renders), and the README says which keys each Secret must hold."""
+    objs = template(chart, "--set", "existingSecret=customer",
+                    "--set", "services.postgres.existingSecret=customer-pg")
+    pg = next(o for o in objs if o["metadata"]["name"] == "postgres" and o["kind"] ==
+              "StatefulSet")["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert {e["valueFrom"]["secretKeyRef"]["name"] for e in pg} == {"customer-pg"}
+    passwords = {d.password_secret for d in estate.databases}
+    assert not [k for k, data in secret_data(objs).items() if passwords & set(data)]
+    readme = (chart / "README.md").read_text()
+    row = next(line for line in readme.splitlines()
+               if line.startswith("| `services.postgres` |") and "_PASSWORD" in line)
+    assert {d.password_secret for d in estate.databases} | {"POSTGRES_PASSWORD"} == \
+        set(row.split("|")[2].replace("`", "").replace(",", " ").split())

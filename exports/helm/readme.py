@@ -23,6 +23,8 @@ def readme(estate: ResolvedEstate, b2b: dict[str, Any]) -> str:
         f"| {r.why} |"
         for sid, r in sorted(RUNTIMES.items())
         if any(applies(r) for applies in SKIPS_RUNTIME.values()))
+    keys = "\n".join(f"| `services.{key(s.id)}` | {', '.join(f'`{n}`' for n in s.secrets)} |"
+                     for s in estate.containers if s.secrets)
     all_skips = "\n".join(f"| {c} | {why} |" for c, why in sorted(SKIPS_ALL.items()))
     return f"""# manacore Helm chart
 
@@ -71,14 +73,31 @@ No secret value is in the chart. Each service reads its secrets from a Secret
 across upgrades) where the table allows it. Secrets that cannot be generated (tokens, API keys)
 must be set, or the services that read them will not work (NOTES lists them after install).
 
-With `existingSecret: my-secret` (or `services.X.existingSecret`) no Secret is generated: create
-it yourself in each namespace that runs a service, with the keys of the table below that the
-services read (`services.X.secretKeys`):
+Generated values are kept across upgrades: the chart reads each one back from the Secrets
+that store it. Files that embed secrets (Synapse's `homeserver.yaml` and signing key) are
+templates in a ConfigMap; the pod fills them in, in memory, from the Secret it reads.
+
+With `existingSecret: my-secret` (or `services.X.existingSecret`) no Secret is generated for
+those services: create it yourself in each namespace that runs one of them (the release
+namespace in single mode), holding every key its services read:
+
+| service | keys its Secret must hold |
+| --- | --- |
+{keys}
 
 ```sh
 kubectl create secret generic manacore-secrets -n manacore \\
   --from-literal=POSTGRES_PASSWORD=... --from-literal=REDIS_PASSWORD=... # …
 ```
+
+One source per secret: a key that several installed services read (each database password:
+PostgreSQL creates the role `X` with `X_DB_PASSWORD` at its first start, and the consumer logs
+in with it; `POSTGRES_PASSWORD` for the exporter; `REDIS_PASSWORD`; the MinIO keys) comes from
+your Secrets for all of them — with the same value in each — or for none of them. The chart
+refuses to render a values file that mixes the two, naming the key and the services. A key of
+a service that runs outside the chart (`services.X.external.host`) cannot be generated: set
+`secrets.NAME`, or bring it in your Secret. PostgreSQL reads the role passwords only when it
+initialises an empty data directory: to change one later, `ALTER ROLE` it as well.
 
 | key | what | generated if empty |
 | --- | --- | --- |
