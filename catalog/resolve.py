@@ -123,6 +123,7 @@ class ResolvedFile(_Frozen):
 
 
 class ResolvedPublic(_Frozen):
+    host: str  # the first label, as the catalogue declares it: hostname = <host>.<domain>
     hostname: str  # fully qualified
     port: str
     access: bool  # behind a Cloudflare Access application
@@ -350,7 +351,7 @@ def _resolve_service(svc: Service, tier: int, estate: Estate,
         p = svc.port(svc.public.port)
         assert p is not None
         public = ResolvedPublic(
-            hostname=_hostname(svc.public, settings), port=svc.public.port,
+            host=svc.public.host, hostname=_hostname(svc.public, settings), port=svc.public.port,
             access=svc.public.access, open_paths=svc.public.open_paths,
             service_url=f"http://{_address(svc, settings)}:{p.container}")
     return ResolvedService(

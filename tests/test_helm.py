@@ -81,7 +81,8 @@ def test_chart_files(chart, estate):
     assert pg["image"] == {"repository": "pgvector/pgvector", "tag": "0.8.0-pg16"}
     assert pg["persistence"]["postgres-data"]["size"] == "20Gi"
     assert values["storageClass"] == estate.settings.storage_class
-    assert values["services"]["chatWeb"]["hostnames"] == [estate["chat-web"].public.hostname]
+    assert values["domain"] == estate.settings.domain
+    assert values["services"]["chatWeb"]["hostnames"] == []  # <host>.<domain>
     assert set(values["secrets"]) == {s.name for s in estate.secrets}
     assert not any(values["secrets"].values())
 
@@ -148,7 +149,7 @@ def test_b2b_subset_with_external_postgres(b2b, estate):
     config = objs[("ConfigMap", NAMESPACE, "chat-backend-env")]["data"]
     assert config["AUTH_URL"] == f"http://auth.{NAMESPACE}.svc.cluster.local:3001"
     web = objs[("ConfigMap", NAMESPACE, "chat-web-env")]["data"]
-    assert web["ORIGIN"] == "https://chat.customer.example"
+    assert web["ORIGIN"] == "https://talk.customer.example"
     ollama = objs[("Service", NAMESPACE, "ollama")]["spec"]
     assert ollama == {"type": "ExternalName", "externalName": "ollama.customer.example",
                       "ports": ollama["ports"]}
@@ -389,3 +390,31 @@ def test_one_source_for_each_database_password(chart, estate):
                if line.startswith("| `services.postgres` |") and "_PASSWORD" in line)
     assert {d.password_secret for d in estate.databases} | {"POSTGRES_PASSWORD"} == \
         set(row.split("|")[2].replace("`", "").replace(",", " ").split())
+
+
+# --- public URLs follow the domain and the hostnames ------------------------------------------
+
+
+def test_every_public_url_follows_the_domain_and_hostnames(chart, b2b, estate):
+    """The B2B example sets its domain and one hostname: every URL browsers are sent to, and
+    Matrix's server name, follow — nothing points at the catalogue's domain any more."""
+    objs = by_key(b2b)
+    chat = objs[("ConfigMap", NAMESPACE, "chat-web-env")]["data"]
+    assert (chat["ORIGIN"], chat["PUBLIC_BACKEND_URL"], chat["PUBLIC_AUTH_URL"]) == \
+        ("https://talk.customer.example", "https://chat-api.customer.example",
+         "https://auth.customer.example")
+    assert objs[("ConfigMap", NAMESPACE, "todo-web-env")]["data"]["ORIGIN"] == \
+        "https://todo.customer.example"
+    assert estate.settings.domain not in json.dumps(b2b)
+
+    every = template(chart, "--set", "domain=example.org",
+                     "--set", "services.chatBackend.hostnames={api.chat.example}")
+    assert estate.settings.domain not in json.dumps(every)
+    found = by_key(every)
+    web = found[("ConfigMap", "manacore-apps", "chat-web-env")]["data"]
+    assert web["PUBLIC_BACKEND_URL"] == "https://api.chat.example"
+    assert web["ORIGIN"] == "https://chat.example.org"
+    files = found[("ConfigMap", "manacore-matrix", "synapse-files")]["data"]
+    homeserver = yaml.safe_load(files["config_homeserver.yaml"])
+    assert (homeserver["server_name"], homeserver["public_baseurl"]) == \
+        ("example.org", "https://matrix.example.org/")

@@ -126,3 +126,18 @@ def test_host_mount_arguments_exist_only_where_the_mounts_do() -> None:
     assert docker.command == ("--path.procfs=/host/proc", "--path.sysfs=/host/sys",
                               "--path.rootfs=/rootfs")
     assert k3s["node-exporter"].host_mounts == () and k3s["node-exporter"].command is None
+
+
+@pytest.mark.parametrize("stack", ["macmini", "k3s"])
+def test_every_public_url_follows_the_stack_domain(stack: str) -> None:
+    """Hostnames, browser URLs, config files and the Matrix server name all come from the
+    stack's domain: another domain leaves no trace of the default one."""
+    from catalog.load import load_estate
+    from catalog.settings import load_settings
+
+    settings = load_settings(stack)
+    other = resolve(load_estate(), settings.model_copy(update={"domain": "example.org"}))
+    text = other.model_dump_json()
+    assert settings.domain not in text
+    assert other["chat-web"].env["PUBLIC_BACKEND_URL"].plain == "https://chat-api.example.org"
+    assert other["synapse"].public.hostname == "matrix.example.org"

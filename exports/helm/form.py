@@ -48,6 +48,7 @@ class HelmForm:
                     f'{{{{ include "{port_helper(s.id, p.name)}" $ }}}}')
             if s.public is not None:
                 names[s.public.hostname] = f'{{{{ include "{hostname_helper(s.id)}" $ }}}}'
+        names[self.estate.settings.domain] = "{{ .Values.domain }}"  # Matrix server name …
         self._names = names
         alternatives = "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
         self._pattern = re.compile(rf"(?<![\w.-])({alternatives})(?![\w-]|\.\w)")

@@ -44,6 +44,7 @@ helm install manacore ./manacore -f my-values.yaml          # your choices, see 
 | `namespaces.mode` | `split` (default): the six namespaces `namespaces.names.*`; `single`: everything in the release namespace |
 | `namespaces.create` | create the six namespaces (split mode) |
 | `networkPolicy.enabled` | default-deny ingress and egress per namespace, plus what the dependency graph needs, DNS and public internet |
+| `domain` | public domain: each service's hostname is `<host>.<domain>` (`services.X.hostnames` overrides), every public URL in the env and config files follows, and it is Matrix's server name |
 | `storageClass` | storage class of every claim (`services.X.persistence.<claim>.storageClass` overrides) |
 | `nativeHost` | where the native host services (Ollama, STT, TTS, image generation) listen: an IP (EndpointSlice) or a DNS name (ExternalName) |
 | `imagePullPolicy`, `waitImage` | pull policy of every container; the image of the init containers that wait for hard dependencies |
@@ -53,7 +54,7 @@ helm install manacore ./manacore -f my-values.yaml          # your choices, see 
 | `services.X.image.repository`, `.tag` | the image |
 | `services.X.replicas`, `.resources` | pods and their requests/limits (memory limit = the catalogue's) |
 | `services.X.persistence.<claim>.size`, `.storageClass` | the service's claims (ReadWriteOnce, kept on uninstall) |
-| `services.X.hostnames` | public hostnames; the first is used wherever other services link to it |
+| `services.X.hostnames` | public hostnames (empty: `<host>.<domain>`); the first is used wherever other services link to it |
 | `services.X.env` | plain environment; values are templates (`tpl`) and may use `manacore.host.<id>` / `manacore.port.<id>.<port>` |
 | `services.X.existingSecret` | this service's own Secret (keys: `services.X.secretKeys`) |
 | `services.X.external.host`, `.external.ports` | with `enabled: false`: where the service runs instead; every address of it in the env follows |

@@ -200,7 +200,8 @@ def helpers(estate: ResolvedEstate) -> str:
                        f"{body}{{{{- end }}}}")
         if s.public is not None:
             out.append(f'{{{{- define "{hostname_helper(s.id)}" -}}}}'
-                       f"{{{{ first {v}.hostnames | default {json.dumps(s.public.hostname)} }}}}"
+                       f"{{{{ first {v}.hostnames | default (printf \"%s.%s\" "
+                       f"{json.dumps(s.public.host)} $.Values.domain) }}}}"
                        f"{{{{- end }}}}")
         out.append("")
     return "\n".join(out)
@@ -267,7 +268,8 @@ def notes(estate: ResolvedEstate) -> str:
         v = f".Values.services.{key(s.id)}"
         url = f'http://{{{{ include "{host_helper(s.id)}" $ }}}}:{s.port(s.public.port).container}'
         lines += [f"{{{{- if {v}.enabled }}}}",
-                  f"{{{{- range {v}.hostnames }}}}",
+                  f'{{{{- range ({v}.hostnames | default (list (include '
+                  f'"{hostname_helper(s.id)}" $))) }}}}',
                   f"  https://{{{{ . }}}} -> {url}",
                   "{{- end }}", "{{- end }}"]
     lines += [
