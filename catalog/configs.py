@@ -248,7 +248,8 @@ def synapse_config(estate: ResolvedEstate, svc: ResolvedService) -> tuple[Resolv
             "host": pg.host, "port": pg.port("postgres").container, "cp_min": 5, "cp_max": 10}},
         **{key: _Secret(name) for key, name in SYNAPSE_SECRETS.items()},
     }
-    header = f"# {GENERATED}\n# Holds secrets: a secret file on Docker, filled in by the pod on K8s.\n"
+    header = (f"# {GENERATED}\n"
+              "# Holds secrets: a secret file on Docker, filled in by the pod on Kubernetes.\n")
     key = Template(parts=(SecretRef(secret=SYNAPSE_SIGNING_KEY), "\n"))
     return (ResolvedFile(path=path.plain, content=yaml_template(config, header)),
             ResolvedFile(path=key_path, content=key))
