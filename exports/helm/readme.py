@@ -41,7 +41,7 @@ helm install manacore ./manacore -f my-values.yaml          # your choices, see 
 
 | key | meaning |
 | --- | --- |
-| `namespaces.mode` | `split` (default): the six namespaces `namespaces.names.*`; `single`: everything in the release namespace |
+| `namespaces.mode` | `split` (default): the six namespaces `namespaces.names.*`, labelled for Pod Security `restricted`; `single`: everything in the release namespace, which the chart does not create: label it yourself (see below; NOTES warns while it is unlabelled) |
 | `namespaces.create` | create the six namespaces (split mode) |
 | `networkPolicy.enabled` | default-deny ingress and egress per namespace, plus what the dependency graph needs, DNS and public internet |
 | `domain` | public domain: each service's hostname is `<host>.<domain>` (`services.X.hostnames` overrides), every public URL in the env and config files follows, and it is Matrix's server name |
@@ -112,6 +112,14 @@ enabled nor external fails with a message naming it. The example (`ci/b2b-values
 
 ```yaml
 {yaml.safe_dump(b2b, sort_keys=False).rstrip()}
+```
+
+In single mode the release namespace is yours (`--create-namespace` creates it bare): give it
+the Pod Security labels the chart's own namespaces have, before or right after the install:
+
+```sh
+kubectl label namespace manacore pod-security.kubernetes.io/enforce=restricted \\
+  pod-security.kubernetes.io/warn=restricted
 ```
 
 Create the databases and roles on the external server first: one database per service with the

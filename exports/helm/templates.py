@@ -15,6 +15,7 @@ from exports.helm.values import key, namespace_key
 from exports.kubernetes import Obj, Raw
 
 DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml: ten times faster
+PSA = "pod-security.kubernetes.io"  # the Pod Security admission labels
 
 
 def dump(manifest: dict[str, Any]) -> str:
@@ -273,6 +274,18 @@ def notes(estate: ResolvedEstate) -> str:
                   f"  https://{{{{ . }}}} -> {url}",
                   "{{- end }}", "{{- end }}"]
     lines += [
+        "",
+        "{{- if eq .Values.namespaces.mode \"single\" }}",
+        "{{- $ns := lookup \"v1\" \"Namespace\" \"\" .Release.Namespace }}",
+        f"{{{{- if ne (dig \"metadata\" \"labels\" \"{PSA}/enforce\" \"\" $ns) \"restricted\" }}}}",
+        "WARNING: namespaces.mode is single: the chart does not create the release namespace,",
+        "so it lacks the Pod Security labels of the chart's own namespaces and nothing stops a",
+        "privileged pod in it. Label it (every pod of the chart complies):",
+        f"  kubectl label namespace {{{{ .Release.Namespace }}}} {PSA}/enforce=restricted \\",
+        f"    {PSA}/warn=restricted",
+        "",
+        "{{- end }}",
+        "{{- end }}",
         "",
         "{{- if not .Values.existingSecret }}",
         "{{- range $name := list " + " ".join(json.dumps(n) for n in must) + " }}",
