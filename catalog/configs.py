@@ -38,6 +38,8 @@ GRAFANA_DATASOURCES = "/etc/grafana/provisioning/datasources/manacore.yaml"
 ELEMENT_CONFIG = "/app/config.json"
 SCRAPE_FLAG = "-promscrape.config="  # VictoriaMetrics: the file named in its command
 
+# Databases every cluster has, which no consumer needs (PUBLIC may connect to them by default).
+MAINTENANCE_DATABASES = ("postgres", "template1")
 # Synapse refuses a database whose collation is not C (unless told the locale is unsafe).
 C_LOCALE_OWNERS = frozenset({"synapse"})
 # How a service's metrics are scraped when it differs from `GET /metrics`.
@@ -77,7 +79,9 @@ def _create_database(db: Database) -> str:
 def postgres_sql(databases: tuple[Database, ...]) -> str:
     """psql script: one role and one database per consumer, idempotent. Each password is read
     from the environment variable named after its secret (psql `\\getenv`, quoted by psql), so
-    the script holds no secret and runs unchanged on a fresh or an adopted cluster."""
+    the script holds no secret and runs unchanged on a fresh or an adopted cluster. A role
+    connects to its own database only: PostgreSQL's default CONNECT for PUBLIC is revoked on
+    every database (the superuser is not bound by it)."""
     lines = [
         f"-- {GENERATED}",
         "-- One role and one database per consumer; passwords come from the container's",
@@ -102,13 +106,18 @@ def postgres_sql(databases: tuple[Database, ...]) -> str:
             f"ALTER ROLE {role} WITH LOGIN PASSWORD :'password';",
             _create_database(db),
             f"ALTER DATABASE {role} OWNER TO {role};",
+            f"REVOKE ALL ON DATABASE {role} FROM PUBLIC;  -- only its owner connects",
             f"\\connect {role}",
             f"GRANT ALL ON SCHEMA public TO {role};",
             f"GRANT ALL ON ALL TABLES IN SCHEMA public TO {role};",
             f"GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO {role};",
             "\\connect postgres",
         ]
-    lines += ["\\unset password", ""]
+    lines += [
+        "",
+        "-- the maintenance databases: the superuser's alone (PUBLIC may connect by default)",
+        *(f"REVOKE ALL ON DATABASE {name} FROM PUBLIC;" for name in MAINTENANCE_DATABASES),
+        "\\unset password", ""]
     return "\n".join(lines)
 
 

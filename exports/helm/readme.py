@@ -124,7 +124,8 @@ kubectl label namespace manacore pod-security.kubernetes.io/enforce=restricted \
 
 Create the databases and roles on the external server first: one database per service with the
 same name as its role (`auth`, `chat`, `todo` …), the password of role `X` is the secret
-`X_DB_PASSWORD`. Env values that hold only a port number (`SYNAPSE_DB_PORT`,
+`X_DB_PASSWORD`, and only its owner may connect (`REVOKE ALL ON DATABASE x FROM PUBLIC`, as
+the bundled PostgreSQL's init script does). Env values that hold only a port number (`SYNAPSE_DB_PORT`,
 `DB_POSTGRESDB_PORT`) follow `external.ports` only through `services.X.env`: set them there
 when your database does not listen on 5432.
 
