@@ -283,6 +283,9 @@ class Service(_Model):
     health: Health | None = None
     memory: str | None = None  # limit, Kubernetes quantity ("256Mi")
     public: Public | None = None
+    # why the service reaches public addresses (an API, federation, a tunnel's edge); None:
+    # it never does, and on Kubernetes its pods may reach only DNS and what it depends on
+    internet: str | None = None
     targets: tuple[Target, ...] = TARGETS
     workload: Literal["service", "daemon"] = "service"  # daemon: one per node on Kubernetes
     replicas: int = 1  # Kubernetes only; Docker runs one container per service

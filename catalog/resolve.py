@@ -165,6 +165,7 @@ class ResolvedService(_Frozen):
     memory: int | None  # bytes
     memory_text: str | None
     public: ResolvedPublic | None
+    internet: str | None  # why it reaches public addresses (None: it never does)
     tier: int  # startup tier from the dependency graph (native services: 0, always there)
     workload: Literal["service", "daemon"]
     replicas: int  # Kubernetes only
@@ -365,7 +366,8 @@ def _resolve_service(svc: Service, tier: int, estate: Estate,
         volumes=_volumes(svc, settings), hard=tuple(n.service for n in svc.needs if n.hard),
         lazy=lazy,
         health=svc.health, memory=parse_memory(svc.memory) if svc.memory else None,
-        memory_text=svc.memory, public=public, tier=tier, workload=svc.workload,
+        memory_text=svc.memory, public=public, internet=svc.internet, tier=tier,
+        workload=svc.workload,
         replicas=svc.replicas,
         labels={"manacore.service": svc.id, "manacore.category": svc.category,
                 "manacore.role": svc.role, "manacore.tier": str(tier)},

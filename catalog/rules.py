@@ -382,6 +382,19 @@ def _secrets(estate: Estate, _settings) -> Iterator[Violation]:
             yield Violation(s.id, "secrets", f"{key} is both a plain env value and a secret")
 
 
+@rule("internet")
+def _internet(estate: Estate, _settings) -> Iterator[Violation]:
+    for s in estate.valid_services:
+        if s.internet is None:
+            continue
+        if s.native:
+            yield Violation(s.id, "internet", "a native service runs on the host, outside any "
+                            "network policy; drop internet")
+        elif len(s.internet.split()) < 2:
+            yield Violation(s.id, "internet", f"internet={s.internet!r}: say what it reaches "
+                            "and why (e.g. 'Google's Gemini API')")
+
+
 @rule("database")
 def _database(estate: Estate, _settings) -> Iterator[Violation]:
     owners: dict[str, list[str]] = defaultdict(list)

@@ -464,8 +464,9 @@ def metrics_ports(s: ResolvedService) -> list[int]:
 def network_policies(s: ResolvedService, estate: ResolvedEstate, form: Form) -> list[Obj]:
     """What this service may receive and send beyond the namespace's default deny: ingress
     from each service that needs it (hard or lazy), from the tunnel connector on the public
-    port, from the scraper on metrics ports; egress to what it needs. The connector reaches
-    every public service, the scraper every metrics port."""
+    port, from the scraper on metrics ports; egress to what it needs, and to public addresses
+    (never private ranges) only when the catalogue says it reaches the internet. The connector
+    reaches every public service, the scraper every metrics port."""
     present = {t.id: t for t in estate.services}
     ingress: list[dict[str, Any]] = []
     for d in estate.services:
@@ -489,6 +490,8 @@ def network_policies(s: ResolvedService, estate: ResolvedEstate, form: Form) -> 
     if is_scraper(s):
         egress += [{"to": [_peer(t, form)], "ports": _tcp(metrics_ports(t))}
                    for t in estate.services if metrics_ports(t) and not t.native]
+    if s.internet is not None:  # any port and protocol: QUIC to the tunnel edge, federation …
+        egress.append({"to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": PRIVATE}}]})
     pods = {"matchLabels": selector(s, form)}
     meta = _meta(s, form)
     out = [Obj({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": meta,
@@ -561,8 +564,8 @@ def namespaces(estate: ResolvedEstate) -> list[str]:
 
 def platform_objects(estate: ResolvedEstate, form: Form) -> list[Obj]:
     """The namespaces (restricted Pod Security), and in each a default deny for ingress and
-    egress, DNS egress to kube-dns, and egress to public addresses (never to private ranges:
-    those are reached only along the dependency graph)."""
+    egress and DNS egress to kube-dns. Everything else a pod may reach is its service's own
+    policy: the dependency graph, and the internet where the catalogue declares it."""
     out: list[Obj] = []
     for i, ns in enumerate(namespaces(estate)):
         once = () if i == 0 else (("split",),)
@@ -590,8 +593,6 @@ def platform_objects(estate: ResolvedEstate, form: Form) -> list[Obj]:
                         "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}],
                 "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]}]}),
                 cond),
-            Obj(policy("allow-internet", {"policyTypes": ["Egress"], "egress": [{
-                "to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": PRIVATE}}]}]}), cond),
         ]
     return out
 

@@ -442,3 +442,14 @@ def test_single_namespace_mode_asks_for_pod_security_labels(chart):
     assert "WARNING: namespaces.mode is single" in single and label in single
     assert "namespaces.mode is single" not in notes(chart)
     assert label.replace(" \\\n    ", " \\\n  ") in (chart / "README.md").read_text()
+
+
+def test_only_declared_services_reach_the_internet(default, chart, estate):
+    """The chart's policies are the stack's (one mapping): no namespace-wide internet, and the
+    README names every service that gets it, with the reason."""
+    assert not [o for o in default if o["metadata"]["name"] == "allow-internet"]
+    pg = by_key(default)[("NetworkPolicy", "manacore-infra", "postgres")]["spec"]
+    assert "ipBlock" not in json.dumps(pg)
+    readme = (chart / "README.md").read_text()
+    for s in estate.containers:
+        assert (f"| `services.{key(s.id)}` | {s.internet} |" in readme) == bool(s.internet)

@@ -23,6 +23,8 @@ def readme(estate: ResolvedEstate, b2b: dict[str, Any]) -> str:
         f"| {r.why} |"
         for sid, r in sorted(RUNTIMES.items())
         if any(applies(r) for applies in SKIPS_RUNTIME.values()))
+    internet = "\n".join(f"| `services.{key(s.id)}` | {s.internet} |"
+                         for s in estate.containers if s.internet)
     keys = "\n".join(f"| `services.{key(s.id)}` | {', '.join(f'`{n}`' for n in s.secrets)} |"
                      for s in estate.containers if s.secrets)
     all_skips = "\n".join(f"| {c} | {why} |" for c, why in sorted(SKIPS_ALL.items()))
@@ -43,7 +45,7 @@ helm install manacore ./manacore -f my-values.yaml          # your choices, see 
 | --- | --- |
 | `namespaces.mode` | `split` (default): the six namespaces `namespaces.names.*`, labelled for Pod Security `restricted`; `single`: everything in the release namespace, which the chart does not create: label it yourself (see below; NOTES warns while it is unlabelled) |
 | `namespaces.create` | create the six namespaces (split mode) |
-| `networkPolicy.enabled` | default-deny ingress and egress per namespace, plus what the dependency graph needs, DNS and public internet |
+| `networkPolicy.enabled` | default-deny ingress and egress per namespace, plus DNS, what the dependency graph needs, and public internet only for the services that need it (see below) |
 | `domain` | public domain: each service's hostname is `<host>.<domain>` (`services.X.hostnames` overrides), every public URL in the env and config files follows, and it is Matrix's server name |
 | `storageClass` | storage class of every claim (`services.X.persistence.<claim>.storageClass` overrides) |
 | `nativeHost` | where the native host services (Ollama, STT, TTS, image generation) listen: an IP (EndpointSlice) or a DNS name (ExternalName) |
@@ -60,6 +62,13 @@ helm install manacore ./manacore -f my-values.yaml          # your choices, see 
 | `services.X.external.host`, `.external.ports` | with `enabled: false`: where the service runs instead; every address of it in the env follows |
 
 `values.schema.json` rejects unknown keys, so a misspelt service or secret fails at install.
+
+Egress to public addresses (any port, never private ranges) is allowed only for these services;
+every other pod reaches DNS and the services it depends on, nothing else:
+
+| service | reaches |
+| --- | --- |
+{internet}
 
 Services:
 
