@@ -468,7 +468,9 @@ MON = [
         ports=[port(9187, "metrics")],
         env={"DATA_SOURCE_URI": url_of("postgres", "postgres", scheme="postgresql",
                                        path="/postgres?sslmode=disable"),
-             "DATA_SOURCE_USER": "postgres", "DATA_SOURCE_PASS": secret("POSTGRES_PASSWORD")},
+             "DATA_SOURCE_USER": "postgres_exporter",
+             "DATA_SOURCE_PASS": secret("POSTGRES_EXPORTER_DB_PASSWORD")},
+        pg_monitor="postgres_exporter",  # statistics only, never the superuser
         needs=[lazy("postgres")],
         health=http("/", port="metrics"),
         memory="64Mi",

@@ -76,7 +76,20 @@ def _create_database(db: Database) -> str:
             f" WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = '{db.name}')\\gexec")
 
 
-def postgres_sql(databases: tuple[Database, ...]) -> str:
+def _password(env: str) -> list[str]:
+    """psql lines: `:password` from the environment variable `env`, or stop."""
+    return ["\\unset password", f"\\getenv password {env}", "\\if :{?password}", "\\else",
+            f"DO $$ BEGIN RAISE EXCEPTION '{env} is not set in the postgres container'; END $$;",
+            "\\endif"]
+
+
+def _login_role(name: str) -> list[str]:
+    return [f"SELECT format('CREATE ROLE %I LOGIN', '{name}') WHERE NOT EXISTS "
+            f"(SELECT FROM pg_roles WHERE rolname = '{name}')\\gexec",
+            f'ALTER ROLE "{name}" WITH LOGIN PASSWORD :\'password\';']
+
+
+def postgres_sql(databases: tuple[Database, ...], monitors: tuple[Database, ...] = ()) -> str:
     """psql script: one role and one database per consumer, idempotent. Each password is read
     from the environment variable named after its secret (psql `\\getenv`, quoted by psql), so
     the script holds no secret and runs unchanged on a fresh or an adopted cluster. A role
@@ -95,15 +108,8 @@ def postgres_sql(databases: tuple[Database, ...]) -> str:
         lines += [
             "",
             f"-- {db.name}: used by {db.owner}",
-            "\\unset password",
-            f"\\getenv password {env}",
-            "\\if :{?password}",
-            "\\else",
-            f"DO $$ BEGIN RAISE EXCEPTION '{env} is not set in the postgres container'; END $$;",
-            "\\endif",
-            f"SELECT format('CREATE ROLE %I LOGIN', '{db.name}') WHERE NOT EXISTS "
-            f"(SELECT FROM pg_roles WHERE rolname = '{db.name}')\\gexec",
-            f"ALTER ROLE {role} WITH LOGIN PASSWORD :'password';",
+            *_password(env),
+            *_login_role(db.name),
             _create_database(db),
             f"ALTER DATABASE {role} OWNER TO {role};",
             f"REVOKE ALL ON DATABASE {role} FROM PUBLIC;  -- only its owner connects",
@@ -113,19 +119,31 @@ def postgres_sql(databases: tuple[Database, ...]) -> str:
             f"GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO {role};",
             "\\connect postgres",
         ]
+    for m in monitors:
+        lines += [
+            "",
+            f"-- {m.name}: {m.owner} reads statistics (pg_monitor) from the maintenance database",
+            *_password(m.password_secret),
+            *_login_role(m.name),
+            f'GRANT pg_monitor TO "{m.name}";',
+            f'GRANT CONNECT ON DATABASE postgres TO "{m.name}";',
+        ]
     lines += [
         "",
-        "-- the maintenance databases: the superuser's alone (PUBLIC may connect by default)",
+        "-- the maintenance databases: only the roles granted above connect (PUBLIC may by",
+        "-- default), and the superuser",
         *(f"REVOKE ALL ON DATABASE {name} FROM PUBLIC;" for name in MAINTENANCE_DATABASES),
         "\\unset password", ""]
     return "\n".join(lines)
 
 
 def postgres_init(estate: ResolvedEstate, svc: ResolvedService) -> tuple[ResolvedFile, ...]:
-    missing = sorted({db.password_secret for db in estate.databases} - set(svc.secrets))
+    roles = (*estate.databases, *estate.monitors)
+    missing = sorted({db.password_secret for db in roles} - set(svc.secrets))
     if missing:  # the script reads them from postgres's environment
         raise _fail(svc.id, f"environment lacks {', '.join(missing)}")
-    return (ResolvedFile(path=POSTGRES_INIT, content=_plain(postgres_sql(estate.databases))),)
+    sql = postgres_sql(estate.databases, estate.monitors)
+    return (ResolvedFile(path=POSTGRES_INIT, content=_plain(sql)),)
 
 
 # --- VictoriaMetrics -----------------------------------------------------------------------

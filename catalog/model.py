@@ -277,6 +277,9 @@ class Service(_Model):
     env: dict[str, EnvValue] = {}
     secrets: tuple[str, ...] = ()  # env vars whose whole value is a declared secret
     database: str | None = None  # owns one PostgreSQL database and role of this name
+    # logs in to PostgreSQL as this role, which may read statistics (pg_monitor) and connect to
+    # the maintenance database only: a metrics exporter, never as the superuser
+    pg_monitor: str | None = None
     volumes: tuple[Volume, ...] = ()
     host_mounts: tuple[HostMount, ...] = ()
     needs: tuple[Need, ...] = ()

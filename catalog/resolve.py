@@ -158,6 +158,7 @@ class ResolvedService(_Frozen):
     env: dict[str, Template]
     secrets: tuple[str, ...]  # every secret this service needs (environment, files), by name
     database: str | None
+    pg_monitor: str | None  # its PostgreSQL monitoring role
     volumes: tuple[ResolvedVolume, ...]
     hard: tuple[str, ...]
     lazy: tuple[str, ...]
@@ -209,6 +210,7 @@ class ResolvedEstate(_Frozen):
     secrets: tuple[Secret, ...]  # every secret some service on this stack needs
     databases: tuple[Database, ...]
     reserved_ports: dict[int, str]  # published ports nobody may take
+    monitors: tuple[Database, ...] = ()  # pg_monitor roles (name = role; no database)
 
     @property
     def target(self) -> Target:
@@ -363,6 +365,7 @@ def _resolve_service(svc: Service, tier: int, estate: Estate,
         ports=tuple(ResolvedPort(name=p.name, container=p.container, published=p.published)
                     for p in svc.ports),
         env=dict(sorted(env.items())), secrets=tuple(sorted(secrets)), database=svc.database,
+        pg_monitor=svc.pg_monitor,
         volumes=_volumes(svc, settings), hard=tuple(n.service for n in svc.needs if n.hard),
         lazy=lazy,
         health=svc.health, memory=parse_memory(svc.memory) if svc.memory else None,
@@ -400,23 +403,27 @@ def resolve(estate: Estate, settings: StackSettings) -> ResolvedEstate:
     databases = tuple(Database(name=s.database, owner=s.id,
                                password_secret=database_secret(s.database))
                       for s in resolved if s.database)
+    monitors = tuple(Database(name=s.pg_monitor, owner=s.id,
+                              password_secret=database_secret(s.pg_monitor))
+                     for s in resolved if s.pg_monitor)
     declared = {x.name: x for x in estate.secrets}
-    for db in databases:
+    for db in (*databases, *monitors):
         declared.setdefault(db.password_secret, Secret(
             name=db.password_secret, description=f"password of PostgreSQL role {db.name}"))
     used = {name for s in resolved for name in s.secrets}
     if any(s.id == "postgres" for s in resolved):
-        used |= {db.password_secret for db in databases}
+        roles = {db.password_secret for db in (*databases, *monitors)}
+        used |= roles
         # PostgreSQL creates one role per consumer at first start: its init reads them all
-        resolved = [s.model_copy(update={"secrets": tuple(sorted(
-            {*s.secrets, *(db.password_secret for db in databases)}))}) if s.id == "postgres"
-            else s for s in resolved]
+        resolved = [s.model_copy(update={"secrets": tuple(sorted({*s.secrets, *roles}))})
+                    if s.id == "postgres" else s for s in resolved]
     # second pass: configuration files generated from the resolved estate (catalog/configs.py)
     from catalog.configs import generated_files  # imports this module: not at the top
 
     files = generated_files(ResolvedEstate(settings=settings, services=tuple(resolved),
                                            secrets=(), databases=databases,
-                                           reserved_ports=estate.reserved_ports))
+                                           reserved_ports=estate.reserved_ports,
+                                           monitors=monitors))
     # a file's secrets are secrets of its service: every target feeds them from where the
     # service's other secrets come from (on Kubernetes, the Secret the service reads)
     resolved = [s.model_copy(update={"files": files[s.id], "secrets": tuple(sorted(
@@ -425,4 +432,4 @@ def resolve(estate: Estate, settings: StackSettings) -> ResolvedEstate:
     used |= {n for group in files.values() for f in group for n in f.content.secrets}
     return ResolvedEstate(settings=settings, services=tuple(resolved),
                           secrets=tuple(declared[n] for n in sorted(used)), databases=databases,
-                          reserved_ports=estate.reserved_ports)
+                          reserved_ports=estate.reserved_ports, monitors=monitors)

@@ -188,8 +188,8 @@ def test_secrets_from_values_or_generated_once(chart, estate, test_secrets, tmp_
                for o in objs if o["kind"] == "Secret"}
     assert secrets["nutriphi-backend-secrets"]["GEMINI_API_KEY"] == test_secrets["GEMINI_API_KEY"]
     # a generated password is the same in every Secret that holds it
-    assert secrets["postgres-secrets"]["POSTGRES_PASSWORD"] == \
-        secrets["postgres-exporter-secrets"]["POSTGRES_PASSWORD"]
+    assert secrets["postgres-secrets"]["POSTGRES_EXPORTER_DB_PASSWORD"] == \
+        secrets["postgres-exporter-secrets"]["POSTGRES_EXPORTER_DB_PASSWORD"]
     assert len(secrets["postgres-secrets"]["CHAT_DB_PASSWORD"]) == 32
     assert secrets["postgres-secrets"]["CHAT_DB_PASSWORD"] == \
         secrets["chat-backend-secrets"]["CHAT_DB_PASSWORD"]
@@ -390,7 +390,8 @@ def test_one_source_for_each_database_password(chart, estate):
     readme = (chart / "README.md").read_text()
     row = next(line for line in readme.splitlines()
                if line.startswith("| `services.postgres` |") and "_PASSWORD" in line)
-    assert {d.password_secret for d in estate.databases} | {"POSTGRES_PASSWORD"} == \
+    assert {d.password_secret for d in (*estate.databases, *estate.monitors)} | \
+        {"POSTGRES_PASSWORD"} == \
         set(row.split("|")[2].replace("`", "").replace(",", " ").split())
 
 

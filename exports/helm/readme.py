@@ -25,6 +25,9 @@ def readme(estate: ResolvedEstate, b2b: dict[str, Any]) -> str:
         if any(applies(r) for applies in SKIPS_RUNTIME.values()))
     internet = "\n".join(f"| `services.{key(s.id)}` | {s.internet} |"
                          for s in estate.containers if s.internet)
+    monitors = "".join(f" {m.owner} logs in as role `{m.name}` (`{m.password_secret}`), a "
+                       f"member of `pg_monitor` that may connect to the database `postgres` only."
+                       for m in estate.monitors)
     keys = "\n".join(f"| `services.{key(s.id)}` | {', '.join(f'`{n}`' for n in s.secrets)} |"
                      for s in estate.containers if s.secrets)
     all_skips = "\n".join(f"| {c} | {why} |" for c, why in sorted(SKIPS_ALL.items()))
@@ -134,7 +137,7 @@ kubectl label namespace manacore pod-security.kubernetes.io/enforce=restricted \
 Create the databases and roles on the external server first: one database per service with the
 same name as its role (`auth`, `chat`, `todo` …), the password of role `X` is the secret
 `X_DB_PASSWORD`, and only its owner may connect (`REVOKE ALL ON DATABASE x FROM PUBLIC`, as
-the bundled PostgreSQL's init script does). Env values that hold only a port number (`SYNAPSE_DB_PORT`,
+the bundled PostgreSQL's init script does).{monitors} Env values that hold only a port number (`SYNAPSE_DB_PORT`,
 `DB_POSTGRESDB_PORT`) follow `external.ports` only through `services.X.env`: set them there
 when your database does not listen on 5432.
 
