@@ -46,7 +46,7 @@ helm install manacore ./manacore -f my-values.yaml          # your choices, see 
 
 | key | meaning |
 | --- | --- |
-| `namespaces.mode` | `split` (default): the six namespaces `namespaces.names.*`, labelled for Pod Security `restricted`; `single`: everything in the release namespace, which the chart does not create: label it yourself (see below; NOTES warns while it is unlabelled) |
+| `namespaces.mode` | `split` (default): the six namespaces `namespaces.names.*`, labelled for Pod Security `restricted`; `single`: everything in the release namespace, which the chart does not create: label it yourself (see below; NOTES reminds you) |
 | `namespaces.create` | create the six namespaces (split mode) |
 | `networkPolicy.enabled` | default-deny ingress and egress per namespace, plus DNS, what the dependency graph needs, and public internet only for the services that need it (see below) |
 | `domain` | public domain: each service's hostname is `<host>.<domain>` (`services.X.hostnames` overrides), every public URL in the env and config files follows, and it is Matrix's server name |

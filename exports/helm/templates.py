@@ -275,16 +275,16 @@ def notes(estate: ResolvedEstate) -> str:
                   "{{- end }}", "{{- end }}"]
     lines += [
         "",
+        # no lookup of the namespace: it is cluster-scoped, and an installer whose rights end
+        # at the release namespace (single mode's usual case) would get a failed install
         "{{- if eq .Values.namespaces.mode \"single\" }}",
-        "{{- $ns := lookup \"v1\" \"Namespace\" \"\" .Release.Namespace }}",
-        f"{{{{- if ne (dig \"metadata\" \"labels\" \"{PSA}/enforce\" \"\" $ns) \"restricted\" }}}}",
         "WARNING: namespaces.mode is single: the chart does not create the release namespace,",
-        "so it lacks the Pod Security labels of the chart's own namespaces and nothing stops a",
-        "privileged pod in it. Label it (every pod of the chart complies):",
+        "so it has the Pod Security labels of the chart's own namespaces only if you gave them;",
+        "without them nothing stops a privileged pod in it. Label it (every pod of the chart",
+        "complies):",
         f"  kubectl label namespace {{{{ .Release.Namespace }}}} {PSA}/enforce=restricted \\",
         f"    {PSA}/warn=restricted",
         "",
-        "{{- end }}",
         "{{- end }}",
         "",
         "{{- if not .Values.existingSecret }}",
