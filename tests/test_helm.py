@@ -278,6 +278,22 @@ def test_secret_files_are_templates_filled_in_the_pod(default, tmp_path):
     assert "@@secret:" not in json.dumps(files)
 
 
+def test_a_secret_missing_from_the_pod_stops_it(default, tmp_path):
+    """Never a homeserver.yaml with an empty password: the init container fails instead."""
+    pod = by_key(default)[("StatefulSet", "manacore-matrix", "synapse")]["spec"]["template"]
+    init = next(c for c in pod["spec"]["initContainers"] if c["name"] == "render-files")
+    files = by_key(default)[("ConfigMap", "manacore-matrix", "synapse-files")]["data"]
+    (tmp_path / "t").mkdir(), (tmp_path / "r").mkdir()
+    for k, v in files.items():
+        (tmp_path / "t" / k).write_text(v)
+    script = init["command"][-1].replace("/templates/", f"{tmp_path}/t/").replace(
+        "/rendered/", f"{tmp_path}/r/")
+    env = {e["name"]: e["value"] for e in init["env"] if "value" in e}
+    done = subprocess.run(["busybox", "sh", "-c", script], env=env, capture_output=True,
+                          text=True, timeout=30)
+    assert done.returncode != 0 and "is not set" in done.stderr
+
+
 # --- upgrades: `lookup` simulated with the Secrets of the previous render ----------------------
 
 LOOKUP_CALL = '{{- toJson (lookup "v1" "Secret" (index . 1) (index . 2)) -}}'
