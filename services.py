@@ -133,6 +133,7 @@ INFRA = [
                            "/ready", port="metrics"),
         replicas=2,
         memory="128Mi",
+        internet="Cloudflare's edge: the tunnel (QUIC or HTTP/2 on port 7844)",
     ),
 ]
 
@@ -206,6 +207,7 @@ CORE = [
                             "'http://127.0.0.1:8080/healthz', timeout=4)"),
                            "/healthz", start_period=10),
         memory="192Mi",
+        internet="the public search engines it queries",
         legacy=Legacy(containers=["mana-searxng"]),
     ),
 ]
@@ -249,7 +251,7 @@ APP_EXTRAS: dict[str, dict] = {
     "chat": {"env": OLLAMA_ENV, "needs": [lazy("ollama")], "memory": "256Mi"},
     "contacts": {"env": S3_ENV, "needs": [lazy("minio")]},
     "storage": {"env": S3_ENV, "needs": [lazy("minio")]},
-    "nutriphi": {"secrets": ["GEMINI_API_KEY"]},
+    "nutriphi": {"secrets": ["GEMINI_API_KEY"], "internet": "Google's Gemini API"},
 }
 
 
@@ -266,6 +268,7 @@ def _backend(app: str, new: int, legacy: int) -> Service | Broken:
         needs=[hard("postgres"), hard("auth"), *extra.get("needs", [])],
         health=http("/health", start_period=20),
         memory=extra.get("memory", "192Mi"),
+        internet=extra.get("internet"),
         public=Public(host=f"{app}-api"),
         legacy=Legacy(containers=[sid], ports=[legacy]),
     )
@@ -345,6 +348,7 @@ MATRIX = [
         needs=[hard("postgres")],
         health=http("/health", start_period=30),
         memory="512Mi",
+        internet="Matrix federation with other homeservers",
         public=Public(host="matrix"),
         legacy=Legacy(containers=["manacore-synapse"], ports=[8008, 9002],
                       volumes=["synapse_data"], unverified=["synapse_data"]),
@@ -570,7 +574,9 @@ MON = [
         # URI is host:port/db?params, without a scheme (datasource.go, v0.16.0)
         env={"DATA_SOURCE_URI": address_of("postgres", "postgres",
                                            path="/postgres?sslmode=disable"),
-             "DATA_SOURCE_USER": "postgres", "DATA_SOURCE_PASS": secret("POSTGRES_PASSWORD")},
+             "DATA_SOURCE_USER": "postgres_exporter",
+             "DATA_SOURCE_PASS": secret("POSTGRES_EXPORTER_DB_PASSWORD")},
+        pg_monitor="postgres_exporter",  # statistics only, never the superuser
         needs=[lazy("postgres")],
         # /metrics answers while the database is unreachable (pg_up 0): healthy means connected
         health=cmd("sh", "-c",
@@ -627,6 +633,7 @@ TOOLS = [
         needs=[hard("postgres")],
         health=http("/healthz", start_period=20),
         memory="384Mi",
+        internet="the APIs and webhooks its workflows call",
         # webhooks called by other services (Telegram, GitHub …) stay open; the editor does not
         public=Public(host="n8n", access=True, open_paths=["/webhook"]),
         legacy=Legacy(containers=["manacore-n8n"], ports=[5678], volumes=["n8n_data"],
@@ -643,6 +650,7 @@ TOOLS = [
         needs=[lazy("victoriametrics")],
         health=http("/health"),
         memory="96Mi",
+        internet="the Telegram Bot API",
         legacy=Legacy(containers=["manacore-telegram-stats-bot"], ports=[3300]),
     ),
     service(
@@ -655,6 +663,7 @@ TOOLS = [
         needs=[lazy("ollama")],
         health=http("/health"),
         memory="96Mi",
+        internet="the Telegram Bot API",
         # not in the seed's inventory tables: only its port 3301 in the seed's port list
         legacy=Legacy(containers=["manacore-telegram-ollama-bot"], ports=[3301],
                       unverified=["manacore-telegram-ollama-bot"]),
@@ -680,6 +689,7 @@ TOOLS = [
         host_mounts=[HostMount(source="/var/run/docker.sock", path="/var/run/docker.sock")],
         health=cmd("/watchtower", "--health-check"),
         memory="64Mi",
+        internet="the image registries it watches, and Telegram for its notices",
         legacy=Legacy(containers=["manacore-watchtower"]),
     ),
 ]

@@ -83,6 +83,7 @@ def synthetic(scale: int):
             "ports": tuple(p.model_copy(update={"published": None}) for p in svc.ports),
             "needs": tuple(x.model_copy(update={"service": ref(x.service)}) for x in svc.needs),
             "database": f"{svc.database}_c{n}" if svc.database else None,
+            "pg_monitor": f"{svc.pg_monitor}_c{n}" if svc.pg_monitor else None,
             "public": svc.public and svc.public.model_copy(
                 update={"host": f"{svc.public.host}-c{n}"}),
             "volumes": tuple(v.model_copy(update={

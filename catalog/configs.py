@@ -41,6 +41,8 @@ SCRAPE_FLAG = "-promscrape.config="  # VictoriaMetrics: the file named in its co
 # only creates it from its template when it is missing (container/entrypoint.sh)
 SEARXNG_SETTINGS = "/etc/searxng/settings.yml"
 
+# Databases every cluster has, which no consumer needs (PUBLIC may connect to them by default).
+MAINTENANCE_DATABASES = ("postgres", "template1")
 # Synapse refuses a database whose collation is not C (unless told the locale is unsafe).
 C_LOCALE_OWNERS = frozenset({"synapse"})
 # How a service's metrics are scraped when it differs from `GET /metrics`.
@@ -77,10 +79,25 @@ def _create_database(db: Database) -> str:
             f" WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = '{db.name}')\\gexec")
 
 
-def postgres_sql(databases: tuple[Database, ...]) -> str:
+def _password(env: str) -> list[str]:
+    """psql lines: `:password` from the environment variable `env`, or stop."""
+    return ["\\unset password", f"\\getenv password {env}", "\\if :{?password}", "\\else",
+            f"DO $$ BEGIN RAISE EXCEPTION '{env} is not set in the postgres container'; END $$;",
+            "\\endif"]
+
+
+def _login_role(name: str) -> list[str]:
+    return [f"SELECT format('CREATE ROLE %I LOGIN', '{name}') WHERE NOT EXISTS "
+            f"(SELECT FROM pg_roles WHERE rolname = '{name}')\\gexec",
+            f'ALTER ROLE "{name}" WITH LOGIN PASSWORD :\'password\';']
+
+
+def postgres_sql(databases: tuple[Database, ...], monitors: tuple[Database, ...] = ()) -> str:
     """psql script: one role and one database per consumer, idempotent. Each password is read
     from the environment variable named after its secret (psql `\\getenv`, quoted by psql), so
-    the script holds no secret and runs unchanged on a fresh or an adopted cluster."""
+    the script holds no secret and runs unchanged on a fresh or an adopted cluster. A role
+    connects to its own database only: PostgreSQL's default CONNECT for PUBLIC is revoked on
+    every database (the superuser is not bound by it)."""
     lines = [
         f"-- {GENERATED}",
         "-- One role and one database per consumer; passwords come from the container's",
@@ -94,32 +111,42 @@ def postgres_sql(databases: tuple[Database, ...]) -> str:
         lines += [
             "",
             f"-- {db.name}: used by {db.owner}",
-            "\\unset password",
-            f"\\getenv password {env}",
-            "\\if :{?password}",
-            "\\else",
-            f"DO $$ BEGIN RAISE EXCEPTION '{env} is not set in the postgres container'; END $$;",
-            "\\endif",
-            f"SELECT format('CREATE ROLE %I LOGIN', '{db.name}') WHERE NOT EXISTS "
-            f"(SELECT FROM pg_roles WHERE rolname = '{db.name}')\\gexec",
-            f"ALTER ROLE {role} WITH LOGIN PASSWORD :'password';",
+            *_password(env),
+            *_login_role(db.name),
             _create_database(db),
             f"ALTER DATABASE {role} OWNER TO {role};",
+            f"REVOKE ALL ON DATABASE {role} FROM PUBLIC;  -- only its owner connects",
             f"\\connect {role}",
             f"GRANT ALL ON SCHEMA public TO {role};",
             f"GRANT ALL ON ALL TABLES IN SCHEMA public TO {role};",
             f"GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO {role};",
             "\\connect postgres",
         ]
-    lines += ["\\unset password", ""]
+    for m in monitors:
+        lines += [
+            "",
+            f"-- {m.name}: {m.owner} reads statistics (pg_monitor) from the maintenance database",
+            *_password(m.password_secret),
+            *_login_role(m.name),
+            f'GRANT pg_monitor TO "{m.name}";',
+            f'GRANT CONNECT ON DATABASE postgres TO "{m.name}";',
+        ]
+    lines += [
+        "",
+        "-- the maintenance databases: only the roles granted above connect (PUBLIC may by",
+        "-- default), and the superuser",
+        *(f"REVOKE ALL ON DATABASE {name} FROM PUBLIC;" for name in MAINTENANCE_DATABASES),
+        "\\unset password", ""]
     return "\n".join(lines)
 
 
 def postgres_init(estate: ResolvedEstate, svc: ResolvedService) -> tuple[ResolvedFile, ...]:
-    missing = sorted({db.password_secret for db in estate.databases} - set(svc.secrets))
+    roles = (*estate.databases, *estate.monitors)
+    missing = sorted({db.password_secret for db in roles} - set(svc.secrets))
     if missing:  # the script reads them from postgres's environment
         raise _fail(svc.id, f"environment lacks {', '.join(missing)}")
-    return (ResolvedFile(path=POSTGRES_INIT, content=_plain(postgres_sql(estate.databases))),)
+    sql = postgres_sql(estate.databases, estate.monitors)
+    return (ResolvedFile(path=POSTGRES_INIT, content=_plain(sql)),)
 
 
 # --- VictoriaMetrics -----------------------------------------------------------------------
@@ -278,7 +305,8 @@ def synapse_config(estate: ResolvedEstate, svc: ResolvedService) -> tuple[Resolv
             "host": pg.host, "port": pg.port("postgres").container, "cp_min": 5, "cp_max": 10}},
         **{key: _Secret(name) for key, name in SYNAPSE_SECRETS.items()},
     }
-    header = f"# {GENERATED}\n# Holds secrets: shipped as a secret on every target.\n"
+    header = (f"# {GENERATED}\n"
+              "# Holds secrets: a secret file on Docker, filled in by the pod on Kubernetes.\n")
     key = Template(parts=(SecretRef(secret=SYNAPSE_SIGNING_KEY), "\n"))
     return (ResolvedFile(path=path.plain, content=yaml_template(config, header)),
             ResolvedFile(path=key_path, content=key))

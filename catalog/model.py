@@ -308,12 +308,18 @@ class Service(_Model):
     env: dict[str, EnvValue] = {}
     secrets: tuple[str, ...] = ()  # env vars whose whole value is a declared secret
     database: str | None = None  # owns one PostgreSQL database and role of this name
+    # logs in to PostgreSQL as this role, which may read statistics (pg_monitor) and connect to
+    # the maintenance database only: a metrics exporter, never as the superuser
+    pg_monitor: str | None = None
     volumes: tuple[Volume, ...] = ()
     host_mounts: tuple[HostMount, ...] = ()
     needs: tuple[Need, ...] = ()
     health: Health | None = None
     memory: str | None = None  # limit, Kubernetes quantity ("256Mi")
     public: Public | None = None
+    # why the service reaches public addresses (an API, federation, a tunnel's edge); None:
+    # it never does, and on Kubernetes its pods may reach only DNS and what it depends on
+    internet: str | None = None
     targets: tuple[Target, ...] = TARGETS
     workload: Literal["service", "daemon"] = "service"  # daemon: one per node on Kubernetes
     # the host's view on Kubernetes too: host network and PID namespaces and its host mounts,

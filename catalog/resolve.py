@@ -123,6 +123,7 @@ class ResolvedFile(_Frozen):
 
 
 class ResolvedPublic(_Frozen):
+    host: str  # the first label, as the catalogue declares it: hostname = <host>.<domain>
     hostname: str  # fully qualified
     port: str
     access: bool  # behind a Cloudflare Access application
@@ -155,8 +156,9 @@ class ResolvedService(_Frozen):
     command: tuple[Template, ...] | None  # arguments; secrets stay references
     ports: tuple[ResolvedPort, ...]
     env: dict[str, Template]
-    secrets: tuple[str, ...]  # every secret this service's environment needs, by name
+    secrets: tuple[str, ...]  # every secret this service needs (environment, files), by name
     database: str | None
+    pg_monitor: str | None  # its PostgreSQL monitoring role
     volumes: tuple[ResolvedVolume, ...]
     hard: tuple[str, ...]
     lazy: tuple[str, ...]
@@ -164,6 +166,7 @@ class ResolvedService(_Frozen):
     memory: int | None  # bytes
     memory_text: str | None
     public: ResolvedPublic | None
+    internet: str | None  # why it reaches public addresses (None: it never does)
     tier: int  # startup tier from the dependency graph (native services: 0, always there)
     workload: Literal["service", "daemon"]
     replicas: int  # Kubernetes only
@@ -209,6 +212,7 @@ class ResolvedEstate(_Frozen):
     secrets: tuple[Secret, ...]  # every secret some service on this stack needs
     databases: tuple[Database, ...]
     reserved_ports: dict[int, str]  # published ports nobody may take
+    monitors: tuple[Database, ...] = ()  # pg_monitor roles (name = role; no database)
 
     @property
     def target(self) -> Target:
@@ -356,7 +360,7 @@ def _resolve_service(svc: Service, tier: int, estate: Estate,
         p = svc.port(svc.public.port)
         assert p is not None
         public = ResolvedPublic(
-            hostname=_hostname(svc.public, settings), port=svc.public.port,
+            host=svc.public.host, hostname=_hostname(svc.public, settings), port=svc.public.port,
             access=svc.public.access, open_paths=svc.public.open_paths,
             service_url=f"http://{_address(svc, settings)}:{p.container}")
     return ResolvedService(
@@ -367,10 +371,12 @@ def _resolve_service(svc: Service, tier: int, estate: Estate,
         ports=tuple(ResolvedPort(name=p.name, container=p.container, published=p.published)
                     for p in svc.ports),
         env=dict(sorted(env.items())), secrets=tuple(sorted(secrets)), database=svc.database,
+        pg_monitor=svc.pg_monitor,
         volumes=_volumes(svc, settings), hard=tuple(n.service for n in svc.needs if n.hard),
         lazy=lazy,
         health=svc.health, memory=parse_memory(svc.memory) if svc.memory else None,
-        memory_text=svc.memory, public=public, tier=tier, workload=svc.workload,
+        memory_text=svc.memory, public=public, internet=svc.internet, tier=tier,
+        workload=svc.workload,
         replicas=svc.replicas,
         labels={"manacore.service": svc.id, "manacore.category": svc.category,
                 "manacore.role": svc.role, "manacore.tier": str(tier)},
@@ -411,26 +417,33 @@ def resolve(estate: Estate, settings: StackSettings) -> ResolvedEstate:
     databases = tuple(Database(name=s.database, owner=s.id,
                                password_secret=database_secret(s.database))
                       for s in resolved if s.database)
+    monitors = tuple(Database(name=s.pg_monitor, owner=s.id,
+                              password_secret=database_secret(s.pg_monitor))
+                     for s in resolved if s.pg_monitor)
     declared = {x.name: x for x in estate.secrets}
-    for db in databases:
+    for db in (*databases, *monitors):
         declared.setdefault(db.password_secret, Secret(
             name=db.password_secret, description=f"password of PostgreSQL role {db.name}"))
     used = {name for s in resolved for name in s.secrets}
     if any(s.id == "postgres" for s in resolved):
-        used |= {db.password_secret for db in databases}
+        roles = {db.password_secret for db in (*databases, *monitors)}
+        used |= roles
         # PostgreSQL creates one role per consumer at first start: its init reads them all
-        resolved = [s.model_copy(update={"secrets": tuple(sorted(
-            {*s.secrets, *(db.password_secret for db in databases)}))}) if s.id == "postgres"
-            else s for s in resolved]
+        resolved = [s.model_copy(update={"secrets": tuple(sorted({*s.secrets, *roles}))})
+                    if s.id == "postgres" else s for s in resolved]
     # second pass: configuration files generated from the resolved estate (catalog/configs.py)
     from catalog.configs import generated_files  # imports this module: not at the top
 
     files = generated_files(ResolvedEstate(settings=settings, services=tuple(resolved),
                                            secrets=(), databases=databases,
-                                           reserved_ports=estate.reserved_ports))
-    resolved = [s.model_copy(update={"files": files[s.id]}) if s.id in files else s
-                for s in resolved]
+                                           reserved_ports=estate.reserved_ports,
+                                           monitors=monitors))
+    # a file's secrets are secrets of its service: every target feeds them from where the
+    # service's other secrets come from (on Kubernetes, the Secret the service reads)
+    resolved = [s.model_copy(update={"files": files[s.id], "secrets": tuple(sorted(
+        {*s.secrets, *(n for f in files[s.id] for n in f.content.secrets)}))})
+        if s.id in files else s for s in resolved]
     used |= {n for group in files.values() for f in group for n in f.content.secrets}
     return ResolvedEstate(settings=settings, services=tuple(resolved),
                           secrets=tuple(declared[n] for n in sorted(used)), databases=databases,
-                          reserved_ports=estate.reserved_ports)
+                          reserved_ports=estate.reserved_ports, monitors=monitors)

@@ -380,7 +380,8 @@ def _startup_order(estate: Estate, _settings) -> Iterator[Violation]:
 @rule("secrets")
 def _secrets(estate: Estate, _settings) -> Iterator[Violation]:
     declared = {x.name for x in estate.secrets} | {
-        database_secret(s.database) for s in estate.valid_services if s.database}
+        database_secret(role) for s in estate.valid_services
+        for role in (s.database, s.pg_monitor) if role}
     for s in estate.valid_services:
         named = list(s.secrets) + [v.name for v in (*s.env.values(), *(s.command or ()))
                                    if isinstance(v, SecretOf)]
@@ -393,6 +394,19 @@ def _secrets(estate: Estate, _settings) -> Iterator[Violation]:
         clash = set(s.env) & set(s.secrets)
         for key in sorted(clash):
             yield Violation(s.id, "secrets", f"{key} is both a plain env value and a secret")
+
+
+@rule("internet")
+def _internet(estate: Estate, _settings) -> Iterator[Violation]:
+    for s in estate.valid_services:
+        if s.internet is None:
+            continue
+        if s.native:
+            yield Violation(s.id, "internet", "a native service runs on the host, outside any "
+                            "network policy; drop internet")
+        elif len(s.internet.split()) < 2:
+            yield Violation(s.id, "internet", f"internet={s.internet!r}: say what it reaches "
+                            "and why (e.g. 'Google's Gemini API')")
 
 
 @rule("database")
@@ -410,6 +424,14 @@ def _database(estate: Estate, _settings) -> Iterator[Violation]:
             if "postgres" not in needed:
                 yield Violation(s.id, "database", "owns a database but does not depend on "
                                 "postgres; add hard('postgres')")
+        if s.pg_monitor:
+            owners[s.pg_monitor].append(s.id)
+            if not re.match(r"^[a-z][a-z0-9_]*$", s.pg_monitor) or s.pg_monitor == "postgres":
+                yield Violation(s.id, "database", f"monitoring role {s.pg_monitor!r} must be a "
+                                "lowercase SQL identifier other than postgres")
+            if "postgres" not in needed or s.database:
+                yield Violation(s.id, "database", "a monitoring role needs postgres among its "
+                                "needs and no database of its own")
         if wants_db and not s.database:
             yield Violation(s.id, "database", "uses db_url() but declares no database")
         if wants_redis and "redis" not in needed:
@@ -417,8 +439,8 @@ def _database(estate: Estate, _settings) -> Iterator[Violation]:
     for name, ids in owners.items():
         if len(ids) > 1:
             for sid in ids:
-                yield Violation(sid, "database", f"database {name} is also owned by "
-                                f"{', '.join(i for i in ids if i != sid)}; one owner each")
+                yield Violation(sid, "database", f"role {name} is also claimed by "
+                                f"{', '.join(i for i in ids if i != sid)}; one service each")
 
 
 def validate(estate: Estate, settings: StackSettings | None = None) -> list[Violation]:

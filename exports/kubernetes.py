@@ -118,8 +118,7 @@ class Form(Protocol):
     def env_data(self, s: ResolvedService) -> Any: ...
     def secret_name(self, s: ResolvedService) -> str: ...
     def secret_payload(self, s: ResolvedService) -> dict[str, Any]: ...
-    def file_payload(self, s: ResolvedService, files: list[ResolvedFile],
-                     secret: bool) -> dict[str, Any]: ...
+    def file_payload(self, s: ResolvedService, files: list[ResolvedFile]) -> dict[str, Any]: ...
     def wait_image(self) -> str: ...
     def labels(self) -> dict[str, str]: ...
 
@@ -298,6 +297,49 @@ def _wait(t: ResolvedService, form: Form, container_sc: dict[str, Any]) -> dict[
     }
 
 
+SECRET_MARK = "@@secret:{}@@"  # where a file template takes a secret's value
+# Replaces each mark by the environment variable it names; a mark without its variable stops
+# the pod (never a file with an empty password). No gsub: values are taken literally.
+RENDER_AWK = r"""{
+  line = $0; out = ""
+  while (match(line, /@@secret:[A-Z0-9_]+@@/)) {
+    name = substr(line, RSTART + 9, RLENGTH - 11)
+    if (!(name in ENVIRON)) { print "secret " name " is not set" > "/dev/stderr"; exit 1 }
+    out = out substr(line, 1, RSTART - 1) ENVIRON[name]
+    line = substr(line, RSTART + RLENGTH)
+  }
+  print out line
+}"""
+
+
+def file_template(f: ResolvedFile, literal: Callable[[str], str] = str) -> str:
+    """A file as shipped in its ConfigMap: each secret a mark that the pod fills in."""
+    if any(isinstance(p, str) and "@@secret:" in p for p in f.content.parts):
+        raise ValueError(f"{f.path}: its text holds the secret mark @@secret:")
+    return f.content.render(SECRET_MARK.format, literal)
+
+
+def _render_files(s: ResolvedService, files: list[ResolvedFile], form: Form,
+                  container_sc: dict[str, Any]) -> dict[str, Any]:
+    """The init container that writes the files embedding secrets (Synapse's homeserver.yaml
+    and signing key) into memory, from the templates in the ConfigMap and the secrets of the
+    Secret the service reads: the chart's own, or the one a user brings (existingSecret)."""
+    names = sorted({n for f in files for n in f.content.secrets})
+    script = "set -eu\numask 077\n" + "".join(
+        f"awk \"$RENDER\" /templates/{file_key(f)} > /rendered/{file_key(f)}\n" for f in files)
+    return {
+        "name": "render-files", "image": form.wait_image(), "imagePullPolicy": form.pull_policy(),
+        "command": ["sh", "-c", script],
+        "env": [{"name": "RENDER", "value": RENDER_AWK}] + [
+            {"name": n, "valueFrom": {"secretKeyRef": {"name": form.secret_name(s), "key": n}}}
+            for n in names],
+        "volumeMounts": [{"name": "files", "mountPath": "/templates", "readOnly": True},
+                         {"name": "secret-files", "mountPath": "/rendered"}],
+        "resources": WAIT_RESOURCES,
+        "securityContext": {**container_sc, "readOnlyRootFilesystem": True},
+    }
+
+
 def pod_template(s: ResolvedService, estate: ResolvedEstate, form: Form) -> dict[str, Any]:
     r = runtime(s)
     pod_sc, container_sc = security(r)
@@ -315,17 +357,18 @@ def pod_template(s: ResolvedService, estate: ResolvedEstate, form: Form) -> dict
         volumes.append({"name": f"host-{i}", "hostPath": {"path": m.source}})
         mounts.append({"name": f"host-{i}", "mountPath": m.path, "readOnly": True,
                        "mountPropagation": "HostToContainer"})
-    for secret in (False, True):
-        files = [f for f in s.files if bool(f.content.secrets) == secret]
-        if not files:
-            continue
-        vol = "secret-files" if secret else "files"
-        items = [{"key": file_key(f), "path": file_key(f), "mode": f.mode} for f in files]
-        volumes.append({"name": vol, "secret": {"secretName": f"{s.name}-files", "items": items}}
-                       if secret else
-                       {"name": vol, "configMap": {"name": f"{s.name}-files", "items": items}})
-        mounts += [{"name": vol, "mountPath": f.path, "subPath": file_key(f), "readOnly": True}
-                   for f in files]
+    if s.files:
+        items = [{"key": file_key(f), "path": file_key(f), "mode": f.mode} for f in s.files]
+        volumes.append({"name": "files", "configMap": {"name": f"{s.name}-files",
+                                                       "items": items}})
+        mounts += [{"name": "files", "mountPath": f.path, "subPath": file_key(f),
+                    "readOnly": True} for f in s.files if not f.content.secrets]
+    secret_files = [f for f in s.files if f.content.secrets]
+    if secret_files:  # assembled at start from the service's Secret, in memory only
+        volumes.append({"name": "secret-files", "emptyDir": {"medium": "Memory",
+                                                             "sizeLimit": "1Mi"}})
+        mounts += [{"name": "secret-files", "mountPath": f.path, "subPath": file_key(f),
+                    "readOnly": True} for f in secret_files]
     container: dict[str, Any] = {
         "name": s.name, "image": form.image(s), "imagePullPolicy": form.pull_policy(),
         "ports": [{"name": p.name, "containerPort": p.container, "protocol": "TCP"}
@@ -347,10 +390,12 @@ def pod_template(s: ResolvedService, estate: ResolvedEstate, form: Form) -> dict
     if s.host_access:  # HOST_ACCESS_WHY; its address is the node's, one pod per node
         spec |= {"hostNetwork": True, "hostPID": True,
                  "dnsPolicy": "ClusterFirstWithHostNet"}
-    waits = [_wait(estate[d], form, container_sc) for d in s.hard
+    inits = [_wait(estate[d], form, container_sc) for d in s.hard
              if any(t.id == d for t in estate.services)]
-    if waits:
-        spec["initContainers"] = waits
+    if secret_files:
+        inits.append(_render_files(s, secret_files, form, container_sc))
+    if inits:
+        spec["initContainers"] = inits
     if volumes:
         spec["volumes"] = volumes
     return {"metadata": {"labels": labels(s, form)}, "spec": spec}
@@ -432,8 +477,9 @@ def metrics_ports(s: ResolvedService) -> list[int]:
 def network_policies(s: ResolvedService, estate: ResolvedEstate, form: Form) -> list[Obj]:
     """What this service may receive and send beyond the namespace's default deny: ingress
     from each service that needs it (hard or lazy), from the tunnel connector on the public
-    port, from the scraper on metrics ports; egress to what it needs. The connector reaches
-    every public service, the scraper every metrics port."""
+    port, from the scraper on metrics ports; egress to what it needs, and to public addresses
+    (never private ranges) only when the catalogue says it reaches the internet. The connector
+    reaches every public service, the scraper every metrics port."""
     present = {t.id: t for t in estate.services}
     ingress: list[dict[str, Any]] = []
     for d in estate.services:
@@ -461,6 +507,8 @@ def network_policies(s: ResolvedService, estate: ResolvedEstate, form: Form) -> 
         egress += [{"to": [{"ipBlock": {"cidr": cidr}} for cidr in PRIVATE],
                     "ports": _tcp(metrics_ports(t))}
                    for t in estate.services if t.host_access and metrics_ports(t)]
+    if s.internet is not None:  # any port and protocol: QUIC to the tunnel edge, federation …
+        egress.append({"to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": PRIVATE}}]})
     pods = {"matchLabels": selector(s, form)}
     meta = _meta(s, form)
     out = [Obj({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": meta,
@@ -503,16 +551,10 @@ def service_objects(s: ResolvedService, estate: ResolvedEstate, form: Form) -> l
         out.append(Obj({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
                         "metadata": _meta(s, form, f"{s.name}-secrets"),
                         **form.secret_payload(s)}, (on, ("secret", s.id)), s.id))
-    plain = [f for f in s.files if not f.content.secrets]
-    secret = [f for f in s.files if f.content.secrets]
-    if plain:
+    if s.files:  # files embedding secrets as templates: see _render_files
         out.append(Obj({"apiVersion": "v1", "kind": "ConfigMap",
                         "metadata": _meta(s, form, f"{s.name}-files"),
-                        **form.file_payload(s, plain, False)}, (on,), s.id))
-    if secret:
-        out.append(Obj({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-                        "metadata": _meta(s, form, f"{s.name}-files"),
-                        **form.file_payload(s, secret, True)}, (on,), s.id))
+                        **form.file_payload(s, list(s.files))}, (on,), s.id))
     for v in s.volumes:
         if v.stateful:
             size, storage_class = form.claim(s, v)
@@ -542,8 +584,8 @@ def namespaces(estate: ResolvedEstate) -> list[str]:
 
 def platform_objects(estate: ResolvedEstate, form: Form) -> list[Obj]:
     """The namespaces (restricted Pod Security), and in each a default deny for ingress and
-    egress, DNS egress to kube-dns, and egress to public addresses (never to private ranges:
-    those are reached only along the dependency graph)."""
+    egress and DNS egress to kube-dns. Everything else a pod may reach is its service's own
+    policy: the dependency graph, and the internet where the catalogue declares it."""
     out: list[Obj] = []
     # the namespace of a host-access daemon (node-exporter) admits it; every other pod there
     # is still reported against "restricted" (warn, audit)
@@ -576,8 +618,6 @@ def platform_objects(estate: ResolvedEstate, form: Form) -> list[Obj]:
                         "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}],
                 "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]}]}),
                 cond),
-            Obj(policy("allow-internet", {"policyTypes": ["Egress"], "egress": [{
-                "to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": PRIVATE}}]}]}), cond),
         ]
     return out
 
@@ -648,20 +688,8 @@ class Concrete:
     def secret_payload(self, s: ResolvedService) -> dict[str, Any]:
         return {"stringData": {n: self.secret(n) for n in s.secrets}}
 
-    def file_payload(self, s: ResolvedService, files: list[ResolvedFile],
-                     secret: bool) -> dict[str, Any]:
-        if not secret:
-            return {"data": {file_key(f): f.content.plain for f in files}}
-        return {"stringData": {file_key(f): self.concat(f) for f in files}}
-
-    def concat(self, f: ResolvedFile) -> Any:
-        """A file's content with its secrets filled in (an Output when they are Outputs)."""
-        parts = [self.secret(p.secret) if not isinstance(p, str) else p for p in f.content.parts]
-        if all(isinstance(p, str) for p in parts):
-            return "".join(parts)
-        import pulumi  # only secret files on the Pulumi path get here
-
-        return pulumi.Output.secret(pulumi.Output.concat(*parts))
+    def file_payload(self, s: ResolvedService, files: list[ResolvedFile]) -> dict[str, Any]:
+        return {"data": {file_key(f): file_template(f) for f in files}}
 
     def wait_image(self) -> str:
         return WAIT_IMAGE

@@ -321,8 +321,10 @@ def _protected(args: ResourceValidationArgs) -> Iterator[str]:
 
 
 SECRET_NAME = re.compile(r"(PASSWORD|PASSWD|SECRET|TOKEN|KEY)$")
-# A reference the runtime resolves: $(X) on Kubernetes (from a secretKeyRef variable), ${X}.
-REFERENCE = re.compile(r"\$\([A-Za-z_][A-Za-z0-9_]*\)|\$\{[A-Za-z_][A-Za-z0-9_]*\}")
+# A reference the runtime resolves: $(X) on Kubernetes (from a secretKeyRef variable), ${X},
+# and @@secret:X@@ in a file template the pod fills in (exports.kubernetes.SECRET_MARK).
+REFERENCE = re.compile(r"\$\([A-Za-z_][A-Za-z0-9_]*\)|\$\{[A-Za-z_][A-Za-z0-9_]*\}"
+                       r"|@@secret:[A-Z0-9_]+@@")
 URL_PASSWORD = re.compile(r"://[^/\s:@]*:[^/\s@]+@")  # scheme://user:password@host
 
 

@@ -143,16 +143,26 @@ def _init_sql() -> str:
     return text
 
 
+# Who may do what: roles and their attributes, databases with owner and privileges (ACL).
+CATALOGUE_STATE = (
+    "SELECT string_agg(format('%s %s %s %s', rolname, rolsuper, rolcanlogin, rolcreatedb), ';' "
+    "ORDER BY rolname) FROM pg_roles UNION ALL SELECT string_agg(format('%s %s %s %s', datname, "
+    "pg_get_userbyid(datdba), datacl, datcollate), ';' ORDER BY datname) FROM pg_database")
+
+
 def test_postgres_init_really_creates_one_role_and_database_per_consumer(
         cluster: Cluster) -> None:
     mac = resolved("macmini")
-    passwords = {d.password_secret: f"{NASTY} {d.name}" for d in mac.databases}
+    passwords = {d.password_secret: f"{NASTY} {d.name}" for d in (*mac.databases, *mac.monitors)}
+    state = []
     for attempt in (1, 2):  # idempotent: the second run on the same cluster changes nothing
         done = cluster.psql(env=passwords, script=_init_sql())
         assert done.returncode == 0, (attempt, done.stderr)
+        state.append(cluster.psql("-c", CATALOGUE_STATE).stdout)
+    assert state[0] == state[1] and "chat" in state[0]
     roles = cluster.psql("-c", "SELECT rolname FROM pg_roles WHERE rolcanlogin AND "
                                "rolname <> 'postgres'").stdout.split()
-    assert set(roles) == CONSUMERS
+    assert set(roles) == CONSUMERS | {"postgres_exporter"}
     owners = dict(line.split("|") for line in cluster.psql(
         "-c", "SELECT datname, pg_get_userbyid(datdba) FROM pg_database "
               "WHERE NOT datistemplate AND datname <> 'postgres'").stdout.split())
@@ -166,6 +176,21 @@ def test_postgres_init_really_creates_one_role_and_database_per_consumer(
     wrong = cluster.psql("-c", "SELECT 1", host="127.0.0.1", user="chat", database="chat",
                          env={"PGPASSWORD": "not-the-password"})
     assert wrong.returncode != 0
+    # least privilege: a role connects to its own database only
+    for other in ("todo", "synapse", "postgres", "template1"):
+        refused = cluster.psql("-c", "SELECT 1", host="127.0.0.1", user="chat", database=other,
+                               env={"PGPASSWORD": passwords["CHAT_DB_PASSWORD"]})
+        assert refused.returncode != 0, other
+        assert f'permission denied for database "{other}"' in refused.stderr, refused.stderr
+    # the exporter's role reads every statistic from the maintenance database, and no data
+    exporter = {"PGPASSWORD": passwords["POSTGRES_EXPORTER_DB_PASSWORD"]}
+    stats = cluster.psql("-c", "SELECT rolsuper, pg_has_role('pg_monitor', 'member'), "
+                         "pg_database_size('chat') > 0 FROM pg_roles WHERE rolname = "
+                         "current_user", host="127.0.0.1", user="postgres_exporter", env=exporter)
+    assert stats.returncode == 0 and stats.stdout.strip() == "f|t|t", stats.stderr
+    refused = cluster.psql("-c", "SELECT 1", host="127.0.0.1", user="postgres_exporter",
+                           database="chat", env=exporter)
+    assert 'permission denied for database "chat"' in refused.stderr
 
 
 def test_postgres_init_stops_when_a_password_is_missing(cluster: Cluster) -> None:

@@ -155,7 +155,7 @@ def test_workloads_as_resolved(run, estate):
         assert env_keys(run, s) == set(s.environment) | embedded(s), s.id
         assert c["resources"]["limits"]["memory"] == s.memory_text
         assert c["resources"]["requests"]["memory"] == s.memory_text
-        waits = pod(r).get("initContainers", [])
+        waits = [c for c in pod(r).get("initContainers", []) if c["name"] != "render-files"]
         assert [w["name"] for w in waits] == [f"wait-{d}" for d in s.hard], s.id
         for w, d in zip(waits, s.hard, strict=True):
             assert w["image"] == WAIT_IMAGE
@@ -293,6 +293,34 @@ def test_network_policies_follow_the_dependency_graph(run, estate):
             "synapse"} <= _peers(scraper["egress"], "to")
     native = policies[("manacore-apps", "chat-backend-native")].plain()["spec"]
     assert native["egress"][0]["to"] == [{"ipBlock": {"cidr": f"{estate.settings.native_host}/32"}}]
+
+
+# Services whose work is out there (the catalogue's `internet`, transcribed): an API, the
+# tunnel's edge, federation, search engines, workflows, Telegram.
+INTERNET = {"cloudflared", "searxng", "nutriphi-backend", "synapse", "n8n",
+            "telegram-stats-bot", "telegram-ollama-bot"}
+
+
+def test_only_services_that_need_the_internet_reach_it(run, estate):
+    """DNS for every pod; public addresses (never private ranges) only for the services the
+    catalogue says need them — not PostgreSQL, Redis or any app that only talks inward."""
+    policies = {k: r.plain()["spec"] for k, r in objects(run, "NetworkPolicy").items()}
+    for (_, name), spec in policies.items():
+        if spec["podSelector"] == {}:  # namespace-wide: default deny and DNS only
+            assert name in ("default-deny", "allow-dns"), name
+            assert "ipBlock" not in json.dumps(spec), name
+
+    def public(rules: list[dict[str, Any]]) -> bool:
+        return any(p.get("ipBlock", {}).get("cidr") == "0.0.0.0/0" and not r.get("ports")
+                   for r in rules for p in r.get("to", []))
+
+    reach = {s.id for s in estate.containers
+             if public(policies[(s.namespace, s.name)].get("egress", []))}
+    assert reach == {s.id for s in estate.containers if s.internet} == INTERNET
+    for s in estate.containers:  # no other policy of the service opens every port outside
+        for (ns, name), spec in policies.items():
+            if ns == s.namespace and name.startswith(f"{s.name}-") and s.id not in reach:
+                assert all(r.get("ports") for r in spec.get("egress", [])), name
 
 
 @pytest.mark.parametrize("version", ["1.31.0", "1.32.0"])

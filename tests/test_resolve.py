@@ -142,3 +142,18 @@ def test_retry_settings_only_reach_images_that_read_them() -> None:
                 estate[sid].env), (stack, sid)
         assert estate["gateway"].env["DB_RETRY_ATTEMPTS"].plain == "5"
         assert estate["gateway"].env["DB_RETRY_DELAY"].plain == "3000"
+
+
+@pytest.mark.parametrize("stack", ["macmini", "k3s"])
+def test_every_public_url_follows_the_stack_domain(stack: str) -> None:
+    """Hostnames, browser URLs, config files and the Matrix server name all come from the
+    stack's domain: another domain leaves no trace of the default one."""
+    from catalog.load import load_estate
+    from catalog.settings import load_settings
+
+    settings = load_settings(stack)
+    other = resolve(load_estate(), settings.model_copy(update={"domain": "example.org"}))
+    text = other.model_dump_json()
+    assert settings.domain not in text
+    assert other["chat-web"].env["PUBLIC_BACKEND_URL"].plain == "https://chat-api.example.org"
+    assert other["synapse"].public.hostname == "matrix.example.org"

@@ -50,6 +50,10 @@ BROKEN = [
      "gateway"),
     ("database", {"notes-backend": {"needs": [hard("auth"), lazy("ollama")]}},
      "does not depend on postgres", "notes-backend"),
+    ("database", {"notes-backend": {"pg_monitor": "stats"}}, "no database of its own",
+     "notes-backend"),
+    ("internet", {"ollama": {"internet": "model downloads"}}, "drop internet", "ollama"),
+    ("internet", {"auth": {"internet": "yes"}}, "say what it reaches and why", "auth"),
 ]
 
 

@@ -41,8 +41,9 @@ def b2b_values(estate: ResolvedEstate) -> dict[str, Any]:
                                 for s in estate.services}
     services["postgres"] = {"enabled": False, "external": {
         "host": "db.customer.example", "ports": {"postgres": 5433}}}
-    services["chatWeb"]["hostnames"] = ["chat.customer.example"]
-    return {"namespaces": {"mode": "single"}, "existingSecret": "manacore-secrets",
+    services["chatWeb"]["hostnames"] = ["talk.customer.example"]
+    return {"namespaces": {"mode": "single"}, "domain": "customer.example",
+            "existingSecret": "manacore-secrets",
             "nativeHost": "ollama.customer.example", "storageClass": "standard",
             "services": services}
 

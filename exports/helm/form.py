@@ -8,9 +8,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from catalog.resolve import ResolvedEstate, ResolvedFile, ResolvedService, ResolvedVolume, Template
+from catalog.resolve import ResolvedEstate, ResolvedFile, ResolvedService, ResolvedVolume
 from exports.helm.values import key, namespace_key
-from exports.kubernetes import Cond, Raw, file_key
+from exports.kubernetes import Cond, Raw, file_key, file_template
 
 
 def _svc(s: ResolvedService) -> str:
@@ -48,6 +48,7 @@ class HelmForm:
                     f'{{{{ include "{port_helper(s.id, p.name)}" $ }}}}')
             if s.public is not None:
                 names[s.public.hostname] = f'{{{{ include "{hostname_helper(s.id)}" $ }}}}'
+        names[self.estate.settings.domain] = "{{ .Values.domain }}"  # Matrix server name …
         self._names = names
         alternatives = "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
         self._pattern = re.compile(rf"(?<![\w.-])({alternatives})(?![\w-]|\.\w)")
@@ -125,27 +126,17 @@ class HelmForm:
     def secret_name(self, s: ResolvedService) -> str:
         return f'{{{{ include "manacore.secretName" (list $ "{key(s.id)}" "{s.name}-secrets") }}}}'
 
-    def _secret_value(self, s: ResolvedService, name: str) -> str:
-        return (f'include "manacore.secretValue" (list $ "{name}" '
-                f'(include "manacore.namespace" (list $ "{namespace_key(s.namespace)}")) '
-                f'"{s.name}-secrets")')
-
     def secret_payload(self, s: ResolvedService) -> dict[str, Any]:
-        return {"data": {n: Raw(f"{{{{ {self._secret_value(s, n)} | b64enc | quote }}}}")
+        return {"data": {n: Raw(f'{{{{ include "manacore.secretValue" (list $ "{n}") '
+                                f"| b64enc | quote }}}}")
                          for n in s.secrets}}
 
-    def _content(self, s: ResolvedService, content: Template) -> str:
-        return content.render(lambda n: f"{{{{ {self._secret_value(s, n)} }}}}", self.text)
-
-    def file_payload(self, s: ResolvedService, files: list[ResolvedFile],
-                     secret: bool) -> dict[str, Any]:
+    def file_payload(self, s: ResolvedService, files: list[ResolvedFile]) -> dict[str, Any]:
         data: dict[str, Any] = {}
         for f in files:
             path = f"files/{s.id}/{file_key(f)}"
-            self.files[path] = self._content(s, f.content)
-            get = f"tpl ($.Files.Get {json.dumps(path)}) $"
-            data[file_key(f)] = Raw(f"{{{{ {get} | b64enc | quote }}}}" if secret
-                                    else f"{{{{ {get} | toJson }}}}")
+            self.files[path] = file_template(f, self.text)
+            data[file_key(f)] = Raw(f"{{{{ tpl ($.Files.Get {json.dumps(path)}) $ | toJson }}}}")
         return {"data": data}
 
     def wait_image(self) -> str:

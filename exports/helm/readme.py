@@ -31,6 +31,13 @@ def readme(estate: ResolvedEstate, b2b: dict[str, Any]) -> str:
         if any(applies(r) for applies in SKIPS_RUNTIME.values()))
     runtime_skips += "".join(f"\n| {s.id} | {', '.join(SKIPS_HOST_ACCESS)} | {HOST_ACCESS_WHY} |"
                              for s in estate.services if s.host_access)
+    internet = "\n".join(f"| `services.{key(s.id)}` | {s.internet} |"
+                         for s in estate.containers if s.internet)
+    monitors = "".join(f" {m.owner} logs in as role `{m.name}` (`{m.password_secret}`), a "
+                       f"member of `pg_monitor` that may connect to the database `postgres` only."
+                       for m in estate.monitors)
+    keys = "\n".join(f"| `services.{key(s.id)}` | {', '.join(f'`{n}`' for n in s.secrets)} |"
+                     for s in estate.containers if s.secrets)
     all_skips = "\n".join(f"| {c} | {why} |" for c, why in sorted(SKIPS_ALL.items()))
     return f"""# manacore Helm chart
 
@@ -47,9 +54,10 @@ helm install manacore ./manacore -f my-values.yaml          # your choices, see 
 
 | key | meaning |
 | --- | --- |
-| `namespaces.mode` | `split` (default): the six namespaces `namespaces.names.*`; `single`: everything in the release namespace |
+| `namespaces.mode` | `split` (default): the six namespaces `namespaces.names.*`, labelled for Pod Security `restricted`; `single`: everything in the release namespace, which the chart does not create: label it yourself (see below; NOTES reminds you) |
 | `namespaces.create` | create the six namespaces (split mode) |
-| `networkPolicy.enabled` | default-deny ingress and egress per namespace, plus what the dependency graph needs, DNS and public internet |
+| `networkPolicy.enabled` | default-deny ingress and egress per namespace, plus DNS, what the dependency graph needs, and public internet only for the services that need it (see below) |
+| `domain` | public domain: each service's hostname is `<host>.<domain>` (`services.X.hostnames` overrides), every public URL in the env and config files follows, and it is Matrix's server name |
 | `storageClass` | storage class of every claim (`services.X.persistence.<claim>.storageClass` overrides) |
 | `nativeHost` | where the native host services (Ollama, STT, TTS, image generation) listen: an IP (EndpointSlice) or a DNS name (ExternalName) |
 | `imagePullPolicy`, `waitImage` | pull policy of every container; the image of the init containers that wait for hard dependencies |
@@ -59,12 +67,19 @@ helm install manacore ./manacore -f my-values.yaml          # your choices, see 
 | `services.X.image.repository`, `.tag` | the image |
 | `services.X.replicas`, `.resources` | pods and their requests/limits (memory limit = the catalogue's) |
 | `services.X.persistence.<claim>.size`, `.storageClass` | the service's claims (ReadWriteOnce, kept on uninstall) |
-| `services.X.hostnames` | public hostnames; the first is used wherever other services link to it |
+| `services.X.hostnames` | public hostnames (empty: `<host>.<domain>`); the first is used wherever other services link to it |
 | `services.X.env` | plain environment; values are templates (`tpl`) and may use `manacore.host.<id>` / `manacore.port.<id>.<port>` |
 | `services.X.existingSecret` | this service's own Secret (keys: `services.X.secretKeys`) |
 | `services.X.external.host`, `.external.ports` | with `enabled: false`: where the service runs instead; every address of it in the env follows |
 
 `values.schema.json` rejects unknown keys, so a misspelt service or secret fails at install.
+
+Egress to public addresses (any port, never private ranges) is allowed only for these services;
+every other pod reaches DNS and the services it depends on, nothing else:
+
+| service | reaches |
+| --- | --- |
+{internet}
 
 Services:
 
@@ -79,14 +94,31 @@ No secret value is in the chart. Each service reads its secrets from a Secret
 across upgrades) where the table allows it. Secrets that cannot be generated (tokens, API keys)
 must be set, or the services that read them will not work (NOTES lists them after install).
 
-With `existingSecret: my-secret` (or `services.X.existingSecret`) no Secret is generated: create
-it yourself in each namespace that runs a service, with the keys of the table below that the
-services read (`services.X.secretKeys`):
+Generated values are kept across upgrades: the chart reads each one back from the Secrets
+that store it. Files that embed secrets (Synapse's `homeserver.yaml` and signing key) are
+templates in a ConfigMap; the pod fills them in, in memory, from the Secret it reads.
+
+With `existingSecret: my-secret` (or `services.X.existingSecret`) no Secret is generated for
+those services: create it yourself in each namespace that runs one of them (the release
+namespace in single mode), holding every key its services read:
+
+| service | keys its Secret must hold |
+| --- | --- |
+{keys}
 
 ```sh
 kubectl create secret generic manacore-secrets -n manacore \\
   --from-literal=POSTGRES_PASSWORD=... --from-literal=REDIS_PASSWORD=... # …
 ```
+
+One source per secret: a key that several installed services read (each database password:
+PostgreSQL creates the role `X` with `X_DB_PASSWORD` at its first start, and the consumer logs
+in with it; `POSTGRES_PASSWORD` for the exporter; `REDIS_PASSWORD`; the MinIO keys) comes from
+your Secrets for all of them — with the same value in each — or for none of them. The chart
+refuses to render a values file that mixes the two, naming the key and the services. A key of
+a service that runs outside the chart (`services.X.external.host`) cannot be generated: set
+`secrets.NAME`, or bring it in your Secret. PostgreSQL reads the role passwords only when it
+initialises an empty data directory: to change one later, `ALTER ROLE` it as well.
 
 | key | what | generated if empty |
 | --- | --- | --- |
@@ -102,9 +134,18 @@ enabled nor external fails with a message naming it. The example (`ci/b2b-values
 {yaml.safe_dump(b2b, sort_keys=False).rstrip()}
 ```
 
+In single mode the release namespace is yours (`--create-namespace` creates it bare): give it
+the Pod Security labels the chart's own namespaces have, before or right after the install:
+
+```sh
+kubectl label namespace manacore pod-security.kubernetes.io/enforce=restricted \\
+  pod-security.kubernetes.io/warn=restricted
+```
+
 Create the databases and roles on the external server first: one database per service with the
 same name as its role (`auth`, `chat`, `todo` …), the password of role `X` is the secret
-`X_DB_PASSWORD`. Env values that hold only a port number (`SYNAPSE_DB_PORT`,
+`X_DB_PASSWORD`, and only its owner may connect (`REVOKE ALL ON DATABASE x FROM PUBLIC`, as
+the bundled PostgreSQL's init script does).{monitors} Env values that hold only a port number (`SYNAPSE_DB_PORT`,
 `DB_POSTGRESDB_PORT`) follow `external.ports` only through `services.X.env`: set them there
 when your database does not listen on 5432.
 

@@ -15,6 +15,7 @@ from exports.helm.values import key, namespace_key
 from exports.kubernetes import Obj, Raw
 
 DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml: ten times faster
+PSA = "pod-security.kubernetes.io"  # the Pod Security admission labels
 
 
 def dump(manifest: dict[str, Any]) -> str:
@@ -85,6 +86,31 @@ HELPERS = '''{{/* The chart label. */}}
 {{- include "manacore.existingSecret" (list (index . 0) (index . 1)) | default (index . 2) -}}
 {{- end }}
 
+{{/* A Secret as the cluster has it now, as JSON ({} when absent, and under `helm
+     template`): (list $ namespace name). The one place the chart calls lookup. */}}
+{{- define "manacore.lookupSecret" -}}
+{{- toJson (lookup "v1" "Secret" (index . 1) (index . 2)) -}}
+{{- end }}
+
+{{/* The value a release already has for a secret, read from the Secrets that store it
+     (manacore.secretStores, in a fixed order): the same answer whichever template asks. */}}
+{{- define "manacore.storedValue" -}}
+{{- $root := index . 0 -}}
+{{- $name := index . 1 -}}
+{{- $value := "" -}}
+{{- range (index (include "manacore.secretStores" $root | fromJson) $name) -}}
+{{- if not $value -}}
+{{- $ns := include "manacore.namespace" (list $root (index . 0)) -}}
+{{- $found := include "manacore.lookupSecret" (list $root $ns (index . 1)) | fromJson -}}
+{{- $data := $found.data | default dict -}}
+{{- if hasKey $data $name -}}
+{{- $value = index $data $name | b64dec -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- $value -}}
+{{- end }}
+
 {{/* A secret's value: secrets.NAME, else the value the release already has, else a random
      one for secrets that may be generated (the same one in every Secret of the release). */}}
 {{- define "manacore.secretValue" -}}
@@ -99,14 +125,13 @@ HELPERS = '''{{/* The chart label. */}}
 {{- end -}}
 {{- $memo := $root.Values.generatedSecrets -}}
 {{- if not (hasKey $memo $name) -}}
-{{- $value := "" -}}
-{{- $existing := lookup "v1" "Secret" (index . 2) (index . 3) -}}
-{{- if and $existing $existing.data (hasKey ($existing.data | default dict) $name) -}}
-{{- $value = index $existing.data $name | b64dec -}}
-{{- else if has $name (include "manacore.generated" $root | splitList " ") -}}
+{{- $value := include "manacore.storedValue" (list $root $name) -}}
+{{- if not $value -}}
+{{- if has $name (include "manacore.generated" $root | splitList " ") -}}
 {{- $value = randAlphaNum 32 -}}
 {{- else if has $name (include "manacore.generatedEd25519" $root | splitList " ") -}}
 {{- $value = printf "ed25519 %s %s" (include "manacore.ed25519KeyId" $root) (randBytes 32) -}}
+{{- end -}}
 {{- end -}}
 {{- $_ := set $memo $name $value -}}
 {{- end -}}
@@ -126,6 +151,17 @@ HELPERS = '''{{/* The chart label. */}}
 '''
 
 
+def secret_stores(estate: ResolvedEstate) -> dict[str, list[list[str]]]:
+    """secret name → [namespace key, Secret name, service key] of each service whose Secret
+    holds it (the chart's own `<service>-secrets`)."""
+    stores: dict[str, list[list[str]]] = {}
+    for s in estate.containers:
+        for n in s.secrets:
+            stores.setdefault(n, []).append([namespace_key(s.namespace), f"{s.name}-secrets",
+                                             key(s.id)])
+    return dict(sorted(stores.items()))
+
+
 def helpers(estate: ResolvedEstate) -> str:
     """The shared helpers, and per service the address helpers its env values call."""
     def names(kind: str) -> str:
@@ -135,7 +171,11 @@ def helpers(estate: ResolvedEstate) -> str:
            " and Matrix signing keys. */}}",
            f'{{{{- define "manacore.generated" -}}}}{names("password")}{{{{- end }}}}',
            f'{{{{- define "manacore.generatedEd25519" -}}}}{names("ed25519")}{{{{- end }}}}',
-           f'{{{{- define "manacore.ed25519KeyId" -}}}}{ED25519_KEY_ID}{{{{- end }}}}', ""]
+           f'{{{{- define "manacore.ed25519KeyId" -}}}}{ED25519_KEY_ID}{{{{- end }}}}',
+           "{{/* Where each secret is stored: name → [namespace key, Secret, service key] of "
+           "every service whose Secret holds it, in startup order. */}}",
+           f'{{{{- define "manacore.secretStores" -}}}}{json.dumps(secret_stores(estate))}'
+           f'{{{{- end }}}}', ""]
     for s in estate.services:
         v = f".Values.services.{key(s.id)}"
         ns = f'{{{{ include "manacore.namespace" (list $ "{namespace_key(s.namespace)}") }}}}'
@@ -161,7 +201,8 @@ def helpers(estate: ResolvedEstate) -> str:
                        f"{body}{{{{- end }}}}")
         if s.public is not None:
             out.append(f'{{{{- define "{hostname_helper(s.id)}" -}}}}'
-                       f"{{{{ first {v}.hostnames | default {json.dumps(s.public.hostname)} }}}}"
+                       f"{{{{ first {v}.hostnames | default (printf \"%s.%s\" "
+                       f"{json.dumps(s.public.host)} $.Values.domain) }}}}"
                        f"{{{{- end }}}}")
         out.append("")
     return "\n".join(out)
@@ -181,7 +222,37 @@ def checks(estate: ResolvedEstate) -> str:
             out.append(f"{{{{- if {test} }}}}\n{{{{- fail "
                        f"{json.dumps(f'services.{key(s.id)} needs {d}: enable services.{key(d)}')}"
                        f" }}}}\n{{{{- end }}}}")
+    out.append(SOURCE_CHECK)
     return "\n".join(out) + "\n"
+
+
+# One source per secret: a secret several installed services read (a database password:
+# PostgreSQL and its consumer) comes from the user's Secrets for all of them or for none, and a
+# secret of a service running outside the chart cannot be generated by the chart.
+SOURCE_CHECK = """{{- range $name, $stores := include "manacore.secretStores" $ | fromJson }}
+{{- $mine := list }}{{- $chart := list }}{{- $outside := list }}
+{{- range $stores }}
+{{- $svc := index $.Values.services (index . 2) }}
+{{- $from := include "manacore.existingSecret" (list $ (index . 2)) }}
+{{- if and $svc.enabled $from }}
+{{- $mine = append $mine (printf "services.%s (Secret %s)" (index . 2) $from) }}
+{{- else if $svc.enabled }}
+{{- $chart = append $chart (printf "services.%s" (index . 2)) }}
+{{- else if include "manacore.external" (list $ (index . 2)) }}
+{{- $outside = append $outside (printf "services.%s" (index . 2)) }}
+{{- end }}
+{{- end }}
+{{- if and $mine $chart }}
+{{- fail (printf "%s must have one source, but %s get it from your Secret and %s from the \
+chart's generated one: set existingSecret (or services.X.existingSecret) for all of them, or \
+for none" $name (join ", " $mine) (join ", " $chart)) }}
+{{- end }}
+{{- if and $outside $chart (not (index $.Values.secrets $name)) }}
+{{- fail (printf "%s belongs to %s, which runs outside the chart (external.host): the chart \
+cannot generate it for %s; set secrets.%s or an existingSecret holding it" $name \
+(join ", " $outside) (join ", " $chart) $name) }}
+{{- end }}
+{{- end }}"""
 
 
 def notes(estate: ResolvedEstate) -> str:
@@ -198,10 +269,23 @@ def notes(estate: ResolvedEstate) -> str:
         v = f".Values.services.{key(s.id)}"
         url = f'http://{{{{ include "{host_helper(s.id)}" $ }}}}:{s.port(s.public.port).container}'
         lines += [f"{{{{- if {v}.enabled }}}}",
-                  f"{{{{- range {v}.hostnames }}}}",
+                  f'{{{{- range ({v}.hostnames | default (list (include '
+                  f'"{hostname_helper(s.id)}" $))) }}}}',
                   f"  https://{{{{ . }}}} -> {url}",
                   "{{- end }}", "{{- end }}"]
     lines += [
+        "",
+        # no lookup of the namespace: it is cluster-scoped, and an installer whose rights end
+        # at the release namespace (single mode's usual case) would get a failed install
+        "{{- if eq .Values.namespaces.mode \"single\" }}",
+        "WARNING: namespaces.mode is single: the chart does not create the release namespace,",
+        "so it has the Pod Security labels of the chart's own namespaces only if you gave them;",
+        "without them nothing stops a privileged pod in it. Label it (every pod of the chart",
+        "complies):",
+        f"  kubectl label namespace {{{{ .Release.Namespace }}}} {PSA}/enforce=restricted \\",
+        f"    {PSA}/warn=restricted",
+        "",
+        "{{- end }}",
         "",
         "{{- if not .Values.existingSecret }}",
         "{{- range $name := list " + " ".join(json.dumps(n) for n in must) + " }}",

@@ -49,8 +49,9 @@ class Workload(_Values):
     replicas: int | None = Field(None, ge=0)
     resources: Resources
     persistence: dict[str, Claim] = {}
-    hostnames: list[str] = Field([], description="public hostnames; the first one is used "
-                                                 "in the other services' env")
+    hostnames: list[str] = Field([], description="public hostnames (empty: <host>.<domain>); "
+                                                 "the first one is used in the other "
+                                                 "services' env")
     env: dict[str, str] = Field({}, description="plain environment, each value a template "
                                                 "(tpl) that may use the manacore.host.* helpers")
     existingSecret: str = Field("", description="a Secret in the service's namespace with the "
@@ -95,6 +96,9 @@ def model(estate: ResolvedEstate) -> type[BaseModel]:
     return create_model(  # type: ignore[call-overload]
         "Values", __config__=ConfigDict(extra="forbid"),
         namespaces=(Namespaces, ...), networkPolicy=(NetworkPolicy, NetworkPolicy()),
+        domain=(str, Field(..., min_length=1, description="public domain: every hostname is "
+                           "<host>.<domain> unless services.X.hostnames says otherwise, and it "
+                           "is Matrix's server name")),
         storageClass=(str, Field(..., min_length=1)), nativeHost=(str, Field(..., min_length=1)),
         imagePullPolicy=(Literal["Always", "IfNotPresent", "Never"], "Always"),
         waitImage=(Image, ...), existingSecret=(str, ""), secrets=(secrets, ...),
@@ -124,7 +128,7 @@ def service_values(s: ResolvedService, text: Any) -> dict[str, Any]:
     if claims:
         out["persistence"] = claims
     if s.public is not None:
-        out["hostnames"] = [s.public.hostname]
+        out["hostnames"] = []  # <host>.<domain>: follows `domain`
     out["env"] = {k: text(v) for k, v in plain_env(s).items()}
     if s.secrets:
         out["existingSecret"] = ""
@@ -139,6 +143,7 @@ def default_values(estate: ResolvedEstate, text: Any) -> dict[str, Any]:
         "namespaces": {"mode": "split", "create": True,
                        "names": {namespace_key(n): n for n in namespaces(estate)}},
         "networkPolicy": {"enabled": True},
+        "domain": settings.domain,
         "storageClass": settings.storage_class,
         "nativeHost": settings.native_host,
         "imagePullPolicy": "Always",
