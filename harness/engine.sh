@@ -49,6 +49,9 @@ up() {
   local hosts=(-H "$DOCKER_HOST")
   # Compose files bind the host's /var/run/docker.sock (watchtower, cadvisor); on a machine
   # without a system engine this one answers there too, so those mounts resolve to it.
+  # (a socket nothing answers on is a leftover of an engine that was killed: replaced)
+  if [ -S /var/run/docker.sock ] && ! DOCKER_HOST=unix:///var/run/docker.sock docker version \
+      >/dev/null 2>&1; then rm -f /var/run/docker.sock; fi
   if [ ! -e /var/run/docker.sock ]; then hosts+=(-H unix:///var/run/docker.sock); fi
   mkdir -p /var/lib/docker  # cadvisor binds a Docker host's default data root (empty here)
   log "engine: starting dockerd $("$bin/dockerd" --version | cut -d' ' -f3 | tr -d ,)"

@@ -145,15 +145,20 @@ def _psql(estate: Estate, url: str) -> subprocess.CompletedProcess[str]:
                           timeout=30)
 
 
-def test_every_database_role_logs_in_with_its_password_and_only_with_it(estate: Estate) -> None:
+def test_every_database_role_logs_in_with_its_password_only_to_its_database(
+        estate: Estate) -> None:
     port = estate.resolved["postgres"].port("postgres").published
-    assert estate.resolved.databases
-    for db in estate.resolved.databases:
+    dbs = estate.resolved.databases
+    assert len(dbs) >= 10
+    for i, db in enumerate(dbs):
         password = estate.env[db.password_secret]
         ok = _psql(estate, f"postgresql://{db.name}:{password}@127.0.0.1:{port}/{db.name}")
         assert ok.returncode == 0 and ok.stdout.strip() == f"{db.name}@{db.name}", ok.stderr
         bad = _psql(estate, f"postgresql://{db.name}:wrong-{password}@127.0.0.1:{port}/{db.name}")
         assert bad.returncode != 0 and "password authentication failed" in bad.stderr, db.name
+        other = dbs[(i + 1) % len(dbs)].name  # least privilege: no CONNECT elsewhere
+        denied = _psql(estate, f"postgresql://{db.name}:{password}@127.0.0.1:{port}/{other}")
+        assert denied.returncode != 0 and "permission denied" in denied.stderr, (db.name, other)
 
 
 @pytest.mark.parametrize("wrong", ["password", "database", "host", "port"])
