@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import yaml
 
@@ -34,6 +35,46 @@ PACKAGES = {  # recipe → Debian trixie packages of its root filesystem
     "redis": ("redis-server",),
     # busybox: sh and wget, curl: what health checks of either image family call
     "standin": ("busybox", "ca-certificates", "curl"),
+    # + matrix-synapse from PyPI at the image's tag (pip_requirements)
+    "synapse": ("python3", "python3-venv", "python3-psycopg2", "busybox", "curl",
+                "ca-certificates"),
+}
+
+
+def pip_requirements(recipe: str, ref: str) -> tuple[str, ...]:
+    """What PyPI adds to a recipe's root filesystem, pinned by the image's tag."""
+    if recipe == "synapse":
+        return (f"matrix-synapse=={ref.rsplit(':', 1)[1].removeprefix('v')}",)
+    return ()
+
+
+class Server(NamedTuple):
+    """A real server Debian trixie packages, in place of its upstream image: the upstream
+    image's entrypoint is its binary (the Compose `command` gives the arguments) and its user."""
+
+    package: str
+    binary: str
+    user: str
+    upstream: str  # where the upstream image's entrypoint and user were read
+
+
+SERVERS = {  # last part of the image repository → the Debian server playing it
+    "postgres-exporter": Server("prometheus-postgres-exporter",
+                                "/usr/bin/prometheus-postgres-exporter", "nobody",
+                                "prometheus-community/postgres_exporter Dockerfile: "
+                                "ENTRYPOINT /bin/postgres_exporter, USER nobody"),
+    "redis_exporter": Server("prometheus-redis-exporter", "/usr/bin/prometheus-redis-exporter",
+                             "nobody", "oliver006/redis_exporter Dockerfile: ENTRYPOINT "
+                             "/redis_exporter, USER 59000:59000"),
+    "node-exporter": Server("prometheus-node-exporter", "/usr/bin/prometheus-node-exporter",
+                            "nobody", "prometheus/node_exporter Dockerfile: ENTRYPOINT "
+                            "/bin/node_exporter, USER nobody"),
+    "pushgateway": Server("prometheus-pushgateway", "/usr/bin/prometheus-pushgateway", "nobody",
+                          "prometheus/pushgateway Dockerfile: ENTRYPOINT /bin/pushgateway, "
+                          "USER 65534"),
+    "victoria-metrics": Server("victoria-metrics", "/usr/bin/victoria-metrics", "root",
+                               "VictoriaMetrics app/victoria-metrics/deployment/Dockerfile: "
+                               "ENTRYPOINT /victoria-metrics-prod, no USER"),
 }
 
 
@@ -70,15 +111,15 @@ def files_digest(folder: Path) -> str:
                     for p in sorted(folder.rglob("*")) if p.is_file()))
 
 
-def rootfs_image(recipe: str) -> str:
+def rootfs_image(recipe: str, pip: tuple[str, ...] = ()) -> str:
     """A base image holding trixie + the recipe's packages (debootstrap, chroot, import)."""
-    packages = PACKAGES[recipe]
-    ref = f"manacore-harness/trixie-{recipe}:{digest(*packages)}"
+    packages = PACKAGES.get(recipe) or (SERVERS[recipe].package, "busybox")
+    ref = f"manacore-harness/trixie-{recipe.replace('_', '-')}:{digest(*packages, *pip)}"
     if existing(ref) is not None:
         return ref
     start = time.monotonic()
-    tar = subprocess.run([str(HARNESS / "rootfs.sh"), *packages], check=True,
-                         capture_output=True, text=True).stdout.strip()
+    tar = subprocess.run([str(HARNESS / "rootfs.sh"), *packages, *(("--", *pip) if pip else ())],
+                         check=True, capture_output=True, text=True).stdout.strip()
     with open(tar, "rb") as stream:
         subprocess.run(["docker", "import", "--change", f"LABEL {LABEL}=base", "-", ref],
                        stdin=stream, check=True, capture_output=True)
@@ -109,6 +150,10 @@ def recipe_of(ref: str) -> str:
         return "redis"
     if last in ("busybox", "alpine"):
         return "busybox"
+    if last in SERVERS:
+        return last
+    if last == "synapse":
+        return "synapse"
     return "standin"
 
 
@@ -213,12 +258,20 @@ def build(ref: str, recipe: str, service_name: str, service: dict,
         if recipe == "standin":
             key = standin_context(ctx, rootfs_image("standin"), standin_binary(),
                                   service_name, service, services)
+        elif recipe in SERVERS:
+            base, server = rootfs_image(recipe), SERVERS[recipe]
+            (ctx / "Dockerfile").write_text(
+                f"FROM {base}\n# {server.upstream}\n"
+                # the upstream images are busybox-based: sh and wget for their health checks
+                "RUN [ -e /usr/bin/wget ] || ln -s /bin/busybox /usr/bin/wget\n"
+                f"USER {server.user}\nENTRYPOINT [\"{server.binary}\"]\n")
+            key = digest(base, (ctx / "Dockerfile").read_text())
         elif recipe == "busybox":
             base = busybox_base()
             (ctx / "Dockerfile").write_text(f"FROM {base}\n")
             key = digest(base, (HARNESS / "images.py").read_bytes())
         else:
-            base = rootfs_image(recipe)
+            base = rootfs_image(recipe, pip_requirements(recipe, ref))
             shutil.copytree(HARNESS / "images" / recipe, ctx, dirs_exist_ok=True)
             key = digest(base, files_digest(HARNESS / "images" / recipe))
         if existing(ref) == key:

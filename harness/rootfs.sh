@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Prints the path of a tarball of Debian trixie (minbase) with the given extra packages
-# installed, building it once: debootstrap for the base, then `apt-get install` in a chroot.
+# installed, building it once: debootstrap for the base, then `apt-get install` in a chroot,
+# and PyPI requirements (after `--`) into /opt/venv (which sees the Debian Python packages).
 # Cached by content (suite + package list); containers themselves never reach the archive.
-#   harness/rootfs.sh [PACKAGE…]
+#   harness/rootfs.sh [PACKAGE…] [-- PIP_REQUIREMENT…]
 set -euo pipefail
 # shellcheck source=harness/lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -22,7 +23,12 @@ if [ ! -s "$base" ]; then
 fi
 [ $# -eq 0 ] && { echo "$base"; exit 0; }
 
-key=$(printf '%s\n' "$@" | sort | sha256sum | cut -c1-16)
+packages=() pip=()
+while [ $# -gt 0 ]; do
+  if [ "$1" = -- ]; then shift; pip=("$@"); break; fi
+  packages+=("$1"); shift
+done
+key=$(printf '%s\n' "${packages[@]}" ${pip[@]:+-- "${pip[@]}"} | sort | sha256sum | cut -c1-16)
 out=$ROOTFS/trixie-$key.tar
 if [ ! -s "$out" ]; then
   tree=$(mktemp -d "$ROOTFS/tree.XXXX")
@@ -36,9 +42,13 @@ if [ ! -s "$out" ]; then
   mkdir -p "$tree/etc/postgresql-common/createcluster.d"
   echo "create_main_cluster = false" > "$tree/etc/postgresql-common/createcluster.d/no-main.conf"
   mount -t proc proc "$tree/proc"
-  log "installing into trixie: $*"
-  timed "apt-get install $*" chroot "$tree" sh -c \
-    "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $* >/dev/null"
+  log "installing into trixie: ${packages[*]}"
+  timed "apt-get install ${packages[*]}" chroot "$tree" sh -c \
+    "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends ${packages[*]} >/dev/null"
+  if [ ${#pip[@]} -gt 0 ]; then
+    timed "pip install ${pip[*]}" chroot "$tree" sh -c "python3 -m venv --system-site-packages \
+      /opt/venv && /opt/venv/bin/pip install -q --no-cache-dir --only-binary=:all: $(printf "'%s' " "${pip[@]}")"
+  fi
   umount "$tree/proc"
   rm -rf "$tree"/var/cache/apt/archives/*.deb "$tree"/var/lib/apt/lists/* "$tree/usr/sbin/policy-rc.d"
   : > "$tree/etc/resolv.conf"

@@ -29,7 +29,8 @@ def test_harness_scripts_pass_shellcheck() -> None:
     ("pgvector/pgvector:0.8.0-pg16", "postgres"), ("postgres:17", "postgres"),
     ("redis:7.4.6-alpine", "redis"), ("busybox:1.37.0", "busybox"), ("alpine:3.20.3", "busybox"),
     ("ghcr.io/manacore/chat-backend:1", "standin"), ("grafana/grafana:11.3.1", "standin"),
-    ("oliver006/redis_exporter:v1.66.0", "standin"),
+    ("oliver006/redis_exporter:v1.66.0", "redis_exporter"),
+    ("prom/node-exporter:v1.8.2", "node-exporter"),
 ])
 def test_each_reference_gets_the_closest_real_image(ref: str, recipe: str) -> None:
     assert recipe_of(ref) == recipe

@@ -158,7 +158,7 @@ func serve(cfg config) {
 	})
 	// Exporters' health checks read their own metrics (postgres-exporter: `pg_up 1`): answer
 	// with what the checks found, as the exporter reports whether it reached its target.
-	mux.HandleFunc("/metrics", func(w http.ResponseWriter, _ *http.Request) {
+	metrics := func(w http.ResponseWriter) {
 		st.mu.Lock()
 		defer st.mu.Unlock()
 		up := map[string]int{}
@@ -180,8 +180,12 @@ func serve(cfg config) {
 				fmt.Fprintf(w, "%s %d\n", name, v)
 			}
 		}
-	})
-	mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) {
+	}
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/metrics") { // /metrics, /_synapse/metrics …
+			metrics(w)
+			return
+		}
 		st.mu.Lock()
 		healthy := st.Healthy
 		st.mu.Unlock()

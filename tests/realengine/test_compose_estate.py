@@ -12,11 +12,13 @@ import json
 import socket
 import subprocess
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from catalog.configs import scrape_targets
 from harness.images import recipe_of
 from tests.conftest import resolved
 from tests.realengine.conftest import Engine, Estate, clear_project, render
@@ -191,6 +193,39 @@ def test_a_standin_stays_unhealthy_on_wrong_wiring(estate: Estate, wrong: str) -
         print(f"{wrong}: {report['checks'][0]['detail']}")
     finally:
         estate.engine.run("docker", "rm", "-f", name, check=False)
+
+
+def _get(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        return resp.read().decode()
+
+
+def test_the_real_exporters_reach_the_real_databases(estate: Estate) -> None:
+    """postgres-exporter, redis-exporter and node-exporter are Debian's real servers: their
+    metrics say whether our settings (address, role, password) reached the database."""
+    def metrics(sid: str) -> list[str]:
+        assert recipe_of(estate.resolved[sid].image or "") != "standin", sid
+        port = estate.resolved[sid].ports[0].published
+        return _get(f"http://127.0.0.1:{port}/metrics").splitlines()
+
+    assert "pg_up 1" in metrics("postgres-exporter")
+    assert "redis_up 1" in metrics("redis-exporter")
+    assert any(m.startswith("node_load1 ") for m in metrics("node-exporter"))
+
+
+def test_victoriametrics_scrapes_every_target_with_our_config(estate: Estate) -> None:
+    vm = estate.resolved["victoriametrics"]
+    want = scrape_targets(estate.resolved)
+    url = f"http://127.0.0.1:{vm.ports[0].published}/api/v1/targets"
+    deadline = time.monotonic() + 90  # a target is first scraped within one scrape interval
+    while True:
+        active = json.loads(_get(url))["data"]["activeTargets"]
+        health = {t["labels"]["service"]: t["health"] for t in active}
+        if set(health) == set(want) and set(health.values()) == {"up"}:
+            break
+        assert time.monotonic() < deadline, {t["scrapeUrl"]: (t["health"], t["lastError"])
+                                             for t in active if t["health"] != "up"} or health
+        time.sleep(3)
 
 
 def test_data_survives_down_and_up_and_init_runs_once(estate: Estate) -> None:
