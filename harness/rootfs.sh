@@ -46,8 +46,17 @@ if [ ! -s "$out" ]; then
   timed "apt-get install ${packages[*]}" chroot "$tree" sh -c \
     "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends ${packages[*]} >/dev/null"
   if [ ${#pip[@]} -gt 0 ]; then
+    # wheels fetched by the host's pip (which reaches PyPI here) for the tree's Python, then
+    # installed offline in the chroot
+    pyver=$(chroot "$tree" python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+    timed "pip download ${pip[*]}" python3 -m pip download -q --only-binary=:all: \
+      --python-version "$pyver" --implementation cp --platform manylinux_2_28_x86_64 \
+      --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --platform linux_x86_64 \
+      -d "$tree/tmp/wheels" "${pip[@]}"
     timed "pip install ${pip[*]}" chroot "$tree" sh -c "python3 -m venv --system-site-packages \
-      /opt/venv && /opt/venv/bin/pip install -q --no-cache-dir --only-binary=:all: $(printf "'%s' " "${pip[@]}")"
+      /opt/venv && PIP_FIND_LINKS= /opt/venv/bin/pip install -q --no-index --find-links /tmp/wheels \
+      $(printf "'%s' " "${pip[@]}")"
+    rm -rf "$tree/tmp/wheels"
   fi
   umount "$tree/proc"
   rm -rf "$tree"/var/cache/apt/archives/*.deb "$tree"/var/lib/apt/lists/* "$tree/usr/sbin/policy-rc.d"
