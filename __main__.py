@@ -7,10 +7,13 @@ from catalog.resolve import resolve
 from catalog.rules import EstateError
 from catalog.settings import PROJECT, SettingsError, settings_from_config
 from components.program import deploy
+from exports.reports import budget_violations
 
 try:
     estate = resolve(load_estate(), settings_from_config(pulumi.get_stack(),
                                                          pulumi.Config(PROJECT).get))
+    if over := budget_violations(estate):  # the tunnel's checks run in CloudflareTunnel
+        raise EstateError(over)
 except (EstateError, SettingsError) as exc:
     raise pulumi.RunError(str(exc)) from None
 deploy(estate)

@@ -41,6 +41,7 @@ from catalog.rules import (
     check,
     container_name,
     dependency_graph,
+    stage_failure,
     volume_name,
 )
 from catalog.schema import LAZY_RETRY_ENV, NAMESPACES, STARTUP_CLASSES
@@ -391,8 +392,15 @@ def resolve(estate: Estate, settings: StackSettings) -> ResolvedEstate:
     check(estate, settings)
     services = [s for s in estate.valid_services if runs_on(s, settings.target)]
     tier = tiers(estate, services)
-    resolved = sorted((_resolve_service(s, tier[s.id], estate, settings) for s in services),
-                      key=lambda r: (r.tier, r.id))
+    resolved, failed = [], []
+    for svc in services:
+        try:
+            resolved.append(_resolve_service(svc, tier[svc.id], estate, settings))
+        except Exception as exc:  # an estate the rules let through must not end in a traceback
+            failed.append(stage_failure(svc.id, "resolve", exc))
+    if failed:
+        raise EstateError(failed)
+    resolved.sort(key=lambda r: (r.tier, r.id))
     _check_migrated(resolved, settings)
     databases = tuple(Database(name=s.database, owner=s.id,
                                password_secret=database_secret(s.database))

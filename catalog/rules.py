@@ -174,7 +174,7 @@ def _port_unique(estate: Estate, _settings) -> Iterator[Violation]:
 
 
 @rule("hostname-unique")
-def _hostnames(estate: Estate, _settings) -> Iterator[Violation]:
+def _hostnames(estate: Estate, settings: StackSettings | None) -> Iterator[Violation]:
     owners: dict[str, list[str]] = defaultdict(list)
     for s in estate.valid_services:
         if s.public is None:
@@ -183,6 +183,12 @@ def _hostnames(estate: Estate, _settings) -> Iterator[Violation]:
         if not _LABEL.match(s.public.host.replace(".", "-")):
             yield Violation(s.id, "hostname-unique", f"public host {s.public.host!r} must be a "
                             "lowercase DNS name below the stack's domain")
+        elif settings is not None and (s.public.host == settings.domain or
+                                       s.public.host.endswith(f".{settings.domain}")):
+            below = s.public.host.removesuffix(settings.domain).rstrip(".") or "<name>"
+            yield Violation(s.id, "hostname-unique", f"public host {s.public.host!r} already "
+                            f"ends in the domain {settings.domain}, which is added to it; write "
+                            f"host={below!r}")
         for path in s.public.open_paths:
             if not s.public.access:
                 yield Violation(s.id, "hostname-unique", f"open path {path} needs access=True: "
@@ -406,6 +412,14 @@ def _database(estate: Estate, _settings) -> Iterator[Violation]:
             for sid in ids:
                 yield Violation(sid, "database", f"database {name} is also owned by "
                                 f"{', '.join(i for i in ids if i != sid)}; one owner each")
+
+
+def stage_failure(service: str, stage: str, exc: Exception) -> Violation:
+    """A stage after the rules (resolution, a generated file, an export) failed on an estate the
+    rules let through: reported like a violation, never as a traceback."""
+    detail = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+    return Violation(service, stage, f"{type(exc).__name__}: {detail} (the declaration passes "
+                     "the rules but breaks this step; fix it in services.py)")
 
 
 def validate(estate: Estate, settings: StackSettings | None = None) -> list[Violation]:
