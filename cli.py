@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -17,7 +17,8 @@ from rich.table import Table
 from rich.text import Text
 
 from catalog.load import LoadError, load_estate, load_stack
-from catalog.resolve import ResolvedEstate
+from catalog.model import Estate
+from catalog.resolve import ResolvedEstate, resolve
 from catalog.rules import EstateError, Violation, stage_failure, validate
 from catalog.settings import SettingsError, known_stacks, load_settings, stack_dir
 from catalog.units import format_bytes
@@ -112,14 +113,14 @@ def validate_cmd(
         raise _fail(problems, code)
 
 
-def _validate_stack(estate: Any, name: str) -> tuple[list[str], int]:
+def _validate_stack(estate: Estate, name: str) -> tuple[list[str], int]:
     """Problem lines and exit code of one stack; prints its summary when it passes."""
     try:
         settings = load_settings(name)
         found: list[Violation] = validate(estate, settings)
         if found:
             return [str(v) for v in found], 1
-        resolved = load_stack(name)[1]
+        resolved = resolve(estate, settings)
         found = stack_violations(resolved)  # the tunnel's and the budget's checks, as Pulumi
         if found:
             return [str(v) for v in found], 1
