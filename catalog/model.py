@@ -8,6 +8,7 @@ shape is wrong becomes a `Broken` entry (see `service()`), which the rules repor
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
@@ -57,20 +58,31 @@ class Invalid:
         return f"<invalid {self.kind}: {'; '.join(self.errors)}>"
 
 
+_INTERNAL = frozenset({"pydantic", "copy", "copyreg"})
+
+
+def _internal(frame: Any) -> bool:
+    """Whether `cls.__new__(cls)` was called by a copier rather than by a declaration."""
+    return str(frame.f_globals.get("__name__", "")).split(".")[0] in _INTERNAL
+
+
 class _Part(_Model):
     """A piece of a declaration. Invalid arguments give an `Invalid` instead of raising at
     import (which would hide every other problem of services.py behind one pydantic trace)."""
 
     def __new__(cls, *args: Any, **data: Any) -> Any:
         instance = super().__new__(cls)
-        if args or not data:  # pydantic's own copies and validation create instances this way
-            return instance
+        if args or (not data and _internal(sys._getframe(1))):
+            return instance  # a copy (pydantic, copy, pickle): filled in by its caller
         try:
             cls.__pydantic_validator__.validate_python(data, self_instance=instance)
         except ValidationError as exc:
             return Invalid(cls.__name__, tuple(_describe(e) for e in exc.errors()))
         return instance  # validated again by BaseModel.__init__: a custom __init__ would make
         # pydantic build nested models through __new__, turning errors into Invalid ones
+
+    def __getnewargs__(self) -> tuple[Any, ...]:
+        return (None,)  # unpickling calls __new__ from C: an argument marks it as a copy
 
 
 def invalid_parts(value: Any, where: str) -> Iterator[str]:
