@@ -8,6 +8,7 @@ a secret Output in Pulumi).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Literal
 
@@ -59,6 +60,15 @@ class SecretRef(_Frozen):
     secret: str
 
 
+# A secret written into a URL is spelt as it is on every target: Compose's ${X} and
+# Kubernetes' $(X) interpolate values verbatim and cannot percent-encode them. So such a secret
+# holds RFC 3986 unreserved characters only (what never needs encoding); generated ones are
+# letters and digits, and a value set by hand is checked wherever the program sees it.
+URL_SAFE = re.compile(r"^[A-Za-z0-9._~-]*$")
+URL_SAFE_TEXT = "letters, digits and - . _ ~ only"
+_USERINFO = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s/@\"']*$")  # text ends inside userinfo
+
+
 class Template(_Frozen):
     """An env value: literal text and secret references, in order."""
 
@@ -67,6 +77,14 @@ class Template(_Frozen):
     @property
     def secrets(self) -> tuple[str, ...]:
         return tuple(p.secret for p in self.parts if isinstance(p, SecretRef))
+
+    @property
+    def secrets_in_urls(self) -> tuple[str, ...]:
+        """Secrets written into a URL (`postgresql://db:<secret>@…`): their values must be
+        URL-safe (see URL_SAFE)."""
+        return tuple(p.secret for before, p in zip(("", *self.parts), self.parts, strict=False)
+                     if isinstance(p, SecretRef) and isinstance(before, str)
+                     and _USERINFO.search(before))
 
     @property
     def plain(self) -> str | None:
@@ -219,6 +237,13 @@ class ResolvedEstate(_Frozen):
     @property
     def containers(self) -> tuple[ResolvedService, ...]:
         return tuple(s for s in self.services if not s.native)
+
+    @property
+    def url_secrets(self) -> tuple[str, ...]:
+        """Secrets some service writes into a URL (database and Redis passwords)."""
+        return tuple(sorted({n for s in self.services
+                             for t in (*s.env.values(), *(f.content for f in s.files))
+                             for n in t.secrets_in_urls}))
 
 
 def _hostname(public: Public, settings: StackSettings) -> str:
