@@ -82,3 +82,16 @@ def test_a_services_file_that_raises_is_exit_2(monkeypatch) -> None:
     result = invoke("validate")
     assert result.exit_code == 2
     assert "NameError: x [at 1]" in result.output
+
+
+def test_every_slow_setup_step_says_what_it_does() -> None:
+    """scripts/setup.sh prints one line before each block that installs or downloads."""
+    import re
+
+    from catalog.settings import ROOT
+
+    script = (ROOT / "scripts" / "setup.sh").read_text()
+    blocks = re.findall(r"^\s*if [^\n]*then\n(.*?)^\s*fi$", script, re.M | re.S)
+    slow = [b for b in blocks if re.search(r"apt-get|pip (install|download)|-m venv", b)]
+    assert len(slow) >= 5
+    assert all(b.lstrip().startswith("step ") for b in slow), slow
