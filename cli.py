@@ -139,12 +139,16 @@ def _validate_stack(estate: Estate, name: str) -> tuple[list[str], int]:
 def ports_cmd(stack: StackOpt = "macmini") -> None:
     """The port map: new vs legacy published ports, grouped by range, with reserved and free
     slots."""
-    for block in reports.port_map(_resolved(stack)):
-        table = Table(title=f"{block.first}-{block.last}  {block.label}", title_justify="left")
+    resolved = _resolved(stack)
+    with _reported("ports"):
+        blocks = reports.port_map(resolved)
+    for block in blocks:
+        table = Table(title=Text(f"{block.first}-{block.last}  {block.label}"),
+                      title_justify="left")
         for column in ("port", "service", "name", "legacy port(s)"):
             table.add_column(column)
         for row in block.rows:
-            table.add_row(str(row.port), row.service, row.name, row.legacy)
+            table.add_row(*map(Text, (str(row.port), row.service, row.name, row.legacy)))
         table.caption = (f"{len(block.rows) - len(block.reserved)} used, "
                          f"{len(block.reserved)} reserved, {block.free} free"
                          + (f"; next free: {', '.join(map(str, block.next_free))}"
@@ -209,7 +213,8 @@ def budget_cmd(stack: StackOpt = "macmini") -> None:
     """Memory limits per category against the seed's estimates and the stack's host budget;
     exits 1 when the estate does not fit."""
     resolved = _resolved(stack)
-    lines = reports.budget(resolved)
+    with _reported("budget"):
+        lines = reports.budget(resolved)
     table = Table(title=f"memory on stack {stack} ({resolved.target})", title_justify="left")
     for column in ("group", "containers", "limits", "seed estimate"):
         table.add_column(column, justify="left" if column == "group" else "right")

@@ -38,7 +38,7 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-def _describe(error: Any) -> str:
+def describe(error: Any) -> str:
     """One pydantic error as `field: message (got value)`, without pydantic's own markup."""
     where = ".".join(str(p) for p in error["loc"]) or "declaration"
     got = f" (got {error['input']!r})" if error["type"] not in ("missing",) and \
@@ -77,7 +77,7 @@ class _Part(_Model):
         try:
             cls.__pydantic_validator__.validate_python(data, self_instance=instance)
         except ValidationError as exc:
-            return Invalid(cls.__name__, tuple(_describe(e) for e in exc.errors()))
+            return Invalid(cls.__name__, tuple(describe(e) for e in exc.errors()))
         return instance  # validated again by BaseModel.__init__: a custom __init__ would make
         # pydantic build nested models through __new__, turning errors into Invalid ones
 
@@ -412,6 +412,6 @@ def service(**fields: Any) -> Service | Broken:
     except ValidationError as exc:
         # an invalid helper already explains the error pydantic reports at its place
         located = {e.split(": ", 1)[0] for e in parts}
-        parts += [_describe(e) for e in exc.errors()
+        parts += [describe(e) for e in exc.errors()
                   if not any(_within(e["loc"], p) for p in located)]
     return Broken(id=str(fields.get("id", "<no id>")), errors=tuple(parts))

@@ -95,3 +95,27 @@ def test_every_slow_setup_step_says_what_it_does() -> None:
     slow = [b for b in blocks if re.search(r"apt-get|pip (install|download)|-m venv", b)]
     assert len(slow) >= 5
     assert all(b.lstrip().startswith("step ") for b in slow), slow
+
+
+SERVICES_FILES = {
+    "syntax error": ("def estate(:\n", "SyntaxError: "),
+    "name error": ("from catalog.model import Estate\nSECRETS = [sevrice]\n", "NameError: "),
+    "pydantic error": ("from catalog.model import Secret\nS = Secret(nme='X')\n",
+                       "ValidationError: name: Field required; nme: Extra inputs"),
+    "no estate()": ("X = 1\n", "AttributeError: "),
+}
+
+
+@pytest.mark.parametrize("case", SERVICES_FILES)
+def test_a_services_file_that_does_not_load_is_one_line_and_exit_2(case, tmp_path,
+                                                                   monkeypatch) -> None:
+    source, fragment = SERVICES_FILES[case]
+    name = f"broken_services_{list(SERVICES_FILES).index(case)}"
+    (tmp_path / f"{name}.py").write_text(source)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr("cli.load_estate", lambda: catalog.load.load_estate(name))
+    result = invoke("validate")
+    assert result.exit_code == 2
+    [line] = [x for x in result.output.splitlines() if x.strip()]
+    assert f"{name}.py could not be loaded: {fragment}" in line
+    assert f"{name}.py:" in line or case == "no estate()"  # where, in the file itself
