@@ -19,8 +19,14 @@ from rich.text import Text
 from catalog.load import LoadError, load_estate, load_stack
 from catalog.model import Estate
 from catalog.resolve import ResolvedEstate, resolve
-from catalog.rules import EstateError, Violation, stage_failure, validate
-from catalog.settings import SettingsError, known_stacks, load_settings, stack_dir
+from catalog.rules import EstateError, Violation, stage_failure, unknown_secrets, validate
+from catalog.settings import (
+    SettingsError,
+    known_stacks,
+    load_settings,
+    secret_keys,
+    stack_dir,
+)
 from catalog.units import format_bytes
 from exports import RENDERERS, renderer, reports
 from exports.checks import stack_violations
@@ -117,7 +123,8 @@ def _validate_stack(estate: Estate, name: str) -> tuple[list[str], int]:
     """Problem lines and exit code of one stack; prints its summary when it passes."""
     try:
         settings = load_settings(name)
-        found: list[Violation] = validate(estate, settings)
+        found: list[Violation] = validate(estate, settings) + unknown_secrets(
+            estate, name, secret_keys(name))
         if found:
             return [str(v) for v in found], 1
         resolved = resolve(estate, settings)
@@ -130,8 +137,8 @@ def _validate_stack(estate: Estate, name: str) -> tuple[list[str], int]:
         f"{len(resolved.containers)} containers, "
         f"{len(resolved.services) - len(resolved.containers)} native services, "
         f"{len(resolved.secrets)} secrets, {len(resolved.databases)} databases, "
-        f"tiers {min(s.tier for s in resolved.containers)}-"
-        f"{max(s.tier for s in resolved.services)}")
+        f"tiers {min((s.tier for s in resolved.containers), default=0)}-"
+        f"{max((s.tier for s in resolved.services), default=0)}")
     return [], 0
 
 

@@ -375,6 +375,10 @@ def _startup_order(estate: Estate, _settings) -> Iterator[Violation]:
 def _secrets(estate: Estate, _settings) -> Iterator[Violation]:
     declared = {x.name for x in estate.secrets} | {
         database_secret(s.database) for s in estate.valid_services if s.database}
+    for x in estate.secrets:
+        if not _ENV_KEY.match(x.name):
+            yield Violation("secrets", "secrets", f"declared secret {x.name!r} must be "
+                            "UPPER_SNAKE_CASE (it is an environment variable and a config key)")
     for s in estate.valid_services:
         named = list(s.secrets) + [v.name for v in s.env.values() if isinstance(v, SecretOf)]
         for name in named:
@@ -412,6 +416,16 @@ def _database(estate: Estate, _settings) -> Iterator[Violation]:
             for sid in ids:
                 yield Violation(sid, "database", f"database {name} is also owned by "
                                 f"{', '.join(i for i in ids if i != sid)}; one owner each")
+
+
+def unknown_secrets(estate: Estate, stack: str, names: list[str]) -> list[Violation]:
+    """Secrets a stack file sets that the estate does not know: a typo leaves the real one
+    unset, or silently generated."""
+    known = {x.name for x in estate.secrets} | {
+        database_secret(s.database) for s in estate.valid_services if s.database}
+    return [Violation("settings", "secrets", f"stack {stack}: {name} is set but is no secret "
+                      "of the estate; check its spelling (known: see README, Secrets)")
+            for name in names if name not in known]
 
 
 def stage_failure(service: str, stage: str, exc: Exception) -> Violation:

@@ -244,6 +244,14 @@ def load_settings(stack: str) -> StackSettings:
     return settings
 
 
+def secret_keys(stack: str) -> list[str]:
+    """The secrets `Pulumi.<stack>.yaml` sets (names without the namespace)."""
+    prefix = f"{PROJECT}:"
+    names = {str(k).removeprefix(prefix): v for k, v in read_config(stack).items()
+             if str(k).startswith(prefix)}
+    return [k for k, v in names.items() if _is_secure(v) and SECRET_NAME.match(k)]
+
+
 def settings_from_config(stack: str, get: Callable[[str], str | None]) -> StackSettings:
     """Settings from a `pulumi.Config`-like getter (`get(key)` → raw string or None)."""
     values: dict[str, Any] = {}

@@ -188,3 +188,38 @@ def test_a_public_host_given_as_a_full_name_is_named(host) -> None:
     found = [v for v in validate(broken, s) if v.rule == "hostname-unique"]
     assert [v.service for v in found] == ["notes-backend"]
     assert "already ends in the domain mana.how" in found[0].message
+
+
+def test_a_secret_the_estate_does_not_know_is_named(stack_dir) -> None:
+    path = stack_dir / "Pulumi.macmini.yaml"
+    path.write_text(path.read_text() + "  manacore:POSTGRES_PASWORD:\n    secure: v1:abc\n"
+                    "  manacore:POSTGRES_PASSWORD:\n    secure: v1:abc\n")
+    result = invoke("validate", "--stack", "macmini")
+    assert result.exit_code == 1
+    assert "settings: secrets: stack macmini: POSTGRES_PASWORD is set but is no secret" in \
+        result.output
+    assert "POSTGRES_PASSWORD is set" not in result.output
+
+
+def test_a_declared_secret_in_lower_case_is_named() -> None:
+    from catalog.model import Secret
+
+    broken = estate().model_copy(update={"secrets": (*estate().secrets, Secret(name="api_key"))})
+    found = [str(v) for v in validate(broken, MACMINI)]
+    assert "secrets: secrets: declared secret 'api_key' must be UPPER_SNAKE_CASE" in " ".join(
+        found)
+
+
+def test_a_stack_file_that_cannot_be_read(stack_dir, monkeypatch) -> None:
+    real = Path.read_text
+
+    def denied(self, *args, **kw):
+        if self.name == "Pulumi.macmini.yaml":
+            raise PermissionError(13, "Permission denied", str(self))
+        return real(self, *args, **kw)
+
+    monkeypatch.setattr(Path, "read_text", denied)
+    result = invoke("validate")
+    assert result.exit_code == 2
+    assert "Pulumi.macmini.yaml cannot be read: Permission denied" in result.output
+    assert "stack k3s (kubernetes)" in result.output
