@@ -188,3 +188,16 @@ def test_the_program_refuses_an_estate_over_its_budget(monkeypatch) -> None:
     run = run_program("macmini", config={"memoryBudget": "4Gi"}, raise_errors=False)
     assert run.registrations == []
     assert "memory-budget" in str(run.error)
+
+
+def test_the_program_reports_a_failing_component_as_a_line(monkeypatch) -> None:
+    import components.program as program
+    from tests.harness import run_program
+
+    def broken(estate, secrets):
+        raise KeyError("grafana")
+
+    monkeypatch.setattr(program, "adapter_for", broken)
+    required = {s.name: "x" for s in catalog.load.load_estate().secrets if not s.generate}
+    run = run_program("macmini", secrets=required, raise_errors=False)
+    assert "estate: deploy: KeyError: grafana" in str(run.error)
