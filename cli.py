@@ -173,6 +173,7 @@ def graph_cmd(
         "--images", help="write the pictures (dependencies.<fmt>, ports.<fmt>) into this "
         "directory; default: beside --out")] = None,
     fmt: Annotated[str, typer.Option("--format", help="picture format: svg or png")] = "svg",
+    force: ForceOpt = False,
 ) -> None:
     """The dependency graph as a Mermaid flowchart (solid: hard, dotted: lazy); with --out or
     --images also as pictures of the graph and the port map, drawn by Graphviz."""
@@ -182,33 +183,36 @@ def graph_cmd(
 
     if fmt not in FORMATS:
         raise _fail([f"--format {fmt}: use one of {', '.join(FORMATS)}"], 2)
-    folder = images if images is not None else output.parent if output is not None else None
     with _reported("graph"):
-        if output is not None:
-            if output.is_dir():
-                raise OutputError(f"--out {output}: is a directory; give the file to write, "
-                                  "e.g. graph.mmd")
-            usable_dir(output.parent, "--out", output)
-        if folder is not None:
-            usable_dir(folder, "--images" if images is not None else "--out")
+        if output is not None and output.is_dir():
+            raise OutputError(f"--out {output}: is a directory; give the file to write, "
+                              "e.g. graph.mmd")
+        for option, folder in (("--out", output and output.parent), ("--images", images)):
+            if folder is not None:
+                usable_dir(folder, option, output if option == "--out" else None)
     resolved = _resolved(stack)
     with _reported("graph"):
         text = reports.mermaid(resolved)
-        if output is None:
-            out.print(text, markup=False, end="")
-        else:
-            output.parent.mkdir(parents=True, exist_ok=True)
-            output.write_text(text)
-            _wrote(output)
-        if folder is None:
-            return
+
+    def pictures(folder: Path) -> None:
         try:
-            written = write_images(resolved, folder, fmt)  # type: ignore[arg-type]
+            write_images(resolved, folder, fmt)  # type: ignore[arg-type]
         except ExecutableNotFound:
-            raise _fail(["Graphviz's dot is not installed: run bash scripts/setup.sh "
-                         "(it installs the Debian package graphviz)"], 2) from None
-        for path in written:
-            _wrote(path, err if output is None else out)
+            raise OutputError("Graphviz's dot is not installed: run bash scripts/setup.sh "
+                              "(it installs the Debian package graphviz)") from None
+
+    def mermaid(folder: Path) -> None:
+        assert output is not None
+        (folder / output.name).write_text(text)
+        if images is None:  # the pictures go beside it
+            pictures(folder)
+
+    if output is None:
+        out.print(text, markup=False, end="")
+    else:
+        _write(mermaid, output.parent, force, "graph")
+    if images is not None:
+        _write(pictures, images, force, "graph pictures", err if output is None else out)
 
 
 def _wrote(path: Path, console: Console = out) -> None:
@@ -254,15 +258,19 @@ def migrate_cmd(
     _write(lambda d: migration.render(_resolved(stack), d), output, force, "migrate")
 
 
-def _write(render: Callable[[Path], list[Path]], output: Path, force: bool, stage: str) -> None:
-    """Render into `output`, which manacore owns: stale files of an earlier render go."""
+def _write(render: Callable[[Path], object], output: Path, force: bool, stage: str,
+           console: Console = out) -> None:
+    """Render into `output`, where manacore owns what it wrote: stale files of the last render
+    of this kind (`stage` without "render") go, foreign files are refused."""
+    option = "--images" if stage == "graph pictures" else "--out"
     with _reported(stage):
-        usable_dir(output)  # before resolving: a wrong --out is reported first and cheaply
-        written, removed = write_managed(output, render, force=force)
+        usable_dir(output, option)  # before resolving: a wrong --out is reported first
+        written, removed = write_managed(output, render, force=force, option=option,
+                                         kind=stage.removeprefix("render ").replace(" ", "-"))
     for path in written:
-        _wrote(path)
+        _wrote(path, console)
     for path in removed:
-        out.print(Text(f"removed {path} (no longer rendered)"))
+        console.print(Text(f"removed {path} (no longer rendered)"))
 
 
 render_app = typer.Typer(help="Write an export of the estate for a stack.",

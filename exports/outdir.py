@@ -3,7 +3,9 @@ of an earlier render that this one no longer writes are removed, and a directory
 manacore never wrote is refused (unless forced), so a stale chart template can never be
 installed along with a fresh chart.
 
-`DIR/.manacore-files` lists the files the last render wrote (paths relative to DIR).
+`DIR/.manacore-<kind>` lists the files the last render of that kind wrote (paths relative to
+DIR), so several exports can share a directory (the workflow writes compose and tunnel into
+one) without taking each other's files for stale or foreign ones.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-MANIFEST = ".manacore-files"
+MANIFEST = ".manacore-"  # + the kind of export: .manacore-compose, .manacore-helm …
 SHOWN = 5  # foreign files named in a refusal
 
 
@@ -41,26 +43,38 @@ def _files(root: Path) -> set[Path]:
     return {p.relative_to(root) for p in root.rglob("*") if p.is_file() or p.is_symlink()}
 
 
-def _manifest(out_dir: Path) -> set[Path]:
+def _listed(manifest: Path) -> set[Path]:
     try:
-        lines = (out_dir / MANIFEST).read_text(encoding="utf-8").splitlines()
+        lines = manifest.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError):
         return set()
     return {Path(line) for line in lines if line and not line.startswith("#")}
 
 
-def write_managed(out_dir: Path, render: Callable[[Path], list[Path]], *,
+def manifests(out_dir: Path) -> dict[Path, set[Path]]:
+    """Every manifest in `out_dir` (relative path) → the files it lists."""
+    if not out_dir.is_dir():
+        return {}
+    return {m.relative_to(out_dir): _listed(m) for m in out_dir.glob(f"{MANIFEST}*")
+            if m.is_file()}
+
+
+def write_managed(out_dir: Path, render: Callable[[Path], object], *, kind: str,
                   force: bool = False, option: str = "--out") -> tuple[list[Path], list[Path]]:
-    """Run `render` into a scratch directory, then make `out_dir` hold exactly its files (plus
-    foreign ones when `force`). Returns (files written, stale files removed), inside `out_dir`.
-    Raises OutputError, before anything in `out_dir` changed, when it cannot be used."""
+    """Run `render` into a scratch directory, then make `out_dir` hold its files instead of
+    those of the last render of the same `kind`, beside the files of other kinds (and foreign
+    ones when `force`). Returns (files written, stale files removed), inside `out_dir`. Raises
+    OutputError, before anything in `out_dir` changed, when it cannot be used."""
     usable_dir(out_dir, option)
+    manifest = Path(f"{MANIFEST}{kind}")
     with tempfile.TemporaryDirectory(prefix="manacore-render-") as scratch:
         render(Path(scratch))
         new = sorted(_files(Path(scratch)))  # everything it wrote, listed or not
-        previous = _manifest(out_dir) if out_dir.is_dir() else set()
+        listed = manifests(out_dir)
+        previous = listed.get(manifest, set())
+        known = set().union(*listed.values(), listed)
         present = _files(out_dir) if out_dir.is_dir() else set()
-        foreign = sorted(present - previous - set(new) - {Path(MANIFEST)})
+        foreign = sorted(present - known - set(new))
         if foreign and not force:
             names = ", ".join(map(str, foreign[:SHOWN])) + (
                 f" and {len(foreign) - SHOWN} more" if len(foreign) > SHOWN else "")
@@ -85,7 +99,7 @@ def write_managed(out_dir: Path, render: Callable[[Path], list[Path]], *,
                     target.unlink()
                     removed.append(target)
                 _prune(target.parent, out_dir)
-            (out_dir / MANIFEST).write_text(
+            (out_dir / manifest).write_text(
                 "# files written by manacore; the next render removes the ones it no longer "
                 "writes\n" + "".join(f"{rel.as_posix()}\n" for rel in new), encoding="utf-8")
         except OSError as exc:

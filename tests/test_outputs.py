@@ -83,8 +83,8 @@ def test_rerendering_removes_what_is_no_longer_written(tmp_path) -> None:
     # an earlier render wrote a template this one does not: it must not be installed
     stale = out / "manacore" / "templates" / "old-service.yaml"
     stale.write_text("kind: Deployment\n")
-    (out / MANIFEST).write_text((out / MANIFEST).read_text() + "manacore/templates/"
-                                "old-service.yaml\n")
+    manifest = out / f"{MANIFEST}helm"
+    manifest.write_text(manifest.read_text() + "manacore/templates/old-service.yaml\n")
     again = invoke("render", "helm", "--out", str(out))
     assert again.exit_code == 0, again.output
     assert not stale.exists()
@@ -110,8 +110,31 @@ def test_a_render_over_its_own_earlier_output_is_not_refused(tmp_path) -> None:
     """An out/ written before manifests existed holds the same names: they are ours."""
     out = tmp_path / "out"
     assert invoke("render", "compose", "--out", str(out)).exit_code == 0
-    (out / MANIFEST).unlink()
+    (out / f"{MANIFEST}compose").unlink()
     assert invoke("render", "compose", "--out", str(out)).exit_code == 0
+
+
+def test_exports_sharing_a_directory_keep_each_others_files(tmp_path) -> None:
+    """The workflow renders compose and tunnel into one directory, and the graph beside."""
+    out = tmp_path / "macmini"
+    for _ in range(2):
+        for args in (["render", "compose"], ["render", "tunnel"], ["migrate"]):
+            result = invoke(*args, "--out", str(out))
+            assert result.exit_code == 0, result.output
+            assert "removed" not in result.output
+        graph = invoke("graph", "--out", str(out / "graph.mmd"))
+        assert graph.exit_code == 0, graph.output
+    names = {p.name for p in out.iterdir()}
+    assert {"compose.yaml", ".env.example", "config.yml", "PORTS.md", "graph.mmd",
+            "dependencies.svg", "ports.svg"} <= names
+
+
+def test_a_graph_in_another_format_replaces_the_pictures(tmp_path) -> None:
+    assert invoke("graph", "--images", str(tmp_path)).exit_code == 0
+    png = invoke("graph", "--images", str(tmp_path), "--format", "png")
+    assert png.exit_code == 0, png.output
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) == [
+        "dependencies.png", "ports.png"]
 
 
 NAMES = st.lists(st.sampled_from(["a.txt", "b.yaml", "d/c.yaml", "d/e/f.sh", "g"]),
@@ -133,16 +156,16 @@ def test_the_directory_holds_exactly_the_new_render(earlier, now, foreign, force
             return [folder / n for n in names]
         return write
 
-    write_managed(out, render(earlier))
+    write_managed(out, render(earlier), kind="k")
     foreign = [f"x/{n}" for n in foreign]  # never a name a render writes
     for name in foreign:
         (out / name).parent.mkdir(parents=True, exist_ok=True)
         (out / name).write_text("foreign")
     try:
-        write_managed(out, render(now), force=force)
+        write_managed(out, render(now), kind="k", force=force)
     except OutputError:
         assert foreign and not force
         return
     present = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
-    assert present == {*now, *foreign, MANIFEST}
+    assert present == {*now, *foreign, f"{MANIFEST}k"}
     assert all((out / n).read_text() == n for n in now)
