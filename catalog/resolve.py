@@ -354,7 +354,7 @@ def _check_migrated(services: list[ResolvedService], settings: StackSettings) ->
     unknown = sorted(set(settings.migrated_volumes) - set(movable))
     if unknown:
         raise EstateError([Violation("settings", "migrated-volumes", f"stack {settings.stack}: "
-                                     f"{name} is not a volume with legacy data here; known: "
+                                     f"{name!r} is not a volume with legacy data here; known: "
                                      f"{', '.join(movable) or 'none'}") for name in unknown])
 
 

@@ -82,7 +82,8 @@ class StackSettings(BaseModel):
     @field_validator("memory_budget")
     @classmethod
     def _memory(cls, value: str) -> str:
-        parse_memory(value)
+        if parse_memory(value) <= 0:
+            raise ValueError(f"{value!r} leaves no memory for the estate")
         return value
 
     _domain = field_validator("domain")(_matches(
