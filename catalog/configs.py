@@ -271,6 +271,8 @@ def generated_files(estate: ResolvedEstate) -> dict[str, tuple[ResolvedFile, ...
         try:
             if s.id in GENERATORS and (found := GENERATORS[s.id](estate, s)):
                 files[s.id] = found
+        except EstateError as exc:  # a generator's own check, already a violation
+            failed += exc.violations
         except Exception as exc:  # an estate the rules let through must not end in a traceback
             failed.append(stage_failure(s.id, "config-file", exc))
     if failed:

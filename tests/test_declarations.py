@@ -201,3 +201,49 @@ def test_the_program_reports_a_failing_component_as_a_line(monkeypatch) -> None:
     required = {s.name: "x" for s in catalog.load.load_estate().secrets if not s.generate}
     run = run_program("macmini", secrets=required, raise_errors=False)
     assert "estate: deploy: KeyError: grafana" in str(run.error)
+
+
+# --- property: a changed real catalogue never ends in a traceback, on any command ----------
+
+def _mutations():
+    import services
+
+    real = services.estate()
+    ids = [s.id for s in real.valid_services]
+    changes = {
+        "drop a port": lambda s: {"ports": s.ports[:-1]},
+        "rename a port": lambda s: {"ports": tuple(
+            p.model_copy(update={"name": "other"}) if i == len(s.ports) - 1 else p
+            for i, p in enumerate(s.ports))},
+        "no health check": lambda s: {"health": None},
+        "no needs": lambda s: {"needs": ()},
+        "no env": lambda s: {"env": {}},
+        "no volumes": lambda s: {"volumes": ()},
+        "no public host": lambda s: {"public": None},
+        "no database": lambda s: {"database": None},
+        "no secrets": lambda s: {"secrets": ()},
+        "docker only": lambda s: {"targets": ("docker",)},
+    }
+    return real, st.tuples(st.sampled_from(ids), st.sampled_from(sorted(changes))).map(
+        lambda pick: (pick, changes[pick[1]]))
+
+
+REAL, MUTATION = _mutations()
+
+
+@settings(max_examples=25, deadline=None)
+@given(mutation=MUTATION, command=st.sampled_from([
+    ["validate"], ["render", "compose"], ["render", "helm"], ["render", "tunnel"],
+    ["migrate"], ["ports"], ["budget", "--stack", "k3s"]]))
+def test_a_changed_catalogue_never_traces_back(mutation, command, tmp_path_factory) -> None:
+    (sid, _), change = mutation
+    broken = REAL.model_copy(update={"services": tuple(
+        s.model_copy(update=change(s)) if s.id == sid else s for s in REAL.valid_services)})
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(catalog.load, "load_estate", lambda: broken)
+        mp.setattr("cli.load_estate", lambda: broken)
+        out = ["--out", str(tmp_path_factory.mktemp("out"))] if command[0] in (
+            "render", "migrate") else []
+        result = invoke(*command, *out)
+    assert result.exit_code in (0, 1), result.output
+    assert "EstateError" not in result.output  # violations, not a wrapped exception
