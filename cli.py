@@ -105,7 +105,7 @@ def validate_cmd(
     runs (tunnel, memory budget); list every violation at once."""
     with _reported("services.py"):
         estate = load_estate()
-    names = stack or known_stacks()
+    names = list(dict.fromkeys(stack or known_stacks()))
     if not names:
         raise _fail([f"no Pulumi.STACK.yaml in {stack_dir()}: nothing to validate (is "
                      "MANACORE_STACK_DIR right?)"], 2)
