@@ -64,7 +64,7 @@ class SecretRef(_Frozen):
 # Kubernetes' $(X) interpolate values verbatim and cannot percent-encode them. So such a secret
 # holds RFC 3986 unreserved characters only (what never needs encoding); generated ones are
 # letters and digits, and a value set by hand is checked wherever the program sees it.
-URL_SAFE = re.compile(r"^[A-Za-z0-9._~-]*$")
+URL_SAFE = re.compile(r"^[A-Za-z0-9._~-]*$")  # fullmatch: `$` alone allows a "\n"
 URL_SAFE_TEXT = "letters, digits and - . _ ~ only"
 _USERINFO = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s/@\"']*$")  # text ends inside userinfo
 

@@ -94,7 +94,7 @@ def _naming(estate: Estate, _settings) -> Iterator[Violation]:
         if count > 1:
             yield Violation(sid, "naming", f"id declared {count} times; ids must be unique")
     for s in estate.valid_services:
-        if not _LABEL.match(s.id):
+        if not _LABEL.fullmatch(s.id):
             yield Violation(s.id, "naming", "id must be lowercase letters, digits and '-', "
                             "starting with a letter (it becomes a DNS name)")
         name = container_name(s)
@@ -105,7 +105,7 @@ def _naming(estate: Estate, _settings) -> Iterator[Violation]:
         for dup in sorted({n for n in names if names.count(n) > 1}):
             yield Violation(s.id, "naming", f"port name {dup!r} used twice; name ports uniquely")
         for p in s.ports:
-            if not _LABEL.match(p.name) or len(p.name) > 15:
+            if not _LABEL.fullmatch(p.name) or len(p.name) > 15:
                 yield Violation(s.id, "naming", f"port name {p.name!r} must be a lowercase label "
                                 "of at most 15 characters (Kubernetes port names)")
 
@@ -127,8 +127,8 @@ def _volume_naming(estate: Estate, _settings) -> Iterator[Violation]:
                 continue
             shared = len(set(users[v.name])) > 1
             own = v.name == volume_name(s) or (
-                v.name.startswith(f"manacore-{s.id}-") and _VOLUME.match(v.name))
-            if not _VOLUME.match(v.name) or not (own or shared):
+                v.name.startswith(f"manacore-{s.id}-") and _VOLUME.fullmatch(v.name))
+            if not _VOLUME.fullmatch(v.name) or not (own or shared):
                 yield Violation(s.id, "volume-naming", f"volume {v.name} must be named "
                                 f"{volume_name(s)} (or manacore-{s.id}-<what>-data, or "
                                 "manacore-<group>-data when several services share it)")
@@ -180,7 +180,7 @@ def _hostnames(estate: Estate, settings: StackSettings | None) -> Iterator[Viola
         if s.public is None:
             continue
         owners[s.public.host].append(s.id)
-        if not _LABEL.match(s.public.host.replace(".", "-")):
+        if not _LABEL.fullmatch(s.public.host.replace(".", "-")):
             yield Violation(s.id, "hostname-unique", f"public host {s.public.host!r} must be a "
                             "lowercase DNS name below the stack's domain")
         elif settings is not None and (s.public.host == settings.domain or
@@ -193,7 +193,7 @@ def _hostnames(estate: Estate, settings: StackSettings | None) -> Iterator[Viola
             if not s.public.access:
                 yield Violation(s.id, "hostname-unique", f"open path {path} needs access=True: "
                                 "it opens a path of an Access-guarded host, nothing else")
-            if not re.match(r"^/[A-Za-z0-9._~/-]*$", path) or path == "/":
+            if not re.fullmatch(r"/[A-Za-z0-9._~/-]*", path) or path == "/":
                 yield Violation(s.id, "hostname-unique", f"open path {path!r} must be a plain "
                                 "path below the root, like /api/send")
         if s.port(s.public.port) is None:
@@ -376,7 +376,7 @@ def _secrets(estate: Estate, _settings) -> Iterator[Violation]:
     declared = {x.name for x in estate.secrets} | {
         database_secret(s.database) for s in estate.valid_services if s.database}
     for x in estate.secrets:
-        if not _ENV_KEY.match(x.name):
+        if not _ENV_KEY.fullmatch(x.name):
             yield Violation("secrets", "secrets", f"declared secret {x.name!r} must be "
                             "UPPER_SNAKE_CASE (it is an environment variable and a config key)")
     for s in estate.valid_services:
@@ -385,7 +385,7 @@ def _secrets(estate: Estate, _settings) -> Iterator[Violation]:
             if name not in declared:
                 yield Violation(s.id, "secrets", f"secret {name} is not declared in SECRETS")
         for key in list(s.env) + list(s.secrets):
-            if not _ENV_KEY.match(key):
+            if not _ENV_KEY.fullmatch(key):
                 yield Violation(s.id, "secrets", f"env name {key!r} must be UPPER_SNAKE_CASE")
         clash = set(s.env) & set(s.secrets)
         for key in sorted(clash):
@@ -401,7 +401,7 @@ def _database(estate: Estate, _settings) -> Iterator[Violation]:
         needed = {n.service for n in s.needs}
         if s.database:
             owners[s.database].append(s.id)
-            if not re.match(r"^[a-z][a-z0-9_]*$", s.database):
+            if not re.fullmatch(r"[a-z][a-z0-9_]*", s.database):
                 yield Violation(s.id, "database", f"database name {s.database!r} must be a "
                                 "lowercase SQL identifier")
             if "postgres" not in needed:

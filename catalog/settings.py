@@ -51,7 +51,7 @@ SECRET_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
 
 def _matches(pattern: re.Pattern[str], what: str) -> Callable[[str], str]:
     def check(value: str) -> str:
-        if not pattern.match(value):
+        if not pattern.fullmatch(value):
             raise ValueError(f"{value!r} is not {what}")
         return value
 
@@ -107,7 +107,7 @@ class StackSettings(BaseModel):
         try:
             ipaddress.ip_address(value)
         except ValueError:
-            if not HOSTNAME.match(value.lower()):
+            if not HOSTNAME.fullmatch(value.lower()):
                 raise ValueError(f"{value!r} is not a host name or IP address like host."
                                  "docker.internal or 100.64.0.10 (no scheme, no port)") from None
         return value
@@ -115,7 +115,7 @@ class StackSettings(BaseModel):
     @field_validator("access_emails")
     @classmethod
     def _emails(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        bad = [e for e in value if not EMAIL.match(e)]
+        bad = [e for e in value if not EMAIL.fullmatch(e)]
         if bad:
             raise ValueError(f"not e-mail addresses: {', '.join(map(repr, bad))}")
         return value
@@ -143,7 +143,7 @@ def _secret_problems(values: dict[str, Any]) -> list[str]:
             problems.append(f"{key}: a secret must not be written in plain text into the stack "
                             f"file; delete it there and run: pulumi config set --secret {key} "
                             "<value>")
-        elif not SECRET_NAME.match(key):
+        elif not SECRET_NAME.fullmatch(key):
             problems.append(f"{key}: secret names are UPPER_SNAKE_CASE; set it as "
                             f"{re.sub(r'[^A-Z0-9]+', '_', to_snake(key).upper())} instead")
     return problems
@@ -250,7 +250,7 @@ def secret_keys(stack: str) -> list[str]:
     prefix = f"{PROJECT}:"
     names = {str(k).removeprefix(prefix): v for k, v in read_config(stack).items()
              if str(k).startswith(prefix)}
-    return [k for k, v in names.items() if _is_secure(v) and SECRET_NAME.match(k)]
+    return [k for k, v in names.items() if _is_secure(v) and SECRET_NAME.fullmatch(k)]
 
 
 def settings_from_config(stack: str, get: Callable[[str], str | None]) -> StackSettings:

@@ -20,7 +20,7 @@ def unsafe_in_urls(estate: ResolvedEstate) -> list[str]:
     unsafe = []
     for name in estate.url_secrets:
         raw = pulumi.runtime.get_config(f"{PROJECT}:{name}")  # plain text only to check it
-        if raw is not None and not URL_SAFE.match(raw):
+        if raw is not None and not URL_SAFE.fullmatch(raw):
             unsafe.append(f"  {name}: goes into a URL (DATABASE_URL, REDIS_URL …) verbatim on "
                           f"every target, so it may hold {URL_SAFE_TEXT}; set a new value: "
                           f"pulumi config set --secret {name} \"$(openssl rand -hex 32)\"")

@@ -247,3 +247,17 @@ def test_a_changed_catalogue_never_traces_back(mutation, command, tmp_path_facto
         result = invoke(*command, *out)
     assert result.exit_code in (0, 1), result.output
     assert "EstateError" not in result.output  # violations, not a wrapped exception
+
+
+@pytest.mark.parametrize(("change", "rule"), [
+    ({"id": "notes-backend\n"}, "naming"),
+    ({"public": Public(host="notes\n")}, "hostname-unique"),
+    ({"public": Public(host="notes", access=True, open_paths=("/api\n",))}, "hostname-unique"),
+    ({"database": "notes\n"}, "database"),
+    ({"env": {"PORT\n": "1"}}, "secrets"),
+    ({"ports": [port(3050, "http\n")]}, "naming"),
+])
+def test_a_trailing_newline_is_not_a_valid_name(change, rule) -> None:
+    """`$` in a pattern matches before a final newline: names are matched whole."""
+    found = validate(estate(**{"notes-backend": change}), MACMINI)
+    assert any(v.rule == rule for v in found), found
