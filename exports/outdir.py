@@ -52,11 +52,12 @@ def _listed(manifest: Path) -> set[Path]:
 
 
 def manifests(out_dir: Path) -> dict[Path, set[Path]]:
-    """Every manifest in `out_dir` (relative path) → the files it lists."""
+    """Every manifest in `out_dir` or below (an export in a subdirectory, as run.sh writes
+    them beside the graph) → the files it lists, both relative to `out_dir`."""
     if not out_dir.is_dir():
         return {}
-    return {m.relative_to(out_dir): _listed(m) for m in out_dir.glob(f"{MANIFEST}*")
-            if m.is_file()}
+    return {m.relative_to(out_dir): {m.parent.relative_to(out_dir) / f for f in _listed(m)}
+            for m in out_dir.rglob(f"{MANIFEST}*") if m.is_file()}
 
 
 def write_managed(out_dir: Path, render: Callable[[Path], object], *, kind: str,

@@ -129,6 +129,19 @@ def test_exports_sharing_a_directory_keep_each_others_files(tmp_path) -> None:
             "dependencies.svg", "ports.svg"} <= names
 
 
+def test_exports_in_subdirectories_are_not_foreign(tmp_path) -> None:
+    """run.sh: out/macmini/{compose,tunnel}/ and the graph in out/macmini/ itself."""
+    for _ in range(2):
+        for args in (["render", "compose", "--out", str(tmp_path / "compose")],
+                     ["render", "tunnel", "--out", str(tmp_path / "tunnel")],
+                     ["graph", "--out", str(tmp_path / "graph.mmd")]):
+            result = invoke(*args)
+            assert result.exit_code == 0, result.output
+    (tmp_path / "compose" / "notes.txt").write_text("mine")
+    refused = invoke("graph", "--out", str(tmp_path / "graph.mmd"))
+    assert refused.exit_code == 2 and "(compose/notes.txt)" in refused.output
+
+
 def test_a_graph_in_another_format_replaces_the_pictures(tmp_path) -> None:
     assert invoke("graph", "--images", str(tmp_path)).exit_code == 0
     png = invoke("graph", "--images", str(tmp_path), "--format", "png")
