@@ -6,7 +6,9 @@ import importlib
 import sys
 import traceback
 
-from catalog.model import Estate
+from pydantic import ValidationError
+
+from catalog.model import Estate, describe
 from catalog.resolve import ResolvedEstate, resolve
 from catalog.settings import ROOT, StackSettings, load_settings
 
@@ -21,9 +23,27 @@ def load_estate(module: str = "services") -> Estate:
     try:
         return importlib.import_module(module).estate()
     except Exception as exc:
-        frame = traceback.extract_tb(exc.__traceback__)[-1]
-        raise LoadError(f"{module}.py could not be loaded: {type(exc).__name__}: {exc} "
-                        f"(at {frame.filename}:{frame.lineno})") from None
+        raise LoadError(f"{module}.py could not be loaded: {type(exc).__name__}: "
+                        f"{_one_line(exc)} (at {_where(exc)})") from None
+
+
+def _one_line(exc: Exception) -> str:
+    """The error on one line: pydantic's errors as `field: message (got value)`."""
+    if isinstance(exc, ValidationError):
+        return "; ".join(describe(e) for e in exc.errors())
+    if isinstance(exc, SyntaxError):
+        return exc.msg
+    return " ".join(str(exc).split())
+
+
+def _where(exc: Exception) -> str:
+    if isinstance(exc, SyntaxError) and exc.filename:
+        return f"{exc.filename}:{exc.lineno}"
+    frames = traceback.extract_tb(exc.__traceback__)
+    # the last line of ours (services.py, catalog/), not pydantic's or importlib's
+    ours = [f for f in frames if "site-packages" not in f.filename
+            and not f.filename.startswith("<")] or frames
+    return f"{ours[-1].filename}:{ours[-1].lineno}"
 
 
 def load_stack(stack: str) -> tuple[StackSettings, ResolvedEstate]:

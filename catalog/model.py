@@ -8,7 +8,9 @@ shape is wrong becomes a `Broken` entry (see `service()`), which the rules repor
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+import sys
+from collections.abc import Iterator
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -36,7 +38,66 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class Image(_Model):
+def describe(error: Any) -> str:
+    """One pydantic error as `field: message (got value)`, without pydantic's own markup."""
+    where = ".".join(str(p) for p in error["loc"]) or "declaration"
+    got = f" (got {error['input']!r})" if error["type"] not in ("missing",) and \
+        not isinstance(error["input"], dict) else ""
+    return f"{where}: {error['msg']}{got}"
+
+
+class Invalid:
+    """What a helper object (`Port`, `Volume`, `Public`, `Health` …) becomes when its arguments
+    are wrong: kept, not raised, so `service()` reports it against the service and field that
+    use it, and every other declaration is still checked."""
+
+    def __init__(self, kind: str, errors: tuple[str, ...]):
+        self.kind, self.errors = kind, errors
+
+    def __repr__(self) -> str:
+        return f"<invalid {self.kind}: {'; '.join(self.errors)}>"
+
+
+_INTERNAL = frozenset({"pydantic", "copy", "copyreg"})
+
+
+def _internal(frame: Any) -> bool:
+    """Whether `cls.__new__(cls)` was called by a copier rather than by a declaration."""
+    return str(frame.f_globals.get("__name__", "")).split(".")[0] in _INTERNAL
+
+
+class _Part(_Model):
+    """A piece of a declaration. Invalid arguments give an `Invalid` instead of raising at
+    import (which would hide every other problem of services.py behind one pydantic trace)."""
+
+    def __new__(cls, *args: Any, **data: Any) -> Any:
+        instance = super().__new__(cls)
+        if args or (not data and _internal(sys._getframe(1))):
+            return instance  # a copy (pydantic, copy, pickle): filled in by its caller
+        try:
+            cls.__pydantic_validator__.validate_python(data, self_instance=instance)
+        except ValidationError as exc:
+            return Invalid(cls.__name__, tuple(describe(e) for e in exc.errors()))
+        return instance  # validated again by BaseModel.__init__: a custom __init__ would make
+        # pydantic build nested models through __new__, turning errors into Invalid ones
+
+    def __getnewargs__(self) -> tuple[Any, ...]:
+        return (None,)  # unpickling calls __new__ from C: an argument marks it as a copy
+
+
+def invalid_parts(value: Any, where: str) -> Iterator[str]:
+    """Every error of an `Invalid` helper inside a declaration's value, located by field."""
+    if isinstance(value, Invalid):
+        yield from (f"{where}: {value.kind}: {e}" for e in value.errors)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from invalid_parts(item, f"{where}.{key}")
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            yield from invalid_parts(item, f"{where}.{i}")
+
+
+class Image(_Part):
     """A container image. `own` images take registry and tag from the stack settings.
 
     A third-party image also carries what was confirmed about it upstream, next to its pin, so
@@ -75,7 +136,7 @@ def image(ref: str, *, scheme: str | None = None, family: str | None = None,
     return Image(repository=repository, tag=tag, **facts)
 
 
-class Port(_Model):
+class Port(_Part):
     """A port the service listens on. `published` is the host port (None: internal only)."""
 
     container: int
@@ -96,7 +157,7 @@ def internal(number: int, name: str = "http") -> Port:
 # --- symbolic environment values: resolved per target by catalog.resolve -----------------
 
 
-class UrlOf(_Model):
+class UrlOf(_Part):
     """`scheme://<address of service>:<port>path` as seen from inside the target."""
 
     ref: Literal["url"] = "url"
@@ -106,18 +167,18 @@ class UrlOf(_Model):
     path: str = ""
 
 
-class HostOf(_Model):
+class HostOf(_Part):
     ref: Literal["host"] = "host"
     service: str
 
 
-class PortOf(_Model):
+class PortOf(_Part):
     ref: Literal["port"] = "port"
     service: str
     port: str = "http"
 
 
-class PublicUrl(_Model):
+class PublicUrl(_Part):
     """`https://<public hostname>` of a service, for browsers (frontends)."""
 
     ref: Literal["public"] = "public"
@@ -125,18 +186,18 @@ class PublicUrl(_Model):
     path: str = ""
 
 
-class DbUrl(_Model):
+class DbUrl(_Part):
     """The PostgreSQL URL of the declaring service's own database, password as a secret."""
 
     ref: Literal["db"] = "db"
 
 
-class RedisUrl(_Model):
+class RedisUrl(_Part):
     ref: Literal["redis"] = "redis"
     db: int = 0
 
 
-class SecretOf(_Model):
+class SecretOf(_Part):
     """The value of a declared secret, inline."""
 
     ref: Literal["secret"] = "secret"
@@ -185,7 +246,7 @@ def secret(name: str) -> SecretOf:
 # --- the rest of a declaration -----------------------------------------------------------
 
 
-class Need(_Model):
+class Need(_Part):
     """A dependency. Hard: wait until the target is healthy. Lazy: connect later, with retries."""
 
     service: str
@@ -200,7 +261,7 @@ def lazy(service: str) -> Need:
     return Need(service=service, hard=False)
 
 
-class Health(_Model):
+class Health(_Part):
     """One health check; each target maps it to its own mechanism. Times in seconds.
 
     `http` or `tcp` is probed over the network, `cmd` runs inside the container. An image
@@ -240,7 +301,7 @@ def tcp(port: str = "http", *, start_period: int = 30) -> Health:
     return Health(tcp=True, port=port, start_period=start_period)
 
 
-class Volume(_Model):
+class Volume(_Part):
     """A mount. Stateful volumes hold data that must survive every change.
 
     `name` is the Docker volume (`manacore-{service}-data` unless shared by several services,
@@ -258,7 +319,7 @@ class Volume(_Model):
     legacy_dir: str | None = None
 
 
-class HostMount(_Model):
+class HostMount(_Part):
     """A host path bind-mounted into the container. Docker target only: the Kubernetes target
     never assumes a node's file system (SPEC: no hostPath), except for a daemon with
     `host_access` (node-exporter), which reads its node's own file systems there too."""
@@ -269,7 +330,7 @@ class HostMount(_Model):
     arg: str | None = None  # command argument naming the mount, added only where it exists
 
 
-class Public(_Model):
+class Public(_Part):
     """A public hostname `<host>.<domain>` routed through the Cloudflare tunnel.
 
     `access=True` puts it behind a Cloudflare Access application (admin UIs)."""
@@ -282,7 +343,7 @@ class Public(_Model):
     open_paths: tuple[str, ...] = ()
 
 
-class Legacy(_Model):
+class Legacy(_Part):
     """What the service was called before the cleanup, for the migration. `ports` pair with
     the service's ports in order; a merged service (mana-bot) lists all of its forebears',
     containers, ports and volumes in the same order, its own first. Legacy volumes belong to
@@ -375,13 +436,22 @@ class Estate(_Model):
         return next((s for s in self.valid_services if s.id == service_id), None)
 
 
-def service(**fields) -> Service | Broken:
-    """Declare a service; a declaration of the wrong shape is kept as `Broken`, not raised."""
+def _within(loc: tuple[Any, ...], where: str) -> bool:
+    text = ".".join(map(str, loc))
+    return text == where or text.startswith(f"{where}.")
+
+
+def service(**fields: Any) -> Service | Broken:
+    """Declare a service; a declaration of the wrong shape (its own or that of a helper object
+    inside it) is kept as `Broken`, not raised."""
+    parts = [e for key, value in fields.items() for e in invalid_parts(value, key)]
     try:
-        return Service(**fields)
+        if not parts:
+            return Service(**fields)
+        Service(**fields)
     except ValidationError as exc:
-        errors = tuple(
-            f"{'.'.join(str(p) for p in err['loc']) or 'declaration'}: {err['msg']}"
-            for err in exc.errors()
-        )
-        return Broken(id=str(fields.get("id", "<no id>")), errors=errors)
+        # an invalid helper already explains the error pydantic reports at its place
+        located = {e.split(": ", 1)[0] for e in parts}
+        parts += [describe(e) for e in exc.errors()
+                  if not any(_within(e["loc"], p) for p in located)]
+    return Broken(id=str(fields.get("id", "<no id>")), errors=tuple(parts))

@@ -8,6 +8,7 @@ a secret Output in Pulumi).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Literal
 
@@ -41,6 +42,7 @@ from catalog.rules import (
     check,
     container_name,
     dependency_graph,
+    stage_failure,
     volume_name,
 )
 from catalog.schema import LAZY_RETRY_ENV, NAMESPACES, STARTUP_CLASSES
@@ -58,6 +60,15 @@ class SecretRef(_Frozen):
     secret: str
 
 
+# A secret written into a URL is spelt as it is on every target: Compose's ${X} and
+# Kubernetes' $(X) interpolate values verbatim and cannot percent-encode them. So such a secret
+# holds RFC 3986 unreserved characters only (what never needs encoding); generated ones are
+# letters and digits, and a value set by hand is checked wherever the program sees it.
+URL_SAFE = re.compile(r"^[A-Za-z0-9._~-]*$")  # fullmatch: `$` alone allows a "\n"
+URL_SAFE_TEXT = "letters, digits and - . _ ~ only"
+_USERINFO = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s/@\"']*$")  # text ends inside userinfo
+
+
 class Template(_Frozen):
     """An env value: literal text and secret references, in order."""
 
@@ -66,6 +77,14 @@ class Template(_Frozen):
     @property
     def secrets(self) -> tuple[str, ...]:
         return tuple(p.secret for p in self.parts if isinstance(p, SecretRef))
+
+    @property
+    def secrets_in_urls(self) -> tuple[str, ...]:
+        """Secrets written into a URL (`postgresql://db:<secret>@…`): their values must be
+        URL-safe (see URL_SAFE)."""
+        return tuple(p.secret for before, p in zip(("", *self.parts), self.parts, strict=False)
+                     if isinstance(p, SecretRef) and isinstance(before, str)
+                     and _USERINFO.search(before))
 
     @property
     def plain(self) -> str | None:
@@ -225,6 +244,13 @@ class ResolvedEstate(_Frozen):
     def containers(self) -> tuple[ResolvedService, ...]:
         return tuple(s for s in self.services if not s.native)
 
+    @property
+    def url_secrets(self) -> tuple[str, ...]:
+        """Secrets some service writes into a URL (database and Redis passwords)."""
+        return tuple(sorted({n for s in self.services
+                             for t in (*s.env.values(), *(f.content for f in s.files))
+                             for n in t.secrets_in_urls}))
+
 
 def _hostname(public: Public, settings: StackSettings) -> str:
     """The one place a public hostname is spelt: `<host>.<domain>`."""
@@ -336,7 +362,7 @@ def _check_migrated(services: list[ResolvedService], settings: StackSettings) ->
     unknown = sorted(set(settings.migrated_volumes) - set(movable))
     if unknown:
         raise EstateError([Violation("settings", "migrated-volumes", f"stack {settings.stack}: "
-                                     f"{name} is not a volume with legacy data here; known: "
+                                     f"{name!r} is not a volume with legacy data here; known: "
                                      f"{', '.join(movable) or 'none'}") for name in unknown])
 
 
@@ -411,8 +437,15 @@ def resolve(estate: Estate, settings: StackSettings) -> ResolvedEstate:
     check(estate, settings)
     services = [s for s in estate.valid_services if runs_on(s, settings.target)]
     tier = tiers(estate, services)
-    resolved = sorted((_resolve_service(s, tier[s.id], estate, settings) for s in services),
-                      key=lambda r: (r.tier, r.id))
+    resolved, failed = [], []
+    for svc in services:
+        try:
+            resolved.append(_resolve_service(svc, tier[svc.id], estate, settings))
+        except Exception as exc:  # an estate the rules let through must not end in a traceback
+            failed.append(stage_failure(svc.id, "resolve", exc))
+    if failed:
+        raise EstateError(failed)
+    resolved.sort(key=lambda r: (r.tier, r.id))
     _check_migrated(resolved, settings)
     databases = tuple(Database(name=s.database, owner=s.id,
                                password_secret=database_secret(s.database))

@@ -94,7 +94,7 @@ def _naming(estate: Estate, _settings) -> Iterator[Violation]:
         if count > 1:
             yield Violation(sid, "naming", f"id declared {count} times; ids must be unique")
     for s in estate.valid_services:
-        if not _LABEL.match(s.id):
+        if not _LABEL.fullmatch(s.id):
             yield Violation(s.id, "naming", "id must be lowercase letters, digits and '-', "
                             "starting with a letter (it becomes a DNS name)")
         name = container_name(s)
@@ -105,7 +105,7 @@ def _naming(estate: Estate, _settings) -> Iterator[Violation]:
         for dup in sorted({n for n in names if names.count(n) > 1}):
             yield Violation(s.id, "naming", f"port name {dup!r} used twice; name ports uniquely")
         for p in s.ports:
-            if not _LABEL.match(p.name) or len(p.name) > 15:
+            if not _LABEL.fullmatch(p.name) or len(p.name) > 15:
                 yield Violation(s.id, "naming", f"port name {p.name!r} must be a lowercase label "
                                 "of at most 15 characters (Kubernetes port names)")
 
@@ -127,8 +127,8 @@ def _volume_naming(estate: Estate, _settings) -> Iterator[Violation]:
                 continue
             shared = len(set(users[v.name])) > 1
             own = v.name == volume_name(s) or (
-                v.name.startswith(f"manacore-{s.id}-") and _VOLUME.match(v.name))
-            if not _VOLUME.match(v.name) or not (own or shared):
+                v.name.startswith(f"manacore-{s.id}-") and _VOLUME.fullmatch(v.name))
+            if not _VOLUME.fullmatch(v.name) or not (own or shared):
                 yield Violation(s.id, "volume-naming", f"volume {v.name} must be named "
                                 f"{volume_name(s)} (or manacore-{s.id}-<what>-data, or "
                                 "manacore-<group>-data when several services share it)")
@@ -174,20 +174,26 @@ def _port_unique(estate: Estate, _settings) -> Iterator[Violation]:
 
 
 @rule("hostname-unique")
-def _hostnames(estate: Estate, _settings) -> Iterator[Violation]:
+def _hostnames(estate: Estate, settings: StackSettings | None) -> Iterator[Violation]:
     owners: dict[str, list[str]] = defaultdict(list)
     for s in estate.valid_services:
         if s.public is None:
             continue
         owners[s.public.host].append(s.id)
-        if not _LABEL.match(s.public.host.replace(".", "-")):
+        if not _LABEL.fullmatch(s.public.host.replace(".", "-")):
             yield Violation(s.id, "hostname-unique", f"public host {s.public.host!r} must be a "
                             "lowercase DNS name below the stack's domain")
+        elif settings is not None and (s.public.host == settings.domain or
+                                       s.public.host.endswith(f".{settings.domain}")):
+            below = s.public.host.removesuffix(settings.domain).rstrip(".") or "<name>"
+            yield Violation(s.id, "hostname-unique", f"public host {s.public.host!r} already "
+                            f"ends in the domain {settings.domain}, which is added to it; write "
+                            f"host={below!r}")
         for path in s.public.open_paths:
             if not s.public.access:
                 yield Violation(s.id, "hostname-unique", f"open path {path} needs access=True: "
                                 "it opens a path of an Access-guarded host, nothing else")
-            if not re.match(r"^/[A-Za-z0-9._~/-]*$", path) or path == "/":
+            if not re.fullmatch(r"/[A-Za-z0-9._~/-]*", path) or path == "/":
                 yield Violation(s.id, "hostname-unique", f"open path {path!r} must be a plain "
                                 "path below the root, like /api/send")
         if s.port(s.public.port) is None:
@@ -382,6 +388,10 @@ def _secrets(estate: Estate, _settings) -> Iterator[Violation]:
     declared = {x.name for x in estate.secrets} | {
         database_secret(role) for s in estate.valid_services
         for role in (s.database, s.pg_monitor) if role}
+    for x in estate.secrets:
+        if not _ENV_KEY.fullmatch(x.name):
+            yield Violation("secrets", "secrets", f"declared secret {x.name!r} must be "
+                            "UPPER_SNAKE_CASE (it is an environment variable and a config key)")
     for s in estate.valid_services:
         named = list(s.secrets) + [v.name for v in (*s.env.values(), *(s.command or ()))
                                    if isinstance(v, SecretOf)]
@@ -389,7 +399,7 @@ def _secrets(estate: Estate, _settings) -> Iterator[Violation]:
             if name not in declared:
                 yield Violation(s.id, "secrets", f"secret {name} is not declared in SECRETS")
         for key in list(s.env) + list(s.secrets):
-            if not _ENV_KEY.match(key):
+            if not _ENV_KEY.fullmatch(key):
                 yield Violation(s.id, "secrets", f"env name {key!r} must be UPPER_SNAKE_CASE")
         clash = set(s.env) & set(s.secrets)
         for key in sorted(clash):
@@ -418,7 +428,7 @@ def _database(estate: Estate, _settings) -> Iterator[Violation]:
         needed = {n.service for n in s.needs}
         if s.database:
             owners[s.database].append(s.id)
-            if not re.match(r"^[a-z][a-z0-9_]*$", s.database):
+            if not re.fullmatch(r"[a-z][a-z0-9_]*", s.database):
                 yield Violation(s.id, "database", f"database name {s.database!r} must be a "
                                 "lowercase SQL identifier")
             if "postgres" not in needed:
@@ -441,6 +451,24 @@ def _database(estate: Estate, _settings) -> Iterator[Violation]:
             for sid in ids:
                 yield Violation(sid, "database", f"role {name} is also claimed by "
                                 f"{', '.join(i for i in ids if i != sid)}; one service each")
+
+
+def unknown_secrets(estate: Estate, stack: str, names: list[str]) -> list[Violation]:
+    """Secrets a stack file sets that the estate does not know: a typo leaves the real one
+    unset, or silently generated."""
+    known = {x.name for x in estate.secrets} | {
+        database_secret(s.database) for s in estate.valid_services if s.database}
+    return [Violation("settings", "secrets", f"stack {stack}: {name} is set but is no secret "
+                      "of the estate; check its spelling (known: see README, Secrets)")
+            for name in names if name not in known]
+
+
+def stage_failure(service: str, stage: str, exc: Exception) -> Violation:
+    """A stage after the rules (resolution, a generated file, an export) failed on an estate the
+    rules let through: reported like a violation, never as a traceback."""
+    detail = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+    return Violation(service, stage, f"{type(exc).__name__}: {detail} (the declaration passes "
+                     "the rules but breaks this step; fix it in services.py)")
 
 
 def validate(estate: Estate, settings: StackSettings | None = None) -> list[Violation]:

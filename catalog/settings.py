@@ -7,14 +7,16 @@ secret's own name (`manacore:GEMINI_API_KEY`) and are only ever referenced.
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
-from pydantic.alias_generators import to_camel
+from pydantic.alias_generators import to_camel, to_snake
 
 from catalog.model import Target
 from catalog.units import parse_memory
@@ -25,11 +27,36 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 class SettingsError(Exception):
-    """Stack settings that cannot be used; `problems` lists every one of them."""
+    """Stack settings that cannot be used; `problems` lists every one of them. `unreadable`:
+    the stack file itself cannot be read (the CLI exits 2, not 1)."""
 
-    def __init__(self, stack: str, problems: list[str]):
-        self.stack, self.problems = stack, problems
+    def __init__(self, stack: str, problems: list[str], *, unreadable: bool = False):
+        self.stack, self.problems, self.unreadable = stack, problems, unreadable
         super().__init__(f"stack {stack}: " + "; ".join(problems))
+
+
+# What each free-text setting may hold (checked here, so a typo never surfaces later as
+# dozens of misleading violations of the rules that use it).
+_DNS_LABEL = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
+DOMAIN = re.compile(rf"^(?=.{{1,253}}$)({_DNS_LABEL}\.)+[a-z]([a-z0-9-]{{0,61}}[a-z0-9])?$")
+HOSTNAME = re.compile(rf"^(?=.{{1,253}}$){_DNS_LABEL}(\.{_DNS_LABEL})*$")
+REGISTRY = re.compile(r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]+)?"
+                      r"(/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*$")
+TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+DOCKER_HOST = re.compile(r"^(unix|ssh|tcp|npipe)://\S+$")
+NETWORK = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+CLOUDFLARE_ID = re.compile(r"^[0-9a-f]{32}$")
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+SECRET_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
+
+
+def _matches(pattern: re.Pattern[str], what: str) -> Callable[[str], str]:
+    def check(value: str) -> str:
+        if not pattern.fullmatch(value):
+            raise ValueError(f"{value!r} is not {what}")
+        return value
+
+    return check
 
 
 class StackSettings(BaseModel):
@@ -65,7 +92,42 @@ class StackSettings(BaseModel):
     @field_validator("memory_budget")
     @classmethod
     def _memory(cls, value: str) -> str:
-        parse_memory(value)
+        if parse_memory(value) <= 0:
+            raise ValueError(f"{value!r} leaves no memory for the estate")
+        return value
+
+    _domain = field_validator("domain")(_matches(
+        DOMAIN, "a lowercase DNS domain like mana.how (no scheme, port, path or spaces)"))
+    _registry = field_validator("registry")(_matches(
+        REGISTRY, "an image registry path like ghcr.io/manacore (lowercase, no spaces)"))
+    _tag = field_validator("tag")(_matches(
+        TAG, "an image tag like 2026.11.0 (letters, digits, '_', '.', '-')"))
+    _docker_host = field_validator("docker_host")(_matches(
+        DOCKER_HOST, "a Docker host like unix:///var/run/docker.sock or ssh://user@macmini"))
+    _storage_class = field_validator("storage_class")(_matches(
+        HOSTNAME, "a Kubernetes storage class name like local-path"))
+    _network = field_validator("network")(_matches(NETWORK, "a Docker network name"))
+    _cloudflare = field_validator("cloudflare_account_id", "cloudflare_zone_id")(_matches(
+        CLOUDFLARE_ID, "a Cloudflare id (32 hexadecimal digits)"))
+
+    @field_validator("native_host")
+    @classmethod
+    def _native_host(cls, value: str) -> str:
+        """A host name or an IP address: no scheme, no port (each target adds its own)."""
+        try:
+            ipaddress.ip_address(value)
+        except ValueError:
+            if not HOSTNAME.fullmatch(value.lower()):
+                raise ValueError(f"{value!r} is not a host name or IP address like host."
+                                 "docker.internal or 100.64.0.10 (no scheme, no port)") from None
+        return value
+
+    @field_validator("access_emails")
+    @classmethod
+    def _emails(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        bad = [e for e in value if not EMAIL.fullmatch(e)]
+        if bad:
+            raise ValueError(f"not e-mail addresses: {', '.join(map(repr, bad))}")
         return value
 
     @property
@@ -73,20 +135,50 @@ class StackSettings(BaseModel):
         return parse_memory(self.memory_budget)
 
 
+def _is_secure(value: Any) -> bool:
+    return isinstance(value, dict) and "secure" in value
+
+
 def _is_secret_key(name: str, value: Any) -> bool:
-    return name.isupper() or (isinstance(value, dict) and "secure" in value)
+    return name.isupper() or _is_secure(value)
+
+
+def _secret_problems(values: dict[str, Any]) -> list[str]:
+    """A secret is an encrypted value under its UPPER_SNAKE_CASE name, nothing else."""
+    problems = []
+    for key, value in values.items():
+        if not _is_secret_key(key, value):
+            continue
+        if not _is_secure(value):
+            problems.append(f"{key}: a secret must not be written in plain text into the stack "
+                            f"file; delete it there and run: pulumi config set --secret {key} "
+                            "<value>")
+        elif not SECRET_NAME.fullmatch(key):
+            problems.append(f"{key}: secret names are UPPER_SNAKE_CASE; set it as "
+                            f"{re.sub(r'[^A-Z0-9]+', '_', to_snake(key).upper())} instead")
+    return problems
+
+
+def _message(error: Any) -> str:
+    where = ".".join(str(p) for p in error["loc"])
+    if error["type"] == "extra_forbidden":
+        known = ", ".join(f.alias or n for n, f in StackSettings.model_fields.items()
+                          if n != "stack")
+        return f"{where}: unknown setting; known: {known}"
+    return f"{where}: {error['msg'].removeprefix('Value error, ')}"
 
 
 def settings_from_values(stack: str, values: dict[str, Any]) -> StackSettings:
     """Validate raw `manacore:*` values (keys without the namespace)."""
     fields = {k: v for k, v in values.items() if not _is_secret_key(k, v)}
+    problems = _secret_problems(values)
     try:
-        return StackSettings.model_validate({"stack": stack, **fields})
+        settings = StackSettings.model_validate({"stack": stack, **fields})
     except ValidationError as exc:
-        problems = [
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
-        ]
-        raise SettingsError(stack, problems) from None
+        raise SettingsError(stack, [*map(_message, exc.errors()), *problems]) from None
+    if problems:
+        raise SettingsError(stack, problems)
+    return settings
 
 
 def stack_dir() -> Path:
@@ -102,15 +194,73 @@ def stack_file(stack: str) -> Path:
     return stack_dir() / f"Pulumi.{stack}.yaml"
 
 
-def load_settings(stack: str) -> StackSettings:
-    """Settings from `Pulumi.<stack>.yaml`, as the Pulumi CLI would hand them to the program."""
+def _unreadable(stack: str, problem: str) -> SettingsError:
+    return SettingsError(stack, [problem], unreadable=True)
+
+
+def read_config(stack: str) -> dict[str, Any]:
+    """The `config:` mapping of `Pulumi.<stack>.yaml`; SettingsError(unreadable) says why a
+    file cannot be used, never a traceback."""
     path = stack_file(stack)
     if not path.exists():
-        raise SettingsError(stack, [f"no {path}; known stacks: {', '.join(known_stacks())}"])
-    config = (yaml.safe_load(path.read_text()) or {}).get("config") or {}
+        known = ", ".join(known_stacks()) or f"none in {stack_dir()}"
+        raise _unreadable(stack, f"no {path}; known stacks: {known}")
+    if not path.is_file():
+        raise _unreadable(stack, f"{path} is not a file")
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise _unreadable(stack, f"{path} cannot be read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise _unreadable(stack, f"{path} is not UTF-8 text") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise _unreadable(stack, f"{path} is not valid YAML{where}: {problem}") from None
+    if document is None:
+        document = {}
+    if not isinstance(document, dict):
+        raise _unreadable(stack, f"{path} must be a mapping with a config: key, not "
+                          f"{_kind(document)}")
+    config = document.get("config") or {}
+    if not isinstance(config, dict):
+        raise _unreadable(stack, f"{path}: config: must be a mapping of settings "
+                          f"(manacore:domain: …), not {_kind(config)}")
+    return config
+
+
+def _kind(value: Any) -> str:
+    return {list: "a list", str: "a string", bytes: "binary data"}.get(
+        type(value), f"a {type(value).__name__}")
+
+
+def load_settings(stack: str) -> StackSettings:
+    """Settings from `Pulumi.<stack>.yaml`, as the Pulumi CLI would hand them to the program."""
     prefix = f"{PROJECT}:"
-    values = {k[len(prefix):]: v for k, v in config.items() if k.startswith(prefix)}
-    return settings_from_values(stack, values)
+    values: dict[str, Any] = {}
+    problems: list[str] = []
+    for key, value in read_config(stack).items():
+        key = str(key)
+        if key.startswith(prefix):
+            values[key[len(prefix):]] = value
+        elif ":" not in key:
+            problems.append(f"{key}: a config key needs its namespace, e.g. {prefix}{key}")
+    try:
+        settings = settings_from_values(stack, values)
+    except SettingsError as exc:
+        raise SettingsError(stack, [*exc.problems, *problems]) from None
+    if problems:
+        raise SettingsError(stack, problems)
+    return settings
+
+
+def secret_keys(stack: str) -> list[str]:
+    """The secrets `Pulumi.<stack>.yaml` sets (names without the namespace)."""
+    prefix = f"{PROJECT}:"
+    names = {str(k).removeprefix(prefix): v for k, v in read_config(stack).items()
+             if str(k).startswith(prefix)}
+    return [k for k, v in names.items() if _is_secure(v) and SECRET_NAME.fullmatch(k)]
 
 
 def settings_from_config(stack: str, get: Callable[[str], str | None]) -> StackSettings:

@@ -7,12 +7,24 @@ import pulumi
 import pulumi_random as random
 
 from catalog.model import ED25519_KEY_ID, Secret
-from catalog.resolve import ResolvedEstate
+from catalog.resolve import URL_SAFE, URL_SAFE_TEXT, ResolvedEstate
 from catalog.settings import PROJECT
 
 
 class MissingSecrets(pulumi.RunError):
-    pass
+    """Secrets missing or unusable on this stack; raised before anything is registered."""
+
+
+def unsafe_in_urls(estate: ResolvedEstate) -> list[str]:
+    """Secrets set by hand that a URL cannot carry verbatim (names only, never a value)."""
+    unsafe = []
+    for name in estate.url_secrets:
+        raw = pulumi.runtime.get_config(f"{PROJECT}:{name}")  # plain text only to check it
+        if raw is not None and not URL_SAFE.fullmatch(raw):
+            unsafe.append(f"  {name}: goes into a URL (DATABASE_URL, REDIS_URL …) verbatim on "
+                          f"every target, so it may hold {URL_SAFE_TEXT}; set a new value: "
+                          f"pulumi config set --secret {name} \"$(openssl rand -hex 32)\"")
+    return unsafe
 
 
 def generated(secret: Secret, opts: pulumi.ResourceOptions) -> pulumi.Output[str]:
@@ -35,11 +47,13 @@ class SecretStore(pulumi.ComponentResource):
         given = {s.name: (provided or {}).get(s.name) or config.get_secret(s.name)
                  for s in estate.secrets}
         missing = [s for s in estate.secrets if given[s.name] is None and not s.generate]
-        if missing:  # checked before anything is registered: nothing is half-applied
-            raise MissingSecrets("secrets not set on this stack (nothing was created):\n" +
-                                 "\n".join(f"  {s.name}: {s.description} → "
-                                           f"pulumi config set --secret {s.name} <value>"
-                                           for s in missing))
+        unsafe = unsafe_in_urls(estate)
+        if missing or unsafe:  # checked before anything is registered: nothing is half-applied
+            raise MissingSecrets("secrets not set or not usable on this stack (nothing was "
+                                 "created):\n" +
+                                 "\n".join([*(f"  {s.name}: {s.description} → "
+                                               f"pulumi config set --secret {s.name} <value>"
+                                               for s in missing), *unsafe]))
         provider = random.Provider("random", opts=pulumi.ResourceOptions(parent=self))
         self._values: dict[str, pulumi.Output[str]] = {}
         for secret in estate.secrets:

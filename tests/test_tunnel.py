@@ -15,6 +15,8 @@ from typer.testing import CliRunner
 
 import cli
 import components.program as program
+import components.tunnel as tunnel_component
+import exports.tunnel as tunnel_module
 from catalog.load import load_estate, load_stack
 from catalog.resolve import ResolvedEstate
 from catalog.rules import EstateError
@@ -365,11 +367,22 @@ def test_settings_problems_stop_the_program(config, secrets, fragment,
     assert any(fragment in str(v) for v in error.violations), error.violations
 
 
+def test_a_domain_with_a_port_stops_the_program_before_any_resource(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # a port in manacore:domain would put a port into every public hostname: a bad setting
+    run = fake_run("k3s", monkeypatch, raise_errors=False,
+                   config={**MANAGED, "domain": "mana.how:8443"}, secrets=MANAGED_SECRETS)
+    assert run.registrations == []
+    assert "domain: 'mana.how:8443' is not a lowercase DNS domain" in str(run.error)
+
+
 def test_a_broken_rule_stops_the_program_before_any_resource(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    # a port in manacore:domain puts a port into every public hostname
-    error = failing("k3s", monkeypatch, config={**MANAGED, "domain": "mana.how:8443"},
-                    secrets=MANAGED_SECRETS)
+    # a tunnel rule cloudflared refuses (a port in the hostname) stops the tunnel component
+    monkeypatch.setattr(tunnel_component, "ingress_rules", lambda estate: [
+        r.model_copy(update={"hostname": f"{r.hostname}:8443"}) if r.hostname else r
+        for r in ingress_rules(estate)])
+    error = failing("k3s", monkeypatch, config=MANAGED, secrets=MANAGED_SECRETS)
     public = {s.id for s in resolved("k3s").services if s.public}
     assert {v.service for v in error.violations if v.rule == "tunnel-hostname"} == public
     assert "n8n: tunnel-hostname: rule #" in str(error)
@@ -384,7 +397,8 @@ def stack_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-def test_cli_renders_and_validate_reports_broken_rules(stack_dir: Path, tmp_path: Path) -> None:
+def test_cli_renders_and_validate_reports_broken_rules(stack_dir: Path, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     out = tmp_path / "out"
     done = CliRunner().invoke(cli.app, ["render", "tunnel", "--stack", "k3s", "--out", str(out)])
     assert done.exit_code == 0, done.output
@@ -392,6 +406,15 @@ def test_cli_renders_and_validate_reports_broken_rules(stack_dir: Path, tmp_path
         "service": CATCH_ALL}
     path = stack_dir / "Pulumi.macmini.yaml"
     path.write_text(path.read_text().replace("domain: mana.how", "domain: mana.how:8443"))
+    checked = CliRunner().invoke(cli.app, ["validate"])  # a port in the domain: a bad setting
+    assert checked.exit_code == 1
+    assert "settings: stack macmini: domain: 'mana.how:8443' is not" in checked.output
+    path.write_text(path.read_text().replace("domain: mana.how:8443", "domain: mana.how"))
+    # rules cloudflared refuses (a port in each hostname) on the macmini stack only
+    real = tunnel_module.ingress_rules
+    monkeypatch.setattr(tunnel_module, "ingress_rules", lambda estate: [
+        r.model_copy(update={"hostname": f"{r.hostname}:8443"})
+        if r.hostname and estate.settings.stack == "macmini" else r for r in real(estate)])
     checked = CliRunner().invoke(cli.app, ["validate"])
     assert checked.exit_code == 1
     assert "grafana: tunnel-hostname: rule #" in checked.output

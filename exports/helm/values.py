@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from catalog.resolve import ResolvedEstate, ResolvedService
+from catalog.resolve import URL_SAFE, ResolvedEstate, ResolvedService
 from exports.kubernetes import WAIT_IMAGE, namespaces, plain_env, resources
 
 
@@ -90,9 +90,13 @@ def model(estate: ResolvedEstate) -> type[BaseModel]:
     services = create_model(  # type: ignore[call-overload]
         "Services", __config__=ConfigDict(extra="forbid"),
         **{key(s.id): (Native if s.native else Workload, ...) for s in estate.services})
+    in_urls = set(estate.url_secrets)
     secrets = create_model(  # type: ignore[call-overload]
         "Secrets", __config__=ConfigDict(extra="forbid"),
-        **{x.name: (str, Field("", description=x.description)) for x in estate.secrets})
+        **{x.name: (str, Field("", description=x.description,
+                               # verbatim in a URL on Kubernetes too ($(NAME) expansion)
+                               pattern=URL_SAFE.pattern if x.name in in_urls else None))
+           for x in estate.secrets})
     return create_model(  # type: ignore[call-overload]
         "Values", __config__=ConfigDict(extra="forbid"),
         namespaces=(Namespaces, ...), networkPolicy=(NetworkPolicy, NetworkPolicy()),
