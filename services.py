@@ -335,7 +335,10 @@ MATRIX = [
         image=image("matrixdotorg/synapse:v1.157.1", scheme="v-semver", family="debian",
                     tools=("curl", "python"),
                     confirmed="https://github.com/element-hq/synapse/blob/v1.157.1/docker/"
-                    "Dockerfile (/start.py, SYNAPSE_CONFIG_PATH, curl for its HEALTHCHECK)",
+                    "Dockerfile (/start.py, SYNAPSE_CONFIG_PATH, curl for its HEALTHCHECK) and "
+                    "docker/start.py (run mode: as root, gosu 991:991; /data is not chowned, so "
+                    "a fresh volume fails with PermissionError on /data/media_store)",
+                    runs_as="991:991",
                     arm64="https://github.com/element-hq/synapse/blob/v1.157.1/.github/"
                     "workflows/docker.yml (platform linux/arm64)"),
         ports=[port(4000, container=8008), port(4001, "metrics", container=9002)],

@@ -105,7 +105,9 @@ class Image(_Part):
     project publishes (catalog/images.py), the `family` of its base (which shell and probe tools
     it has), the `tools` it adds, the `writes` it makes at run time outside its volumes (a
     read-only root needs them writable), where its contract (entrypoint, user, paths, tools) was
-    `confirmed`, and where its `arm64` variant was (the Mac Mini is an M4)."""
+    `confirmed`, and where its `arm64` variant was (the Mac Mini is an M4). `runs_as` is the
+    `uid:gid` its entrypoint steps down to when started as root: a fresh Docker volume (owned
+    by root) must be handed to that user before the server starts."""
 
     repository: str
     tag: str | None = None
@@ -116,6 +118,7 @@ class Image(_Part):
     writes: tuple[str, ...] = ()
     confirmed: str = ""
     arm64: str = ""
+    runs_as: str | None = Field(default=None, pattern=r"^[0-9]+:[0-9]+$")
 
 
 def own(name: str) -> Image:
@@ -125,11 +128,11 @@ def own(name: str) -> Image:
 
 def image(ref: str, *, scheme: str | None = None, family: str | None = None,
           tools: tuple[str, ...] = (), writes: tuple[str, ...] = (), confirmed: str = "",
-          arm64: str = "") -> Image:
+          arm64: str = "", runs_as: str | None = None) -> Image:
     """A third-party image written as `repository:tag` (the tag must be pinned), with the facts
     confirmed upstream (see `Image`)."""
     facts = {"scheme": scheme, "family": family, "tools": tools, "writes": writes,
-             "confirmed": confirmed, "arm64": arm64}
+             "confirmed": confirmed, "arm64": arm64, "runs_as": runs_as}
     repository, sep, tag = ref.rpartition(":")
     if not sep or "/" in tag:
         return Image(repository=ref, **facts)

@@ -130,6 +130,9 @@ class ResolvedVolume(_Frozen):
     legacy: tuple[str, ...] = ()  # legacy Docker volumes whose data belongs here, own first
     sources: tuple[LegacySource, ...] = ()  # the same, with where each one's data goes
     migrated: bool = True  # False: the data still lives in the legacy volume `name`
+    # `uid:gid` to hand a managed volume to before its service starts (the image's `runs_as`);
+    # never set on a legacy volume, which is read as it is
+    owner: str | None = None
 
 
 class ResolvedFile(_Frozen):
@@ -189,6 +192,7 @@ class ResolvedService(_Frozen):
     tier: int  # startup tier from the dependency graph (native services: 0, always there)
     workload: Literal["service", "daemon"]
     replicas: int  # Kubernetes only
+    runs_as: str | None = None  # uid:gid the image's entrypoint steps down to (Image.runs_as)
     files: tuple[ResolvedFile, ...] = ()  # generated configuration files
     host_mounts: tuple[HostMount, ...] = ()  # host bind mounts (Kubernetes: host_access only)
     host_access: bool = False  # Kubernetes: host network and PID namespaces (node-exporter)
@@ -349,10 +353,11 @@ def _volumes(svc: Service, settings: StackSettings) -> tuple[ResolvedVolume, ...
             (sources[0].volume, _dir(v.path, v.legacy_dir) if v.legacy_dir else v.path, None)
         if not path.startswith("/"):
             path = "/" + path
+        runs_as = svc.image.runs_as if svc.image and v.stateful and migrated else None
         out.append(ResolvedVolume(name=name, final=final, claim=claim, path=path,
                                   subpath=subpath, stateful=v.stateful, size=v.size,
                                   shared=shared, legacy=legacy, sources=sources,
-                                  migrated=migrated))
+                                  migrated=migrated, owner=runs_as))
     return tuple(out)
 
 
@@ -398,6 +403,7 @@ def _resolve_service(svc: Service, tier: int, estate: Estate,
                     for p in svc.ports),
         env=dict(sorted(env.items())), secrets=tuple(sorted(secrets)), database=svc.database,
         pg_monitor=svc.pg_monitor,
+        runs_as=svc.image.runs_as if svc.image else None,
         volumes=_volumes(svc, settings), hard=tuple(n.service for n in svc.needs if n.hard),
         lazy=lazy,
         health=svc.health, memory=parse_memory(svc.memory) if svc.memory else None,

@@ -49,7 +49,7 @@ class DockerAdapter:
         self.inits: dict[str, docker.Container] = {}
         self.containers: dict[str, docker.Container] = {}
         self._waited = waited_on(estate)
-        self._init_paths = volume_inits(estate)
+        self._inits = volume_inits(estate)
         self._stateful = {v.final for s in estate.containers for v in s.volumes if v.stateful}
 
     def _opts(self, parent: pulumi.Resource, **extra: Any) -> pulumi.ResourceOptions:
@@ -155,7 +155,7 @@ class DockerAdapter:
             self.volumes[name] = docker.Volume(
                 name, name=name,
                 opts=self._opts(parent, protect=stateful, retain_on_delete=stateful))
-            if name in self._init_paths:
+            if name in self._inits:
                 self.inits[name] = self._volume_init(name, parent)
         return self.volumes[name]
 
@@ -175,7 +175,7 @@ class DockerAdapter:
                                    keep_locally=True, opts=self._opts(parent))
         return docker.Container(
             volume_init_name(name), name=volume_init_name(name), image=image.image_id,
-            command=volume_init_command(self._init_paths[name]), attach=True, must_run=False,
+            command=volume_init_command(self._inits[name]), attach=True, must_run=False,
             restart="no", memory=VOLUME_INIT_MEMORY_MB, network_mode="none",
             labels=[docker.ContainerLabelArgs(label="manacore.volume-init", value=name)],
             mounts=[docker.ContainerMountArgs(type="volume", source=self.volumes[name].name,

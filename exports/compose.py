@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import shlex
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 
@@ -20,6 +20,7 @@ from catalog.resolve import (
     ResolvedEstate,
     ResolvedFile,
     ResolvedService,
+    ResolvedVolume,
     Template,
 )
 from catalog.rules import EstateError, Violation
@@ -103,14 +104,35 @@ def uses_host_gateway(svc: ResolvedService, estate: ResolvedEstate) -> bool:
             and any(d in natives for d in (*svc.hard, *svc.lazy)))
 
 
-def volume_inits(estate: ResolvedEstate) -> dict[str, tuple[str, ...]]:
-    """Shared volumes → the subpaths to create in them before any consumer starts."""
-    inits: dict[str, set[str]] = {}
+class VolumeInit(NamedTuple):
+    """What a volume needs before any consumer starts: the subpaths of a shared volume to
+    create (Docker mounts a `subpath` only if it exists), and the directories to hand to the
+    user an image steps down to (a fresh volume is root's)."""
+
+    subpaths: tuple[str, ...] = ()
+    owners: tuple[tuple[str, str], ...] = ()  # (directory in the volume, uid:gid)
+
+
+def _needs_init(v: ResolvedVolume) -> bool:
+    return bool(v.subpath or v.owner)
+
+
+def volume_inits(estate: ResolvedEstate) -> dict[str, VolumeInit]:
+    """Volumes → what to prepare in them before any consumer starts."""
+    subpaths: dict[str, set[str]] = {}
+    owners: dict[str, set[tuple[str, str]]] = {}
     for svc in estate.containers:
         for v in svc.volumes:
+            if not _needs_init(v):
+                continue
+            subpaths.setdefault(v.name, set())
+            owners.setdefault(v.name, set())
             if v.subpath:
-                inits.setdefault(v.name, set()).add(v.subpath)
-    return {name: tuple(sorted(paths)) for name, paths in sorted(inits.items())}
+                subpaths[v.name].add(v.subpath)
+            if v.owner:
+                owners[v.name].add((v.subpath or "", v.owner))
+    return {name: VolumeInit(tuple(sorted(subpaths[name])), tuple(sorted(owners[name])))
+            for name in sorted(subpaths)}
 
 
 def volume_init_name(volume: str) -> str:
@@ -118,13 +140,21 @@ def volume_init_name(volume: str) -> str:
     return f"{volume}-init"
 
 
-def volume_init_command(subpaths: tuple[str, ...]) -> list[str]:
-    return ["mkdir", "-p", *(f"{VOLUME_INIT_MOUNT}/{p}" for p in subpaths)]
+def volume_init_command(init: VolumeInit) -> list[str]:
+    """mkdir the subpaths, then chown each owned directory itself (never recursively: the data
+    in it stays as it is)."""
+    dirs = [f"{VOLUME_INIT_MOUNT}/{p}".rstrip("/") for p in init.subpaths]
+    steps = [["mkdir", "-p", *dirs]] if dirs else []
+    steps += [["chown", owner, f"{VOLUME_INIT_MOUNT}/{d}".rstrip("/")]
+              for d, owner in init.owners]
+    if len(steps) == 1:
+        return steps[0]
+    return ["sh", "-c", " && ".join(shlex.join(step) for step in steps)]
 
 
 def inits_needed(svc: ResolvedService) -> list[str]:
     """Volumes whose init must have run before `svc` starts."""
-    return sorted({v.name for v in svc.volumes if v.subpath})
+    return sorted({v.name for v in svc.volumes if _needs_init(v)})
 
 
 def file_key(svc: ResolvedService, file: ResolvedFile) -> str:
@@ -197,9 +227,9 @@ def _init_key(volume: str) -> str:
     return volume_init_name(volume).removeprefix(f"{PROJECT}-")
 
 
-def _init_service(volume: str, subpaths: tuple[str, ...]) -> dict[str, Any]:
+def _init_service(volume: str, init: VolumeInit) -> dict[str, Any]:
     return {"container_name": volume_init_name(volume), "image": VOLUME_INIT_IMAGE,
-            "command": volume_init_command(subpaths), "restart": "no",
+            "command": volume_init_command(init), "restart": "no",
             "deploy": {"resources": {"limits": {"memory": f"{VOLUME_INIT_MEMORY_MB}m"}}},
             "volumes": [{"type": "volume", "source": volume, "target": VOLUME_INIT_MOUNT}],
             "network_mode": "none", "labels": {"manacore.volume-init": volume}}

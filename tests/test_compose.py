@@ -365,3 +365,21 @@ def test_env_example_names_generated_and_provided_secrets(
     text = env_example(macmini_estate)
     assert "# Google Gemini API key (NutriPhi) (from its service)\nGEMINI_API_KEY=\n" in text
     assert "# PostgreSQL superuser password (generate)\nPOSTGRES_PASSWORD=\n" in text
+
+
+def test_a_fresh_volume_is_handed_to_the_user_its_image_steps_down_to() -> None:
+    """Synapse's entrypoint runs it as 991:991 and never chowns /data in run mode: a managed
+    volume is handed over by its init first; an adopted legacy one is never touched."""
+    from catalog.load import load_estate
+    from catalog.resolve import resolve
+    from catalog.settings import load_settings
+
+    fresh = resolve(load_estate(), load_settings("macmini").model_copy(
+        update={"adopt_legacy": False}))
+    model = to_compose(fresh)
+    init = model["services"]["synapse-data-init"]
+    assert init["command"] == ["chown", "991:991", "/volume"]
+    assert model["services"]["synapse"]["depends_on"]["synapse-data-init"] == {
+        "condition": "service_completed_successfully", "required": True}
+    adopted = to_compose(resolve(load_estate(), load_settings("macmini")))
+    assert "synapse-data-init" not in adopted["services"]

@@ -19,6 +19,8 @@ from pathlib import Path
 import pytest
 
 from catalog.configs import scrape_targets
+from catalog.model import ED25519_KEY_ID
+from exports.migration import HELPER_IMAGE as MIGRATION_HELPER
 from harness.images import recipe_of
 from tests.conftest import resolved
 from tests.realengine.conftest import Engine, Estate, clear_project, render
@@ -33,10 +35,16 @@ def legacy_volumes(estate: Estate) -> list[str]:
 @pytest.fixture(scope="module")
 def estate(engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Estate]:
     clear_project(engine)
-    est = render(engine, resolved("macmini"), tmp_path_factory.mktemp("compose") / "estate")
+    est = render(engine, resolved("macmini"), tmp_path_factory.mktemp("compose") / "estate",
+                 extra_images=(MIGRATION_HELPER,))
     engine.remove_volumes(*legacy_volumes(est))  # a fresh cluster: init must run in this test
-    for name in legacy_volumes(est):  # the Mac Mini has them; here they start empty
-        engine.volume(name)
+    for name in legacy_volumes(est):  # the Mac Mini has them; here they start empty,
+        engine.volume(name)  # owned as the old containers left them (Synapse: its 991:991)
+    for s in est.resolved.containers:
+        for v in s.volumes:
+            if not v.migrated and s.runs_as:
+                engine.docker("run", "--rm", "--label", "manacore.test=1", "-v",
+                              f"{v.name}:/v", MIGRATION_HELPER, "chown", s.runs_as, "/v")
     took = est.up()
     print(f"\nbenchmark: compose estate healthy in {took:.1f} s "
           f"({len(est.container_names())} containers, Docker Engine "
@@ -226,6 +234,20 @@ def test_victoriametrics_scrapes_every_target_with_our_config(estate: Estate) ->
         assert time.monotonic() < deadline, {t["scrapeUrl"]: (t["health"], t["lastError"])
                                              for t in active if t["health"] != "up"} or health
         time.sleep(3)
+
+
+def test_synapse_runs_with_our_homeserver_yaml_and_signing_key(estate: Estate) -> None:
+    """The real Synapse (PyPI) on the real PostgreSQL with the generated homeserver.yaml."""
+    synapse = estate.resolved["synapse"]
+    assert recipe_of(synapse.image or "") == "synapse"
+    base = f"http://127.0.0.1:{synapse.port().published}"
+    assert _get(f"{base}/health") == "OK"
+    assert "v1.11" in json.loads(_get(f"{base}/_matrix/client/versions"))["versions"]
+    keys = json.loads(_get(f"{base}/_matrix/key/v2/server"))
+    assert keys["server_name"] == estate.resolved.settings.domain
+    assert list(keys["verify_keys"]) == [f"ed25519:{ED25519_KEY_ID}"]
+    seed = estate.env["SYNAPSE_SIGNING_KEY"].split()[2]
+    assert seed not in json.dumps(keys), "the public key, never the seed"
 
 
 def test_data_survives_down_and_up_and_init_runs_once(estate: Estate) -> None:
