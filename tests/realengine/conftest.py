@@ -32,6 +32,20 @@ from tests.conftest import COMPOSE_BINARY
 TEST_LABEL = "manacore.test=1"  # on everything the suite creates itself (volumes, containers)
 
 
+BENCHMARKS: list[str] = []  # figures printed at the end of the run (never asserted)
+
+
+def benchmark(line: str) -> None:
+    BENCHMARKS.append(line)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if BENCHMARKS:
+        terminalreporter.section("real-engine benchmarks")
+        for line in BENCHMARKS:
+            terminalreporter.write_line(line)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     here = Path(__file__).parent
     for item in items:
@@ -97,7 +111,8 @@ def engine() -> Iterator[Engine]:
     proc = subprocess.run([script, "up"], capture_output=True, text=True, timeout=1200)
     if proc.returncode != 0 or not proc.stdout.strip():
         _unavailable(f"scripts/engine up failed:\n{proc.stderr[-3000:]}")
-    print(proc.stderr, end="")
+    for line in proc.stderr.strip().splitlines():  # each stage of `engine up`, with its time
+        benchmark(line)
     yield Engine(proc.stdout.strip().splitlines()[-1])
     if not running:
         subprocess.run([script, "down"], capture_output=True, timeout=120)
@@ -195,7 +210,7 @@ def render(engine: Engine, resolved: ResolvedEstate, folder: Path,
     (folder / ".env").write_text("".join(f"{k}={v}\n" for k, v in sorted(values.items())))
     built = engine.run(str(ROOT / "scripts" / "images"), str(folder / "compose.yaml"),
                        *extra_images, timeout=3000)
-    print(built.stderr.strip().splitlines()[-1])
+    benchmark(built.stderr.strip().splitlines()[-1])
     return Estate(engine, folder, resolved, values)
 
 

@@ -23,7 +23,7 @@ from catalog.model import ED25519_KEY_ID
 from exports.migration import HELPER_IMAGE as MIGRATION_HELPER
 from harness.images import recipe_of
 from tests.conftest import resolved
-from tests.realengine.conftest import Engine, Estate, clear_project, render
+from tests.realengine.conftest import Engine, Estate, benchmark, clear_project, render
 
 POSTGRES_INIT_LINE = "running /docker-entrypoint-initdb.d/"
 
@@ -46,7 +46,7 @@ def estate(engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> Iterator
                 engine.docker("run", "--rm", "--label", "manacore.test=1", "-v",
                               f"{v.name}:/v", MIGRATION_HELPER, "chown", s.runs_as, "/v")
     took = est.up()
-    print(f"\nbenchmark: compose estate healthy in {took:.1f} s "
+    benchmark(f"compose estate healthy in {took:.1f} s "
           f"({len(est.container_names())} containers, Docker Engine "
           f"{engine.docker('version', '--format', '{{.Server.Version}}').strip()})")
     yield est
@@ -266,7 +266,7 @@ def test_data_survives_down_and_up_and_init_runs_once(estate: Estate) -> None:
     assert not estate.engine.docker("ps", "-aq", "--filter",
                                     "label=com.docker.compose.project=manacore").split()
     took = estate.up()
-    print(f"\nbenchmark: estate healthy again after down in {took:.1f} s")
+    benchmark(f"estate healthy again after down in {took:.1f} s")
 
     again = estate.engine.run("docker", "logs", pg.container_name)
     assert POSTGRES_INIT_LINE not in again.stdout + again.stderr, "init must not run twice"

@@ -10,7 +10,7 @@ import pytest
 from catalog.load import load_estate
 from catalog.resolve import resolve
 from catalog.settings import load_settings
-from tests.realengine.conftest import Engine, Estate, clear_project, render, stack_dir
+from tests.realengine.conftest import Engine, Estate, benchmark, clear_project, render, stack_dir
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +38,7 @@ def test_a_fresh_host_has_no_legacy_volume(fresh: Estate) -> None:
 
 def test_the_estate_comes_up_healthy_from_nothing(fresh: Estate) -> None:
     took = fresh.up()
-    print(f"\nbenchmark: fresh estate healthy in {took:.1f} s")
+    benchmark(f"fresh estate healthy in {took:.1f} s")
     assert fresh.diagnose() == ""
     for name in fresh.model["volumes"]:
         labels = fresh.engine.inspect(name, kind="volume")[0]["Labels"] or {}

@@ -22,7 +22,7 @@ from catalog.load import load_estate
 from catalog.resolve import ResolvedEstate, resolve
 from catalog.settings import ROOT, load_settings
 from exports.migration import CHECK_SCRIPT, HELPER_IMAGE, volume_moves
-from tests.realengine.conftest import Engine, Estate, clear_project, render, stack_dir
+from tests.realengine.conftest import Engine, Estate, benchmark, clear_project, render, stack_dir
 
 LEGACY_CONTAINER = "manacore-postgres"  # the old PostgreSQL container's name (seed)
 ROWS = 5000
@@ -160,7 +160,7 @@ def after(phase0: dict) -> Iterator[Estate]:
     model = est.model
     assert not [n for n, v in model["volumes"].items() if v.get("external")]
     took = est.up()
-    print(f"\nbenchmark: migrated estate healthy in {took:.1f} s")
+    benchmark(f"migrated estate healthy in {took:.1f} s")
     yield est
     est.compose("down", "-t", "5", check=False)
 
