@@ -58,7 +58,11 @@ INFRA = [
              "PGDATA": f"{PG_MOUNT}/{PG_DIR}"},
         secrets=["POSTGRES_PASSWORD"],
         volumes=[Volume(path=PG_MOUNT, size="20Gi", legacy_dir=PG_DIR)],
-        health=cmd("pg_isready", "-U", "postgres", "-d", "postgres", start_period=10),
+        # over TCP: the entrypoint runs the init scripts on a socket-only server, which a
+        # socket probe would already call ready (dependents then fail to connect: seen with
+        # the real Synapse on a fresh volume; docker-library/postgres docker-entrypoint.sh)
+        health=cmd("pg_isready", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres",
+                   start_period=10),
         memory="768Mi",
         legacy=Legacy(containers=["manacore-postgres"], ports=[5432],
                       volumes=["manacore-postgres"]),

@@ -187,6 +187,8 @@ class Estate:
         lines = []
         for c in self.engine.inspect(*self.container_names()):
             health = (c["State"].get("Health") or {}).get("Status", c["State"]["Status"])
+            if c["RestartCount"]:
+                health += f", restarted {c['RestartCount']} times"
             if health not in ("healthy", "running") or c["State"]["Status"] != "running":
                 logs = self.engine.run("docker", "logs", "--tail", "8", c["Name"].lstrip("/"),
                                        check=False)
