@@ -8,14 +8,13 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from catalog.load import LoadError, load_estate, load_stack
 from catalog.resolve import ResolvedEstate
 from catalog.rules import EstateError, Violation, validate
 from catalog.settings import SettingsError, known_stacks, load_settings
 from catalog.units import format_bytes
-from exports import RENDERERS, renderer, reports, tunnel
+from exports import RENDERERS, renderer
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False,
                   rich_markup_mode="markdown")
@@ -49,6 +48,8 @@ def validate_cmd(
                                                     "default: every Pulumi.<stack>.yaml")] = None,
 ) -> None:
     """Check the catalogue and resolve it for each stack; list every violation at once."""
+    from exports import tunnel
+
     try:
         estate = load_estate()
     except LoadError as exc:
@@ -82,6 +83,10 @@ def validate_cmd(
 def ports_cmd(stack: StackOpt = "macmini") -> None:
     """The port map: new vs legacy published ports, grouped by range, with reserved and free
     slots."""
+    from rich.table import Table
+
+    from exports import reports
+
     for block in reports.port_map(_resolved(stack)):
         table = Table(title=f"{block.first}-{block.last}  {block.label}", title_justify="left")
         for column in ("port", "service", "name", "legacy port(s)"):
@@ -110,6 +115,7 @@ def graph_cmd(
     --images also as pictures of the graph and the port map, drawn by Graphviz."""
     from graphviz import ExecutableNotFound
 
+    from exports import reports
     from exports.graph_image import FORMATS, write_images
 
     if fmt not in FORMATS:
@@ -138,6 +144,10 @@ def graph_cmd(
 def budget_cmd(stack: StackOpt = "macmini") -> None:
     """Memory limits per category against the seed's estimates and the stack's host budget;
     exits 1 when the estate does not fit."""
+    from rich.table import Table
+
+    from exports import reports
+
     resolved = _resolved(stack)
     lines = reports.budget(resolved)
     table = Table(title=f"memory on stack {stack} ({resolved.target})", title_justify="left")
