@@ -13,7 +13,6 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
 from rich.text import Text
 
 from catalog.load import LoadError, load_estate, load_stack
@@ -28,7 +27,7 @@ from catalog.settings import (
     stack_dir,
 )
 from catalog.units import format_bytes
-from exports import RENDERERS, renderer, reports
+from exports import RENDERERS, renderer
 from exports.checks import stack_violations
 from exports.outdir import OutputError, usable_dir, write_managed
 
@@ -146,6 +145,10 @@ def _validate_stack(estate: Estate, name: str) -> tuple[list[str], int]:
 def ports_cmd(stack: StackOpt = "macmini") -> None:
     """The port map: new vs legacy published ports, grouped by range, with reserved and free
     slots."""
+    from rich.table import Table
+
+    from exports import reports
+
     resolved = _resolved(stack)
     with _reported("ports"):
         blocks = reports.port_map(resolved)
@@ -179,6 +182,7 @@ def graph_cmd(
     --images also as pictures of the graph and the port map, drawn by Graphviz."""
     from graphviz import ExecutableNotFound
 
+    from exports import reports
     from exports.graph_image import FORMATS, write_images
 
     if fmt not in FORMATS:
@@ -223,6 +227,10 @@ def _wrote(path: Path, console: Console = out) -> None:
 def budget_cmd(stack: StackOpt = "macmini") -> None:
     """Memory limits per category against the seed's estimates and the stack's host budget;
     exits 1 when the estate does not fit."""
+    from rich.table import Table
+
+    from exports import reports
+
     resolved = _resolved(stack)
     with _reported("budget"):
         lines = reports.budget(resolved)

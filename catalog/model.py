@@ -431,12 +431,24 @@ class Estate(_Model):
     secrets: tuple[Secret, ...] = ()
     reserved_ports: dict[int, str] = {}
 
+    def _indexed(self) -> tuple[tuple[Service, ...], dict[str, Service]]:
+        """The valid services, and by id: the rules and resolution look services up all the
+        time. Kept in the instance's __dict__ beside the fields (not a field: equality and dumps
+        ignore it), checked against the `services` tuple it was made from (a model_copy that
+        replaces that tuple gets a new index)."""
+        cached = self.__dict__.get("services_index")
+        if cached is None or cached[0] is not self.services:
+            valid = tuple(s for s in self.services if isinstance(s, Service))
+            cached = self.__dict__["services_index"] = (
+                self.services, valid, {s.id: s for s in reversed(valid)})
+        return cached[1], cached[2]
+
     @property
     def valid_services(self) -> tuple[Service, ...]:
-        return tuple(s for s in self.services if isinstance(s, Service))
+        return self._indexed()[0]
 
     def get(self, service_id: str) -> Service | None:
-        return next((s for s in self.valid_services if s.id == service_id), None)
+        return self._indexed()[1].get(service_id)
 
 
 def _within(loc: tuple[Any, ...], where: str) -> bool:

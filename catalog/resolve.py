@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from graphlib import TopologicalSorter
 from typing import Literal
 
-import networkx as nx
 from pydantic import BaseModel, ConfigDict
 
 from catalog.model import (
@@ -275,16 +275,17 @@ def tiers(estate: Estate, services: list[Service]) -> dict[str, int]:
     backends 4, frontends 5), so a frontend with only lazy needs still starts last. Native
     services are tier 0: they are always there.
     """
-    graph = dependency_graph(estate, hard_only=True).subgraph(s.id for s in services)
     by_id = {s.id: s for s in services}
+    graph = {sid: [d for d in needs if d in by_id]
+             for sid, needs in dependency_graph(estate, hard_only=True).items() if sid in by_id}
     tier: dict[str, int] = {}
-    for sid in reversed(list(nx.lexicographical_topological_sort(graph))):
+    for sid in TopologicalSorter(graph).static_order():  # dependencies first
         svc = by_id[sid]
         if svc.native:
             tier[sid] = 0
             continue
         floor = STARTUP_CLASSES.get(svc.role, (1, ""))[0]
-        tier[sid] = max(floor, 1 + max((tier[d] for d in graph.successors(sid)), default=0))
+        tier[sid] = max(floor, 1 + max((tier[d] for d in graph[sid]), default=0))
     return tier
 
 

@@ -9,9 +9,8 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from collections.abc import Callable, Iterator
+from graphlib import CycleError, TopologicalSorter
 from typing import NamedTuple
-
-import networkx as nx
 
 from catalog.model import (
     Broken,
@@ -259,28 +258,62 @@ def _dependency_target(estate: Estate, _settings) -> Iterator[Violation]:
                                 "or limit this service's targets")
 
 
-def dependency_graph(estate: Estate, *, hard_only: bool = False) -> nx.DiGraph:
-    """Edges point from a service to what it needs."""
-    graph = nx.DiGraph()
+Graph = dict[str, list[str]]  # service id → what it needs, in declaration order
+
+
+def dependency_graph(estate: Estate, *, hard_only: bool = False) -> Graph:
+    """Edges point from a service to what it needs (every node is a key)."""
+    graph: Graph = {}
     for s in estate.valid_services:
-        graph.add_node(s.id)
+        edges = graph.setdefault(s.id, [])
         for need in s.needs:
-            if need.hard or not hard_only:
-                graph.add_edge(s.id, need.service, hard=need.hard)
+            if (need.hard or not hard_only) and need.service not in edges:
+                edges.append(need.service)
+                graph.setdefault(need.service, [])
     return graph
+
+
+def cycles(graph: Graph) -> list[tuple[list[str], list[str]]]:
+    """Each group of services that depend on each other (a strongly connected component of two
+    or more, sorted) with one cycle through it: the path walked from its first service in graph
+    order back to where it closes."""
+    try:
+        TopologicalSorter(graph).prepare()
+        return []  # the usual case: no cycle, no more work
+    except CycleError:
+        pass
+
+    def reach(start: str) -> set[str]:
+        seen: set[str] = set()
+        todo = [start]
+        while todo:
+            for other in graph[todo.pop()]:
+                if other not in seen:
+                    seen.add(other)
+                    todo.append(other)
+        return seen
+
+    reachable = {n: reach(n) for n in graph}
+    groups = {frozenset(m for m in reachable[n] if n in reachable[m])
+              for n in graph if n in reachable[n]}
+    found = []
+    for group in sorted((g for g in groups if len(g) > 1), key=sorted):
+        path = [next(n for n in graph if n in group)]
+        while True:  # every member has an edge into the group: walking on closes a cycle
+            step = next(m for m in graph[path[-1]] if m in group)
+            if step in path:
+                found.append((sorted(group), [*path[path.index(step):], step]))
+                break
+            path.append(step)
+    return found
 
 
 @rule("no-cycle")
 def _no_cycle(estate: Estate, _settings) -> Iterator[Violation]:
-    graph = dependency_graph(estate)
-    for component in sorted(nx.strongly_connected_components(graph), key=sorted):
-        if len(component) < 2:
-            continue
-        cycle = nx.find_cycle(graph.subgraph(component))
-        path = " -> ".join([cycle[0][0], *(edge[1] for edge in cycle)])
-        for sid in sorted(component):
-            yield Violation(sid, "no-cycle", f"dependency cycle {path}; make one edge lazy and "
-                            "break the loop, or remove it")
+    for group, cycle in cycles(dependency_graph(estate)):
+        for sid in group:
+            yield Violation(sid, "no-cycle", f"dependency cycle {' -> '.join(cycle)}; make one "
+                            "edge lazy and break the loop, or remove it")
 
 
 @rule("hard-needs-health")

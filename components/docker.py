@@ -73,6 +73,7 @@ class DockerAdapter:
         image = docker.RemoteImage(f"{service.id}-image", name=service.image, keep_locally=True,
                                    opts=self._opts(parent))
         mounts = [self._mount(service, index, parent) for index in range(len(service.volumes))]
+        legacy = [self.legacy_volumes[v.name] for v in service.volumes if not v.migrated]
         mounts += [docker.ContainerMountArgs(type="bind", source=m.source, target=m.path,
                                              read_only=m.read_only)
                    for m in service.host_mounts]
@@ -104,7 +105,7 @@ class DockerAdapter:
                      for f in service.files] or None,
             wait=waited or None,  # a hard dependent starts only once this one is healthy
             wait_timeout=wait_timeout(service) if waited else None,
-            opts=self._opts(parent, depends_on=self._depends_on(service)))
+            opts=self._opts(parent, depends_on=[*self._depends_on(service), *legacy]))
         self.containers[service.id] = container
         out: dict[str, Any] = {
             "container": service.container_name, "image": service.image,
@@ -126,22 +127,26 @@ class DockerAdapter:
                                       else p for p in template.parts))
 
     def _envs(self, service: ResolvedService) -> pulumi.Input[list[str]] | None:
-        """`KEY=value` lines; the whole list is a secret as soon as one value is."""
+        """`KEY=value` lines; the whole list is a secret as soon as one value is: the secret
+        values are secret Outputs, and so is what is computed from them. One Output for the
+        list (each costs the engine a task and a serialization)."""
         environment = service.environment
         if not environment:
             return None
-        items = [pulumi.Output.concat(f"{k}=", self._value(t)) if t.secrets else f"{k}={t.plain}"
-                 for k, t in environment.items()]
-        if any(t.secrets for t in environment.values()):
-            return pulumi.Output.secret(pulumi.Output.all(*items))
-        return items  # type: ignore[return-value]
+        names = sorted({n for t in environment.values() for n in t.secrets})
+        if not names:
+            return [f"{k}={t.plain}" for k, t in environment.items()]
+        return pulumi.Output.all(**{n: self.secrets.value(n) for n in names}).apply(
+            lambda values: [f"{k}={t.render(values.__getitem__)}"
+                            for k, t in environment.items()])
 
     def _mount(self, service: ResolvedService, index: int,
                parent: pulumi.Resource) -> docker.ContainerMountArgs:
         v = service.volumes[index]
         source: pulumi.Input[str] = self._volume(v.final, parent).name
         if not v.migrated:  # mount the legacy data; the final volume waits, empty and unused
-            source = self._legacy(v.name, parent).id.apply(lambda _, name=v.name: name)
+            self._legacy(v.name, parent)  # read: must exist (the container depends on it)
+            source = v.name
         return docker.ContainerMountArgs(
             type="volume", source=source, target=v.path,
             volume_options=docker.ContainerMountVolumeOptionsArgs(subpath=v.subpath)

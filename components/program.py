@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import gc
+
 import pulumi
 
 from catalog.resolve import ResolvedEstate
@@ -22,12 +24,26 @@ def adapter_for(estate: ResolvedEstate, secrets: SecretStore) -> Adapter:
     return KubernetesAdapter(estate, secrets)
 
 
+def tune_gc() -> None:
+    """Everything alive once the target's SDK is imported (the SDKs, the resolved estate) lives
+    as long as the program: `gc.freeze` takes it out of the collector's sight, so the full
+    collections scan only what the run made. And a run makes tens of thousands of short-lived
+    Outputs, futures and tasks: collecting the young generation every 20,000 allocations instead
+    of 700 spares most passes (each measured: about -10 % and -4 % of a run in fresh
+    processes). Once per process: a test session deploys many times, and what is frozen is
+    never collected."""
+    if not gc.get_freeze_count():
+        gc.freeze()
+        gc.set_threshold(20_000, 10, 10)
+
+
 def deploy(estate: ResolvedEstate) -> dict[str, object]:
     # first: its checks run before anything exists, and its token feeds the connector
     tunnel = CloudflareTunnel("cloudflare-tunnel", estate)
     secrets = SecretStore("secrets", estate, provided=(
         {"TUNNEL_TOKEN": tunnel.token} if tunnel.token is not None else None))
     adapter = adapter_for(estate, secrets)
+    tune_gc()
     Platform("platform", adapter)
     components = [cls(name, services, adapter) for cls, name, services in plan(estate)]
     connector = tunnel.connect(adapter)
