@@ -1,10 +1,13 @@
 """Builds and tags every image a Compose file references, without a registry.
 
-Each reference gets the closest real thing this machine can build from Debian trixie:
-PostgreSQL 17 + pgvector for `pgvector/…`/`postgres:…`, Redis for `redis:…`, BusyBox for
-`busybox:…`/`alpine:…` (the one-shot helpers), and the wiring stand-in (`harness/standin`) for
-every other image, told which ports the service's health check and ports use. An image is
-rebuilt only when its recipe changes: each carries the hash of its recipe as a label.
+Each reference gets the closest real thing this machine can build from Debian trixie (and PyPI):
+the real server wherever one is packaged — PostgreSQL 17 + pgvector for `pgvector/…`/
+`postgres:…`, Redis, the Prometheus exporters, pushgateway and VictoriaMetrics (`SERVERS`),
+Synapse from PyPI — each honouring its upstream image's entrypoint contract; BusyBox for
+`busybox:…`/`alpine:…` (the one-shot helpers); and the wiring stand-in (`harness/standin`) for
+every other image, told which ports its health check and ports use and which hosts are its hard
+dependencies. An image is rebuilt only when its recipe changes: each carries the hash of its
+recipe as a label.
 
     python harness/images.py COMPOSE_FILE [IMAGE…]   (DOCKER_HOST: the engine to build on)
 """
@@ -82,7 +85,7 @@ def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
-def docker(*args: str, stdin: bytes | None = None, quiet: bool = True) -> str:
+def docker(*args: str, stdin: bytes | None = None) -> str:
     env = {**os.environ, "DOCKER_BUILDKIT": "0"}  # the legacy builder: no buildx here
     proc = subprocess.run(["docker", *args], input=stdin, capture_output=True, env=env)
     if proc.returncode != 0:
@@ -269,7 +272,7 @@ def build(ref: str, recipe: str, service_name: str, service: dict,
         elif recipe == "busybox":
             base = busybox_base()
             (ctx / "Dockerfile").write_text(f"FROM {base}\n")
-            key = digest(base, (HARNESS / "images.py").read_bytes())
+            key = digest(base, (ctx / "Dockerfile").read_text())
         else:
             base = rootfs_image(recipe, pip_requirements(recipe, ref))
             shutil.copytree(HARNESS / "images" / recipe, ctx, dirs_exist_ok=True)
