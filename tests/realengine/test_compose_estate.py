@@ -221,6 +221,17 @@ def test_the_real_exporters_reach_the_real_databases(estate: Estate) -> None:
     assert any(m.startswith("node_load1 ") for m in metrics("node-exporter"))
 
 
+@pytest.mark.parametrize(("sid", "server", "user"), [
+    ("postgres", "postgres", "postgres"), ("redis", "redis-server", "redis")])
+def test_the_databases_step_down_from_root(estate: Estate, sid: str, server: str,
+                                           user: str) -> None:
+    """The official entrypoints drop root only for their own server command (issue 13: Redis
+    ran as root under `sh -c`); the real images keep that contract, so this reads the truth."""
+    top = estate.engine.docker("top", estate.resolved[sid].container_name, "-o", "user,comm")
+    users = {line.split()[0] for line in top.splitlines()[1:] if server in line}
+    assert users == {user}, top
+
+
 def test_victoriametrics_scrapes_every_target_with_our_config(estate: Estate) -> None:
     vm = estate.resolved["victoriametrics"]
     want = scrape_targets(estate.resolved)
