@@ -321,7 +321,8 @@ APP = [
         needs=[lazy("ollama")],
         health=http("/", start_period=10),
         memory="96Mi",
-        public=Public(host="playground"),
+        # anyone reaching it spends the Mac Mini's Ollama compute: behind Access like the admin UIs
+        public=Public(host="playground", access=True),
         legacy=Legacy(containers=["llm-playground"], ports=[5190]),
     ),
 ]
@@ -356,7 +357,8 @@ MATRIX = [
         health=http("/health", start_period=30),
         memory="512Mi",
         internet="Matrix federation with other homeservers",
-        public=Public(host="matrix"),
+        # the admin API (users, rooms, media deletion) only from inside: the tunnel answers 404
+        public=Public(host="matrix", closed_paths=["/_synapse/admin"]),
         legacy=Legacy(containers=["manacore-synapse"], ports=[8008, 9002],
                       volumes=["synapse_data"], unverified=["synapse_data"]),
     ),

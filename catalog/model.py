@@ -344,6 +344,9 @@ class Public(_Part):
     # paths under an Access-guarded host that stay open to everyone (Umami's tracker, n8n's
     # webhooks): each gets a more specific Access application that bypasses the login
     open_paths: tuple[str, ...] = ()
+    # paths never reachable from outside (the tunnel answers 404 before the host's own rule,
+    # with or without Access): Synapse's admin API
+    closed_paths: tuple[str, ...] = ()
 
 
 class Legacy(_Part):

@@ -150,6 +150,7 @@ class ResolvedPublic(_Frozen):
     port: str
     access: bool  # behind a Cloudflare Access application
     open_paths: tuple[str, ...] = ()  # paths of an Access-guarded host that bypass the login
+    closed_paths: tuple[str, ...] = ()  # paths the tunnel answers with 404 (never routed)
     service_url: str  # where the tunnel sends requests on this target
 
     @property
@@ -394,6 +395,7 @@ def _resolve_service(svc: Service, tier: int, estate: Estate,
         public = ResolvedPublic(
             host=svc.public.host, hostname=_hostname(svc.public, settings), port=svc.public.port,
             access=svc.public.access, open_paths=svc.public.open_paths,
+            closed_paths=svc.public.closed_paths,
             service_url=f"http://{_address(svc, settings)}:{p.container}")
     return ResolvedService(
         id=svc.id, category=svc.category, role=svc.role, description=svc.description,

@@ -195,6 +195,12 @@ def _hostnames(estate: Estate, settings: StackSettings | None) -> Iterator[Viola
             if not re.fullmatch(r"/[A-Za-z0-9._~/-]*", path) or path == "/":
                 yield Violation(s.id, "hostname-unique", f"open path {path!r} must be a plain "
                                 "path below the root, like /api/send")
+        for path in s.public.closed_paths:
+            if not re.fullmatch(r"/[A-Za-z0-9._~/-]*", path) or path == "/":
+                yield Violation(s.id, "hostname-unique", f"closed path {path!r} must be a plain "
+                                "path below the root, like /_synapse/admin")
+            if path in s.public.open_paths:
+                yield Violation(s.id, "hostname-unique", f"path {path} is both open and closed")
         if s.port(s.public.port) is None:
             yield Violation(s.id, "hostname-unique", f"public host {s.public.host} routes to port "
                             f"{s.public.port!r}, which the service does not have; add the port "
