@@ -23,10 +23,13 @@ from exports.compose import (
     VOLUME_INIT_IMAGE,
     VOLUME_INIT_MEMORY_MB,
     VOLUME_INIT_MOUNT,
+    VOLUME_INIT_PRIVILEGES,
+    Privileges,
     hard_containers,
     healthcheck,
     inits_needed,
     memory_mb,
+    privileges,
     uses_host_gateway,
     volume_init_command,
     volume_init_name,
@@ -93,6 +96,7 @@ class DockerAdapter:
                 retries=check["retries"], start_period=check["start_period"],
                 start_interval=check["start_interval"]) if check else None,
             restart=RESTART,
+            **self._privileges(privileges(service)),
             memory=memory_mb(service),
             labels=[docker.ContainerLabelArgs(label=k, value=v)
                     for k, v in sorted(service.labels.items())],
@@ -118,6 +122,14 @@ class DockerAdapter:
         return out
 
     # --- pieces of a container -----------------------------------------------------------
+
+    @staticmethod
+    def _privileges(p: Privileges) -> dict[str, Any]:
+        """The same confinement as the Compose file (exports.compose.privileges)."""
+        return {"security_opts": list(p.security_opt),
+                "capabilities": docker.ContainerCapabilitiesArgs(
+                    drops=list(p.cap_drop) or None, adds=list(p.cap_add) or None)
+                if p.cap_drop or p.cap_add else None}
 
     def _value(self, template: Template) -> pulumi.Input[str]:
         """Plain text, or a secret Output when the template embeds a secret."""
@@ -182,6 +194,7 @@ class DockerAdapter:
             volume_init_name(name), name=volume_init_name(name), image=image.image_id,
             command=volume_init_command(self._inits[name]), attach=True, must_run=False,
             restart="no", memory=VOLUME_INIT_MEMORY_MB, network_mode="none",
+            **self._privileges(VOLUME_INIT_PRIVILEGES),
             labels=[docker.ContainerLabelArgs(label="manacore.volume-init", value=name)],
             mounts=[docker.ContainerMountArgs(type="volume", source=self.volumes[name].name,
                                               target=VOLUME_INIT_MOUNT)],

@@ -36,6 +36,34 @@ RESTART = "unless-stopped"
 VOLUME_INIT_IMAGE = "busybox:1.37.0"
 VOLUME_INIT_MOUNT = "/volume"
 VOLUME_INIT_MEMORY_MB = 16
+NO_NEW_PRIVILEGES = "no-new-privileges:true"
+
+
+class Privileges(NamedTuple):
+    """How a container is confined, spelled once for Compose and the Pulumi docker adapter."""
+
+    security_opt: tuple[str, ...]
+    cap_drop: tuple[str, ...]
+    cap_add: tuple[str, ...]
+
+
+# a volume's init only creates and chowns directories as root in a root-owned volume
+VOLUME_INIT_PRIVILEGES = Privileges((NO_NEW_PRIVILEGES,), ("ALL",), ("CHOWN",))
+
+
+def privileges(svc: ResolvedService) -> Privileges:
+    """`no-new-privileges` for every container; every capability dropped but those the image's
+    entrypoint needs (`Image.caps`), unless the image keeps Docker's defaults for a declared
+    reason (`Image.default_caps`: cAdvisor)."""
+    if svc.default_caps:
+        return Privileges((NO_NEW_PRIVILEGES,), (), ())
+    return Privileges((NO_NEW_PRIVILEGES,), ("ALL",), tuple(sorted(svc.caps)))
+
+
+def compose_privileges(p: Privileges) -> dict[str, list[str]]:
+    out = {"security_opt": list(p.security_opt), "cap_drop": list(p.cap_drop),
+           "cap_add": list(p.cap_add)}
+    return {k: v for k, v in out.items() if v}
 
 
 # --- the Docker engine's vocabulary, shared with components.docker ----------------------
@@ -200,6 +228,7 @@ def _service(svc: ResolvedService, estate: ResolvedEstate) -> dict[str, Any]:
     if depends:
         entry["depends_on"] = depends
     entry["restart"] = RESTART
+    entry |= compose_privileges(privileges(svc))
     memory = memory_mb(svc)
     if memory is not None:  # honoured by `docker compose up` without swarm since Compose v2
         entry["deploy"] = {"resources": {"limits": {"memory": f"{memory}m"}}}
@@ -230,6 +259,7 @@ def _init_key(volume: str) -> str:
 def _init_service(volume: str, init: VolumeInit) -> dict[str, Any]:
     return {"container_name": volume_init_name(volume), "image": VOLUME_INIT_IMAGE,
             "command": volume_init_command(init), "restart": "no",
+            **compose_privileges(VOLUME_INIT_PRIVILEGES),
             "deploy": {"resources": {"limits": {"memory": f"{VOLUME_INIT_MEMORY_MB}m"}}},
             "volumes": [{"type": "volume", "source": volume, "target": VOLUME_INIT_MOUNT}],
             "network_mode": "none", "labels": {"manacore.volume-init": volume}}
