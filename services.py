@@ -54,12 +54,13 @@ INFRA = [
                     arm64="https://github.com/pgvector/pgvector/blob/v0.8.0/Makefile "
                     "(docker buildx --platform linux/amd64,linux/arm64)",
                     # docker-library/postgres 16/bookworm/docker-entrypoint.sh, as root on
-                    # every start: `find "$PGDATA" \! -user postgres -exec chown postgres` (CHOWN;
-                    # walking PGDATA's 0700 postgres-owned directories: DAC_READ_SEARCH),
-                    # `chmod 00700 "$PGDATA"` and `chmod 03775 /var/run/postgresql` on
-                    # postgres-owned directories (FOWNER), then `exec gosu postgres` (SETUID,
-                    # SETGID: setgroups/setgid/setuid)
-                    caps=("CHOWN", "DAC_READ_SEARCH", "FOWNER", "SETGID", "SETUID")),
+                    # every start: `mkdir -p "$PGDATA"` inside the mount point, which a fresh
+                    # volume copies from the image as postgres:postgres 0700 (DAC_OVERRIDE: the
+                    # real engine refused it without), `find "$PGDATA" \! -user postgres -exec
+                    # chown postgres` (CHOWN), `chmod 00700 "$PGDATA"` and `chmod 03775
+                    # /var/run/postgresql` on postgres-owned directories (FOWNER), then `exec
+                    # gosu postgres` (SETUID, SETGID: setgroups/setgid/setuid)
+                    caps=("CHOWN", "DAC_OVERRIDE", "FOWNER", "SETGID", "SETUID")),
         ports=[port(5432, "postgres")],
         env={"POSTGRES_USER": "postgres", "POSTGRES_DB": "postgres",
              "PGDATA": f"{PG_MOUNT}/{PG_DIR}"},
@@ -627,7 +628,9 @@ MON = [
                     "README: run with --privileged)"),
         ports=[port(9110, "metrics", container=8080)],
         host_mounts=[HostMount(source="/", path="/rootfs"),
-                     HostMount(source="/var/run", path="/var/run"),
+                     HostMount(source="/var/run", path="/var/run",
+                               root_equivalent="cAdvisor asks the Docker daemon for container "
+                               "names and labels over /var/run/docker.sock"),
                      HostMount(source="/sys", path="/sys"),
                      HostMount(source="/var/lib/docker", path="/var/lib/docker")],
         health=http("/healthz", port="metrics"),
@@ -718,7 +721,9 @@ TOOLS = [
         # the fork sends to every WATCHTOWER_NOTIFICATION_URL (shoutrrr) without a type:
         # WATCHTOWER_NOTIFICATIONS is deprecated there (internal/flags/notify/register.go)
         secrets=["WATCHTOWER_NOTIFICATION_URL"],
-        host_mounts=[HostMount(source="/var/run/docker.sock", path="/var/run/docker.sock")],
+        host_mounts=[HostMount(source="/var/run/docker.sock", path="/var/run/docker.sock",
+                               root_equivalent="Watchtower lists containers and pulls images "
+                               "through the Docker API (monitor-only)")],
         health=cmd("/watchtower", "--health-check"),
         memory="64Mi",
         internet="the image registries it watches, and Telegram for its notices",

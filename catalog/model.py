@@ -340,6 +340,10 @@ class HostMount(_Part):
     path: str
     read_only: bool = True
     arg: str | None = None  # command argument naming the mount, added only where it exists
+    # why this service may reach the Docker socket through this mount (the socket itself or
+    # its directory): whoever talks to it controls the host's Docker, so it is root-equivalent,
+    # read-only or not (a read-only bind mount does not stop connect() on a socket)
+    root_equivalent: str = ""
 
 
 class Public(_Part):

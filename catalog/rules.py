@@ -395,6 +395,30 @@ def _host_access(estate: Estate, _settings) -> Iterator[Violation]:
                             "role exporter: node-exporter) may see the host; drop host_access")
 
 
+DOCKER_SOCKET = "/var/run/docker.sock"
+# the socket and the directories holding it (/var/run is a symlink to /run on the host)
+SOCKET_PATHS = frozenset({DOCKER_SOCKET, "/run/docker.sock", "/var/run", "/run"})
+
+
+@rule("docker-socket")
+def _docker_socket(estate: Estate, _settings) -> Iterator[Violation]:
+    """The Docker socket is root on the host: a mount of it (or of its directory) is read-only
+    and says why, in `root_equivalent`, the service needs it; nothing else may carry that."""
+    for s in estate.valid_services:
+        for m in s.host_mounts:
+            exposes = m.source.rstrip("/") in SOCKET_PATHS
+            if exposes and not m.root_equivalent:
+                yield Violation(s.id, "docker-socket", f"mounts {m.source}, the Docker socket "
+                                "(root on the host): drop the mount, or say why it needs it in "
+                                "root_equivalent")
+            if exposes and not m.read_only:
+                yield Violation(s.id, "docker-socket", f"mounts {m.source} writable; mount the "
+                                "Docker socket read_only=True")
+            if m.root_equivalent and not exposes:
+                yield Violation(s.id, "docker-socket", f"{m.source} is not the Docker socket "
+                                f"({DOCKER_SOCKET}) or its directory; drop root_equivalent")
+
+
 @rule("legacy-unique")
 def _legacy_unique(estate: Estate, _settings) -> Iterator[Violation]:
     for kind in ("containers", "ports", "volumes"):

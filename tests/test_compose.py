@@ -408,7 +408,7 @@ def test_least_privilege_every_container_drops_every_capability_it_does_not_need
         assert entry.get("cap_add", []) == sorted(svc.caps), svc.id
     caps = {sid: services[sid].get("cap_add") for sid in ("postgres", "redis", "synapse",
                                                           "grafana", "cloudflared")}
-    assert caps == {"postgres": ["CHOWN", "DAC_READ_SEARCH", "FOWNER", "SETGID", "SETUID"],
+    assert caps == {"postgres": ["CHOWN", "DAC_OVERRIDE", "FOWNER", "SETGID", "SETUID"],
                     "redis": ["CHOWN", "DAC_READ_SEARCH", "SETGID", "SETUID"],
                     "synapse": ["SETGID", "SETUID"], "grafana": None, "cloudflared": None}
     inits = [e for e in to_compose(migrated_estate)["services"].values()
