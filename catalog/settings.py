@@ -77,6 +77,8 @@ class StackSettings(BaseModel):
     storage_class: str = "local-path"
     native_host: str = "host.docker.internal"  # where the native macOS services listen
     network: str = "manacore"  # the shared Docker network
+    # the tunnel connector's Docker network: it and the services it routes to, nothing else
+    edge_network: str = "manacore-edge"
     cloudflare_account_id: str | None = None
     cloudflare_zone_id: str | None = None
     access_emails: tuple[str, ...] = ()  # who passes Cloudflare Access to the admin UIs
@@ -113,7 +115,15 @@ class StackSettings(BaseModel):
         DOCKER_HOST, "a Docker host like unix:///var/run/docker.sock or ssh://user@macmini"))
     _storage_class = field_validator("storage_class")(_matches(
         HOSTNAME, "a Kubernetes storage class name like local-path"))
-    _network = field_validator("network")(_matches(NETWORK, "a Docker network name"))
+    _network = field_validator("network", "edge_network")(_matches(NETWORK,
+                                                                   "a Docker network name"))
+
+    @model_validator(mode="after")
+    def _two_networks(self) -> StackSettings:
+        if self.edge_network == self.network:
+            raise ValueError(f"edgeNetwork and network are both {self.network!r}: the tunnel "
+                             "connector's network must be a network of its own")
+        return self
     _cloudflare = field_validator("cloudflare_account_id", "cloudflare_zone_id")(_matches(
         CLOUDFLARE_ID, "a Cloudflare id (32 hexadecimal digits)"))
 

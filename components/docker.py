@@ -29,6 +29,7 @@ from exports.compose import (
     healthcheck,
     inits_needed,
     memory_mb,
+    networks,
     privileges,
     uses_host_gateway,
     volume_init_command,
@@ -47,6 +48,7 @@ class DockerAdapter:
         settings = estate.settings
         self.provider = docker.Provider("docker", host=settings.docker_host)
         self.network: docker.Network | None = None
+        self.networks: dict[str, docker.Network] = {}
         self.volumes: dict[str, docker.Volume] = {}
         self.legacy_volumes: dict[str, docker.Volume] = {}
         self.inits: dict[str, docker.Container] = {}
@@ -59,13 +61,15 @@ class DockerAdapter:
         return pulumi.ResourceOptions(parent=parent, provider=self.provider, **extra)
 
     def prepare(self, parent: pulumi.Resource) -> None:
-        """The shared network every container joins (containers find each other by name)."""
-        name = self.estate.settings.network
-        self.network = docker.Network(
-            name, name=name, driver="bridge",
-            labels=[docker.NetworkLabelArgs(label="manacore.stack",
-                                            value=self.estate.settings.stack)],
-            opts=self._opts(parent))
+        """The internal network (containers find each other by name) and the edge network of
+        the tunnel connector and the services it routes to (exports.compose.networks)."""
+        s = self.estate.settings
+        for name in (s.network, s.edge_network):
+            self.networks[name] = docker.Network(
+                name, name=name, driver="bridge",
+                labels=[docker.NetworkLabelArgs(label="manacore.stack", value=s.stack)],
+                opts=self._opts(parent))
+        self.network = self.networks[s.network]
 
     def deploy(self, service: ResolvedService, parent: pulumi.Resource) -> dict[str, Any]:
         if service.native:  # a macOS host service: nothing to create, only to reach
@@ -101,7 +105,8 @@ class DockerAdapter:
             labels=[docker.ContainerLabelArgs(label=k, value=v)
                     for k, v in sorted(service.labels.items())],
             mounts=mounts or None,
-            networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=self.network.name)],
+            networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=self.networks[n].name)
+                               for n in networks(service, self.estate)],
             hosts=[docker.ContainerHostArgs(host=NATIVE_ALIAS, ip=HOST_GATEWAY)]
             if uses_host_gateway(service, self.estate) else None,
             uploads=[docker.ContainerUploadArgs(file=f.path, content=self._value(f.content),

@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 
 import yaml
 
+from catalog.configs import scrape_targets
 from catalog.resolve import (
     URL_SAFE_TEXT,
     ResolvedEstate,
@@ -25,10 +26,12 @@ from catalog.resolve import (
 )
 from catalog.rules import EstateError, Violation
 from catalog.units import mebibytes
+from exports.tunnel import CONNECTOR
 
 PROJECT = "manacore"
 LOOPBACK = "127.0.0.1"  # published ports: only the tunnel connector reaches the outside
 NATIVE_ALIAS = "host.docker.internal"
+SCRAPER = "victoriametrics"  # scrapes every metrics port (catalog.configs.scrape_targets)
 HOST_GATEWAY = "host-gateway"  # the daemon's alias for the host, so Linux hosts resolve it too
 RESTART = "unless-stopped"
 # Creates the subdirectories of a shared volume: Docker mounts a `subpath` only if it exists
@@ -245,11 +248,32 @@ def _service(svc: ResolvedService, estate: ResolvedEstate) -> dict[str, Any]:
     if svc.files:
         entry["configs"] = [{"source": file_key(svc, f), "target": f.path,
                              "mode": f"{f.mode:04o}"} for f in svc.files]
-    entry["networks"] = [estate.settings.network]
+    entry["networks"] = networks(svc, estate)
     if uses_host_gateway(svc, estate):
         entry["extra_hosts"] = [f"{NATIVE_ALIAS}:{HOST_GATEWAY}"]
     entry["labels"] = {k: _literal(v) for k, v in sorted(svc.labels.items())}
     return entry
+
+
+def networks(svc: ResolvedService, estate: ResolvedEstate) -> list[str]:
+    """The Docker networks of a container. The tunnel connector sits on the edge network
+    alone, with exactly the services it routes to (those with a public hostname) and whoever
+    scrapes its metrics; everything else, PostgreSQL and Redis among them, only on the internal
+    network, out of the connector's reach."""
+    s = estate.settings
+    if svc.id == CONNECTOR:
+        return [s.edge_network]
+    if svc.public is not None or svc.id in edge_scrapers(estate):
+        return [s.network, s.edge_network]
+    return [s.network]
+
+
+def edge_scrapers(estate: ResolvedEstate) -> set[str]:
+    """The services that scrape the connector's metrics (VictoriaMetrics), so must reach it."""
+    connector = next((c for c in estate.containers if c.id == CONNECTOR), None)
+    if connector is None or CONNECTOR not in scrape_targets(estate):
+        return set()
+    return {c.id for c in estate.containers if c.id == SCRAPER}
 
 
 def _init_key(volume: str) -> str:
@@ -283,8 +307,8 @@ def to_compose(estate: ResolvedEstate) -> dict[str, Any]:
     model: dict[str, Any] = {"name": PROJECT, "services": services}
     if volumes:
         model["volumes"] = dict(sorted(volumes.items()))
-    network = estate.settings.network
-    model["networks"] = {network: {"name": network, "external": False}}
+    model["networks"] = {n: {"name": n, "external": False}
+                         for n in (estate.settings.network, estate.settings.edge_network)}
     configs = {file_key(s, f): {"content": interpolated(f.content)}
                for s in estate.containers for f in s.files}
     if configs:

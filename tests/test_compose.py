@@ -136,7 +136,8 @@ def test_compose_refuses_to_run_with_a_secret_left_empty(
 def test_a_modern_file_for_project_manacore(model: dict[str, Any]) -> None:
     assert "version" not in model
     assert model["name"] == "manacore"
-    assert model["networks"] == {"manacore": {"name": "manacore", "external": False}}
+    assert model["networks"] == {"manacore": {"name": "manacore", "external": False},
+                                 "manacore-edge": {"name": "manacore-edge", "external": False}}
 
 
 def test_one_service_per_container_as_resolved(model: dict[str, Any],
@@ -152,7 +153,11 @@ def test_one_service_per_container_as_resolved(model: dict[str, Any],
                                           for p in svc.ports if p.published]
         assert entry["restart"] == "unless-stopped"
         assert entry["deploy"]["resources"]["limits"]["memory"] == f"{svc.memory // 2**20}m"
-        assert entry["networks"] == ["manacore"]
+        # the tunnel connector alone on the edge network, with exactly the services it routes
+        # to and VictoriaMetrics (it scrapes the connector); the rest only on the internal one
+        edge = svc.public is not None or svc.id == "victoriametrics"
+        assert entry["networks"] == (["manacore-edge"] if svc.id == "cloudflared" else
+                                     ["manacore", "manacore-edge"] if edge else ["manacore"])
         assert entry["labels"] == svc.labels
         deps = entry.get("depends_on", {})
         natives = {s.id for s in macmini_estate.services if s.native}
@@ -415,3 +420,13 @@ def test_least_privilege_every_container_drops_every_capability_it_does_not_need
              if "manacore.volume-init" in e["labels"]]
     assert inits and all(e["cap_drop"] == ["ALL"] and e["cap_add"] == ["CHOWN"] and
                          e["security_opt"] == ["no-new-privileges:true"] for e in inits)
+
+
+def test_postgres_and_redis_are_out_of_the_tunnel_connectors_reach(model: dict[str, Any]) -> None:
+    """Issue 14, item 8c: cloudflared shares a network only with the services it routes to."""
+    services = model["services"]
+    edge = set(services["cloudflared"]["networks"])
+    assert edge == {"manacore-edge"}
+    beside = {sid for sid, e in services.items() if edge & set(e.get("networks", []))}
+    assert {"postgres", "redis", "searxng", "mana-bot"}.isdisjoint(beside)
+    assert {"grafana", "synapse", "chat-web", "victoriametrics"} <= beside

@@ -605,8 +605,9 @@ def test_full_stack_service_urls_point_at_what_the_stack_creates(full: tuple[str
             assert entry["service"] == f"http://{svc.container_name}:{port}"
             [container] = [r for r in run.of_type("docker:index/container:Container")
                            if r.plain().get("name") == svc.container_name]
+            # the connector reaches it on the edge network
             assert {n["name"] for n in container.plain()["networksAdvanced"]} == {
-                estate.settings.network}
+                estate.settings.network, estate.settings.edge_network}
         else:
             assert entry["service"] == \
                 f"http://{svc.name}.{svc.namespace}.svc.cluster.local:{port}"
