@@ -52,7 +52,15 @@ INFRA = [
                     confirmed="https://github.com/pgvector/pgvector/blob/v0.8.0/Dockerfile "
                     "(FROM postgres:$PG_MAJOR: the docker-library/postgres entrypoint)",
                     arm64="https://github.com/pgvector/pgvector/blob/v0.8.0/Makefile "
-                    "(docker buildx --platform linux/amd64,linux/arm64)"),
+                    "(docker buildx --platform linux/amd64,linux/arm64)",
+                    # docker-library/postgres 16/bookworm/docker-entrypoint.sh, as root on
+                    # every start: `mkdir -p "$PGDATA"` inside the mount point, which a fresh
+                    # volume copies from the image as postgres:postgres 0700 (DAC_OVERRIDE: the
+                    # real engine refused it without), `find "$PGDATA" \! -user postgres -exec
+                    # chown postgres` (CHOWN), `chmod 00700 "$PGDATA"` and `chmod 03775
+                    # /var/run/postgresql` on postgres-owned directories (FOWNER), then `exec
+                    # gosu postgres` (SETUID, SETGID: setgroups/setgid/setuid)
+                    caps=("CHOWN", "DAC_OVERRIDE", "FOWNER", "SETGID", "SETUID")),
         ports=[port(5432, "postgres")],
         env={"POSTGRES_USER": "postgres", "POSTGRES_DB": "postgres",
              "PGDATA": f"{PG_MOUNT}/{PG_DIR}"},
@@ -79,7 +87,11 @@ INFRA = [
                     "blob/master/alpine/docker-entrypoint.sh (both drop root for redis-server "
                     "only)",
                     arm64="https://github.com/docker-library/official-images/blob/master/"
-                    "library/redis (alpine: arm64v8)"),
+                    "library/redis (alpine: arm64v8)",
+                    # that entrypoint, as root with redis-server: `find . \! -user redis -exec
+                    # chown redis` (CHOWN; walking the 0700 appendonlydir redis makes under its
+                    # umask 0077: DAC_READ_SEARCH), then su-exec redis (SETUID, SETGID)
+                    caps=("CHOWN", "DAC_READ_SEARCH", "SETGID", "SETUID")),
         # The entrypoint drops from root to the redis user (after chowning /data) only when its
         # first argument is redis-server (an option first gets redis-server put before it);
         # anything else, `sh -c …` included, it execs as root. So redis-server comes first and
@@ -198,7 +210,11 @@ CORE = [
                     "799086874d807e313d5331a07f47b2b4e5828a9a (container/dist.dockerfile, "
                     "container/entrypoint.sh)",
                     arm64="https://github.com/searxng/searxng/blob/799086874/.github/workflows/"
-                    "container.yml (arch: amd64, arm64, armv7)"),
+                    "container.yml (arch: amd64, arm64, armv7)",
+                    # container/entrypoint.sh setup_ownership: as root it `chown -R
+                    # searxng:searxng` the config and data volumes and settings.yml (CHOWN);
+                    # it never steps down with gosu/su-exec
+                    caps=("CHOWN",)),
         ports=[internal(8080)],
         # settings.yml (json enabled) is generated: catalog/configs.py; the secret key and the
         # base URL override it from the environment
@@ -321,7 +337,8 @@ APP = [
         needs=[lazy("ollama")],
         health=http("/", start_period=10),
         memory="96Mi",
-        public=Public(host="playground"),
+        # anyone reaching it spends the Mac Mini's Ollama compute: behind Access like the admin UIs
+        public=Public(host="playground", access=True),
         legacy=Legacy(containers=["llm-playground"], ports=[5190]),
     ),
 ]
@@ -343,6 +360,9 @@ MATRIX = [
                     "docker/start.py (run mode: as root, gosu 991:991; /data is not chowned, so "
                     "a fresh volume fails with PermissionError on /data/media_store)",
                     runs_as="991:991",
+                    # start.py's run mode only steps down (gosu 991:991, no chown): SETUID,
+                    # SETGID; the volume is handed to 991:991 by its init beforehand
+                    caps=("SETGID", "SETUID"),
                     arm64="https://github.com/element-hq/synapse/blob/v1.157.1/.github/"
                     "workflows/docker.yml (platform linux/arm64)"),
         ports=[port(4000, container=8008), port(4001, "metrics", container=9002)],
@@ -356,7 +376,8 @@ MATRIX = [
         health=http("/health", start_period=30),
         memory="512Mi",
         internet="Matrix federation with other homeservers",
-        public=Public(host="matrix"),
+        # the admin API (users, rooms, media deletion) only from inside: the tunnel answers 404
+        public=Public(host="matrix", closed_paths=["/_synapse/admin"]),
         legacy=Legacy(containers=["manacore-synapse"], ports=[8008, 9002],
                       volumes=["synapse_data"], unverified=["synapse_data"]),
     ),
@@ -599,10 +620,17 @@ MON = [
                     confirmed="https://github.com/google/cadvisor/blob/v0.49.1/deploy/"
                     "Dockerfile (alpine:3.18, wget HEALTHCHECK on /healthz)",
                     arm64="https://github.com/google/cadvisor/blob/v0.49.1/build/release.sh "
-                    "(arches amd64, arm, arm64)"),
+                    "(arches amd64, arm, arm64)",
+                    # the documented exception: it reads every container's cgroups and the
+                    # host's file systems as root (README "Running cAdvisor" lists
+                    # --privileged); dropping capabilities blinds it
+                    default_caps="reads the host's cgroups and file systems (google/cadvisor "
+                    "README: run with --privileged)"),
         ports=[port(9110, "metrics", container=8080)],
         host_mounts=[HostMount(source="/", path="/rootfs"),
-                     HostMount(source="/var/run", path="/var/run"),
+                     HostMount(source="/var/run", path="/var/run",
+                               root_equivalent="cAdvisor asks the Docker daemon for container "
+                               "names and labels over /var/run/docker.sock"),
                      HostMount(source="/sys", path="/sys"),
                      HostMount(source="/var/lib/docker", path="/var/lib/docker")],
         health=http("/healthz", port="metrics"),
@@ -693,7 +721,9 @@ TOOLS = [
         # the fork sends to every WATCHTOWER_NOTIFICATION_URL (shoutrrr) without a type:
         # WATCHTOWER_NOTIFICATIONS is deprecated there (internal/flags/notify/register.go)
         secrets=["WATCHTOWER_NOTIFICATION_URL"],
-        host_mounts=[HostMount(source="/var/run/docker.sock", path="/var/run/docker.sock")],
+        host_mounts=[HostMount(source="/var/run/docker.sock", path="/var/run/docker.sock",
+                               root_equivalent="Watchtower lists containers and pulls images "
+                               "through the Docker API (monitor-only)")],
         health=cmd("/watchtower", "--health-check"),
         memory="64Mi",
         internet="the image registries it watches, and Telegram for its notices",

@@ -107,7 +107,12 @@ class Image(_Part):
     read-only root needs them writable), where its contract (entrypoint, user, paths, tools) was
     `confirmed`, and where its `arm64` variant was (the Mac Mini is an M4). `runs_as` is the
     `uid:gid` its entrypoint steps down to when started as root: a fresh Docker volume (owned
-    by root) must be handed to that user before the server starts."""
+    by root) must be handed to that user before the server starts.
+
+    Least privilege: every container runs with `no-new-privileges` and all capabilities
+    dropped; `caps` are the only ones added back, those its entrypoint needs (chown of its data,
+    gosu/su-exec stepping down: SETUID/SETGID), as confirmed upstream. `default_caps` says why
+    an image keeps Docker's default set instead (cAdvisor reads the host), or is empty."""
 
     repository: str
     tag: str | None = None
@@ -119,6 +124,8 @@ class Image(_Part):
     confirmed: str = ""
     arm64: str = ""
     runs_as: str | None = Field(default=None, pattern=r"^[0-9]+:[0-9]+$")
+    caps: tuple[Annotated[str, Field(pattern=r"^[A-Z_]+$")], ...] = ()
+    default_caps: str = ""
 
 
 def own(name: str) -> Image:
@@ -128,11 +135,13 @@ def own(name: str) -> Image:
 
 def image(ref: str, *, scheme: str | None = None, family: str | None = None,
           tools: tuple[str, ...] = (), writes: tuple[str, ...] = (), confirmed: str = "",
-          arm64: str = "", runs_as: str | None = None) -> Image:
+          arm64: str = "", runs_as: str | None = None, caps: tuple[str, ...] = (),
+          default_caps: str = "") -> Image:
     """A third-party image written as `repository:tag` (the tag must be pinned), with the facts
     confirmed upstream (see `Image`)."""
     facts = {"scheme": scheme, "family": family, "tools": tools, "writes": writes,
-             "confirmed": confirmed, "arm64": arm64, "runs_as": runs_as}
+             "confirmed": confirmed, "arm64": arm64, "runs_as": runs_as, "caps": caps,
+             "default_caps": default_caps}
     repository, sep, tag = ref.rpartition(":")
     if not sep or "/" in tag:
         return Image(repository=ref, **facts)
@@ -331,6 +340,10 @@ class HostMount(_Part):
     path: str
     read_only: bool = True
     arg: str | None = None  # command argument naming the mount, added only where it exists
+    # why this service may reach the Docker socket through this mount (the socket itself or
+    # its directory): whoever talks to it controls the host's Docker, so it is root-equivalent,
+    # read-only or not (a read-only bind mount does not stop connect() on a socket)
+    root_equivalent: str = ""
 
 
 class Public(_Part):
@@ -344,6 +357,9 @@ class Public(_Part):
     # paths under an Access-guarded host that stay open to everyone (Umami's tracker, n8n's
     # webhooks): each gets a more specific Access application that bypasses the login
     open_paths: tuple[str, ...] = ()
+    # paths never reachable from outside (the tunnel answers 404 before the host's own rule,
+    # with or without Access): Synapse's admin API
+    closed_paths: tuple[str, ...] = ()
 
 
 class Legacy(_Part):

@@ -150,6 +150,7 @@ class ResolvedPublic(_Frozen):
     port: str
     access: bool  # behind a Cloudflare Access application
     open_paths: tuple[str, ...] = ()  # paths of an Access-guarded host that bypass the login
+    closed_paths: tuple[str, ...] = ()  # paths the tunnel answers with 404 (never routed)
     service_url: str  # where the tunnel sends requests on this target
 
     @property
@@ -193,6 +194,8 @@ class ResolvedService(_Frozen):
     workload: Literal["service", "daemon"]
     replicas: int  # Kubernetes only
     runs_as: str | None = None  # uid:gid the image's entrypoint steps down to (Image.runs_as)
+    caps: tuple[str, ...] = ()  # capabilities added back after dropping all (Image.caps)
+    default_caps: str = ""  # why it keeps Docker's default capabilities (Image.default_caps)
     files: tuple[ResolvedFile, ...] = ()  # generated configuration files
     host_mounts: tuple[HostMount, ...] = ()  # host bind mounts (Kubernetes: host_access only)
     host_access: bool = False  # Kubernetes: host network and PID namespaces (node-exporter)
@@ -394,6 +397,7 @@ def _resolve_service(svc: Service, tier: int, estate: Estate,
         public = ResolvedPublic(
             host=svc.public.host, hostname=_hostname(svc.public, settings), port=svc.public.port,
             access=svc.public.access, open_paths=svc.public.open_paths,
+            closed_paths=svc.public.closed_paths,
             service_url=f"http://{_address(svc, settings)}:{p.container}")
     return ResolvedService(
         id=svc.id, category=svc.category, role=svc.role, description=svc.description,
@@ -405,6 +409,8 @@ def _resolve_service(svc: Service, tier: int, estate: Estate,
         env=dict(sorted(env.items())), secrets=tuple(sorted(secrets)), database=svc.database,
         pg_monitor=svc.pg_monitor,
         runs_as=svc.image.runs_as if svc.image else None,
+        caps=svc.image.caps if svc.image else (),
+        default_caps=svc.image.default_caps if svc.image else "",
         volumes=_volumes(svc, settings), hard=tuple(n.service for n in svc.needs if n.hard),
         lazy=lazy,
         health=svc.health, memory=parse_memory(svc.memory) if svc.memory else None,

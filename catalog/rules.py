@@ -195,6 +195,12 @@ def _hostnames(estate: Estate, settings: StackSettings | None) -> Iterator[Viola
             if not re.fullmatch(r"/[A-Za-z0-9._~/-]*", path) or path == "/":
                 yield Violation(s.id, "hostname-unique", f"open path {path!r} must be a plain "
                                 "path below the root, like /api/send")
+        for path in s.public.closed_paths:
+            if not re.fullmatch(r"/[A-Za-z0-9._~/-]*", path) or path == "/":
+                yield Violation(s.id, "hostname-unique", f"closed path {path!r} must be a plain "
+                                "path below the root, like /_synapse/admin")
+            if path in s.public.open_paths:
+                yield Violation(s.id, "hostname-unique", f"path {path} is both open and closed")
         if s.port(s.public.port) is None:
             yield Violation(s.id, "hostname-unique", f"public host {s.public.host} routes to port "
                             f"{s.public.port!r}, which the service does not have; add the port "
@@ -387,6 +393,30 @@ def _host_access(estate: Estate, _settings) -> Iterator[Violation]:
         if s.host_access and (s.workload != "daemon" or s.role != "exporter"):
             yield Violation(s.id, "host-access", "only a per-node exporter (workload daemon, "
                             "role exporter: node-exporter) may see the host; drop host_access")
+
+
+DOCKER_SOCKET = "/var/run/docker.sock"
+# the socket and the directories holding it (/var/run is a symlink to /run on the host)
+SOCKET_PATHS = frozenset({DOCKER_SOCKET, "/run/docker.sock", "/var/run", "/run"})
+
+
+@rule("docker-socket")
+def _docker_socket(estate: Estate, _settings) -> Iterator[Violation]:
+    """The Docker socket is root on the host: a mount of it (or of its directory) is read-only
+    and says why, in `root_equivalent`, the service needs it; nothing else may carry that."""
+    for s in estate.valid_services:
+        for m in s.host_mounts:
+            exposes = m.source.rstrip("/") in SOCKET_PATHS
+            if exposes and not m.root_equivalent:
+                yield Violation(s.id, "docker-socket", f"mounts {m.source}, the Docker socket "
+                                "(root on the host): drop the mount, or say why it needs it in "
+                                "root_equivalent")
+            if exposes and not m.read_only:
+                yield Violation(s.id, "docker-socket", f"mounts {m.source} writable; mount the "
+                                "Docker socket read_only=True")
+            if m.root_equivalent and not exposes:
+                yield Violation(s.id, "docker-socket", f"{m.source} is not the Docker socket "
+                                f"({DOCKER_SOCKET}) or its directory; drop root_equivalent")
 
 
 @rule("legacy-unique")

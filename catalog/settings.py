@@ -46,6 +46,8 @@ TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 DOCKER_HOST = re.compile(r"^(unix|ssh|tcp|npipe)://\S+$")
 NETWORK = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
 CLOUDFLARE_ID = re.compile(r"^[0-9a-f]{32}$")
+ACCESS_TEAM = re.compile(rf"^{_DNS_LABEL}$")  # <team>.cloudflareaccess.com
+AUD_TAG = re.compile(r"^[0-9a-f]{64}$")  # an Access application's Application Audience (AUD) tag
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 SECRET_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
 
@@ -75,9 +77,16 @@ class StackSettings(BaseModel):
     storage_class: str = "local-path"
     native_host: str = "host.docker.internal"  # where the native macOS services listen
     network: str = "manacore"  # the shared Docker network
+    # the tunnel connector's Docker network: it and the services it routes to, nothing else
+    edge_network: str = "manacore-edge"
     cloudflare_account_id: str | None = None
     cloudflare_zone_id: str | None = None
     access_emails: tuple[str, ...] = ()  # who passes Cloudflare Access to the admin UIs
+    # a locally-managed config.yml (`manacore render tunnel`): cloudflared itself enforces
+    # Access on a guarded host given the Zero Trust team name and, per service id, the AUD tag
+    # of the Access application created for its hostname
+    access_team_name: str | None = None
+    access_aud_tags: dict[str, str] = {}
     migrated_volumes: tuple[str, ...] = ()  # new volume names whose data has been moved
     # Phase 0: mount the Mac Mini's legacy volumes (read, never created) until migrated. A new
     # Docker host (a customer, a test) starts fresh: every volume created and managed.
@@ -106,7 +115,15 @@ class StackSettings(BaseModel):
         DOCKER_HOST, "a Docker host like unix:///var/run/docker.sock or ssh://user@macmini"))
     _storage_class = field_validator("storage_class")(_matches(
         HOSTNAME, "a Kubernetes storage class name like local-path"))
-    _network = field_validator("network")(_matches(NETWORK, "a Docker network name"))
+    _network = field_validator("network", "edge_network")(_matches(NETWORK,
+                                                                   "a Docker network name"))
+
+    @model_validator(mode="after")
+    def _two_networks(self) -> StackSettings:
+        if self.edge_network == self.network:
+            raise ValueError(f"edgeNetwork and network are both {self.network!r}: the tunnel "
+                             "connector's network must be a network of its own")
+        return self
     _cloudflare = field_validator("cloudflare_account_id", "cloudflare_zone_id")(_matches(
         CLOUDFLARE_ID, "a Cloudflare id (32 hexadecimal digits)"))
 
@@ -120,6 +137,19 @@ class StackSettings(BaseModel):
             if not HOSTNAME.fullmatch(value.lower()):
                 raise ValueError(f"{value!r} is not a host name or IP address like host."
                                  "docker.internal or 100.64.0.10 (no scheme, no port)") from None
+        return value
+
+    _access_team = field_validator("access_team_name")(_matches(
+        ACCESS_TEAM, "a Cloudflare Zero Trust team name like manacore (the <team> of "
+        "<team>.cloudflareaccess.com)"))
+
+    @field_validator("access_aud_tags")
+    @classmethod
+    def _aud_tags(cls, value: dict[str, str]) -> dict[str, str]:
+        bad = [f"{k}: {v!r}" for k, v in value.items() if not AUD_TAG.fullmatch(str(v))]
+        if bad:
+            raise ValueError("not Access application AUD tags (64 hexadecimal digits, from "
+                             f"the application's Overview): {', '.join(bad)}")
         return value
 
     @field_validator("access_emails")
@@ -272,7 +302,6 @@ def settings_from_config(stack: str, get: Callable[[str], str | None]) -> StackS
         raw = get(field.alias or name)
         if raw is None:
             continue
-        values[field.alias or name] = (yaml.safe_load(raw)
-                                       if name in ("migrated_volumes", "access_emails")
-                                       else raw)
+        structured = ("migrated_volumes", "access_emails", "access_aud_tags")
+        values[field.alias or name] = yaml.safe_load(raw) if name in structured else raw
     return settings_from_values(stack, values)

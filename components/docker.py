@@ -23,10 +23,14 @@ from exports.compose import (
     VOLUME_INIT_IMAGE,
     VOLUME_INIT_MEMORY_MB,
     VOLUME_INIT_MOUNT,
+    VOLUME_INIT_PRIVILEGES,
+    Privileges,
     hard_containers,
     healthcheck,
     inits_needed,
     memory_mb,
+    networks,
+    privileges,
     uses_host_gateway,
     volume_init_command,
     volume_init_name,
@@ -44,6 +48,7 @@ class DockerAdapter:
         settings = estate.settings
         self.provider = docker.Provider("docker", host=settings.docker_host)
         self.network: docker.Network | None = None
+        self.networks: dict[str, docker.Network] = {}
         self.volumes: dict[str, docker.Volume] = {}
         self.legacy_volumes: dict[str, docker.Volume] = {}
         self.inits: dict[str, docker.Container] = {}
@@ -56,13 +61,15 @@ class DockerAdapter:
         return pulumi.ResourceOptions(parent=parent, provider=self.provider, **extra)
 
     def prepare(self, parent: pulumi.Resource) -> None:
-        """The shared network every container joins (containers find each other by name)."""
-        name = self.estate.settings.network
-        self.network = docker.Network(
-            name, name=name, driver="bridge",
-            labels=[docker.NetworkLabelArgs(label="manacore.stack",
-                                            value=self.estate.settings.stack)],
-            opts=self._opts(parent))
+        """The internal network (containers find each other by name) and the edge network of
+        the tunnel connector and the services it routes to (exports.compose.networks)."""
+        s = self.estate.settings
+        for name in (s.network, s.edge_network):
+            self.networks[name] = docker.Network(
+                name, name=name, driver="bridge",
+                labels=[docker.NetworkLabelArgs(label="manacore.stack", value=s.stack)],
+                opts=self._opts(parent))
+        self.network = self.networks[s.network]
 
     def deploy(self, service: ResolvedService, parent: pulumi.Resource) -> dict[str, Any]:
         if service.native:  # a macOS host service: nothing to create, only to reach
@@ -93,11 +100,13 @@ class DockerAdapter:
                 retries=check["retries"], start_period=check["start_period"],
                 start_interval=check["start_interval"]) if check else None,
             restart=RESTART,
+            **self._privileges(privileges(service)),
             memory=memory_mb(service),
             labels=[docker.ContainerLabelArgs(label=k, value=v)
                     for k, v in sorted(service.labels.items())],
             mounts=mounts or None,
-            networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=self.network.name)],
+            networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=self.networks[n].name)
+                               for n in networks(service, self.estate)],
             hosts=[docker.ContainerHostArgs(host=NATIVE_ALIAS, ip=HOST_GATEWAY)]
             if uses_host_gateway(service, self.estate) else None,
             uploads=[docker.ContainerUploadArgs(file=f.path, content=self._value(f.content),
@@ -118,6 +127,14 @@ class DockerAdapter:
         return out
 
     # --- pieces of a container -----------------------------------------------------------
+
+    @staticmethod
+    def _privileges(p: Privileges) -> dict[str, Any]:
+        """The same confinement as the Compose file (exports.compose.privileges)."""
+        return {"security_opts": list(p.security_opt),
+                "capabilities": docker.ContainerCapabilitiesArgs(
+                    drops=list(p.cap_drop) or None, adds=list(p.cap_add) or None)
+                if p.cap_drop or p.cap_add else None}
 
     def _value(self, template: Template) -> pulumi.Input[str]:
         """Plain text, or a secret Output when the template embeds a secret."""
@@ -182,6 +199,7 @@ class DockerAdapter:
             volume_init_name(name), name=volume_init_name(name), image=image.image_id,
             command=volume_init_command(self._inits[name]), attach=True, must_run=False,
             restart="no", memory=VOLUME_INIT_MEMORY_MB, network_mode="none",
+            **self._privileges(VOLUME_INIT_PRIVILEGES),
             labels=[docker.ContainerLabelArgs(label="manacore.volume-init", value=name)],
             mounts=[docker.ContainerMountArgs(type="volume", source=self.volumes[name].name,
                                               target=VOLUME_INIT_MOUNT)],

@@ -55,6 +55,7 @@ def deploy(estate: ResolvedEstate) -> dict[str, object]:
         "services": services,
         "hostnames": tunnel.hostnames,
         "accessHostnames": tunnel.access_hostnames,
+        "accessUnguardedHostnames": tunnel.unguarded_hostnames,
         "tunnelId": tunnel.tunnel_id,  # None: the tunnel is managed outside this stack
     }
     for key, value in outputs.items():

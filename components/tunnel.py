@@ -74,13 +74,22 @@ class CloudflareTunnel(pulumi.ComponentResource):
         self._name, self._estate = name, estate
         self.rules = rules
         self.hostnames = sorted({r.hostname for r in rules if r.hostname})
-        self.access_hostnames = sorted({r.hostname for r in rules if r.hostname and r.access})
+        guarded = sorted({r.hostname for r in rules if r.hostname and r.access})
         self.managed = bool(settings.cloudflare_account_id and settings.cloudflare_zone_id)
+        # the truth in both modes: only a managed tunnel's hostnames are guarded by Access
+        # applications of this stack; a tunnel managed elsewhere must guard them itself
+        self.access_hostnames = guarded if self.managed else []
+        self.unguarded_hostnames = [] if self.managed else guarded
         self.tunnel_id: pulumi.Output[str] | None = None
         self.token: pulumi.Output[str] | None = None
         self.connector: dict[str, Any] | None = None
         if self.managed:
             self._cloudflare(api_token)
+        elif guarded:
+            pulumi.log.warn(f"the tunnel of stack {settings.stack} is managed elsewhere: this "
+                            "stack creates no Cloudflare Access application, so "
+                            f"{', '.join(guarded)} must be guarded there (see the stack output "
+                            "accessUnguardedHostnames)", resource=self)
 
     def _cloudflare(self, api_token: pulumi.Output[str] | None) -> None:
         # imported here: 1.4 s that an unmanaged stack's preview need not pay
@@ -162,6 +171,7 @@ class CloudflareTunnel(pulumi.ComponentResource):
             self.connector = adapter.deploy(connector, self)
         self.register_outputs({
             "tunnelId": self.tunnel_id, "hostnames": self.hostnames,
-            "accessHostnames": self.access_hostnames, "connector": self.connector,
+            "accessHostnames": self.access_hostnames,
+            "accessUnguardedHostnames": self.unguarded_hostnames, "connector": self.connector,
         })
         return self.connector

@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 
 import yaml
 
+from catalog.configs import scrape_targets
 from catalog.resolve import (
     URL_SAFE_TEXT,
     ResolvedEstate,
@@ -25,10 +26,12 @@ from catalog.resolve import (
 )
 from catalog.rules import EstateError, Violation
 from catalog.units import mebibytes
+from exports.tunnel import CONNECTOR
 
 PROJECT = "manacore"
 LOOPBACK = "127.0.0.1"  # published ports: only the tunnel connector reaches the outside
 NATIVE_ALIAS = "host.docker.internal"
+SCRAPER = "victoriametrics"  # scrapes every metrics port (catalog.configs.scrape_targets)
 HOST_GATEWAY = "host-gateway"  # the daemon's alias for the host, so Linux hosts resolve it too
 RESTART = "unless-stopped"
 # Creates the subdirectories of a shared volume: Docker mounts a `subpath` only if it exists
@@ -36,6 +39,34 @@ RESTART = "unless-stopped"
 VOLUME_INIT_IMAGE = "busybox:1.37.0"
 VOLUME_INIT_MOUNT = "/volume"
 VOLUME_INIT_MEMORY_MB = 16
+NO_NEW_PRIVILEGES = "no-new-privileges:true"
+
+
+class Privileges(NamedTuple):
+    """How a container is confined, spelled once for Compose and the Pulumi docker adapter."""
+
+    security_opt: tuple[str, ...]
+    cap_drop: tuple[str, ...]
+    cap_add: tuple[str, ...]
+
+
+# a volume's init only creates and chowns directories as root in a root-owned volume
+VOLUME_INIT_PRIVILEGES = Privileges((NO_NEW_PRIVILEGES,), ("ALL",), ("CHOWN",))
+
+
+def privileges(svc: ResolvedService) -> Privileges:
+    """`no-new-privileges` for every container; every capability dropped but those the image's
+    entrypoint needs (`Image.caps`), unless the image keeps Docker's defaults for a declared
+    reason (`Image.default_caps`: cAdvisor)."""
+    if svc.default_caps:
+        return Privileges((NO_NEW_PRIVILEGES,), (), ())
+    return Privileges((NO_NEW_PRIVILEGES,), ("ALL",), tuple(sorted(svc.caps)))
+
+
+def compose_privileges(p: Privileges) -> dict[str, list[str]]:
+    out = {"security_opt": list(p.security_opt), "cap_drop": list(p.cap_drop),
+           "cap_add": list(p.cap_add)}
+    return {k: v for k, v in out.items() if v}
 
 
 # --- the Docker engine's vocabulary, shared with components.docker ----------------------
@@ -200,6 +231,7 @@ def _service(svc: ResolvedService, estate: ResolvedEstate) -> dict[str, Any]:
     if depends:
         entry["depends_on"] = depends
     entry["restart"] = RESTART
+    entry |= compose_privileges(privileges(svc))
     memory = memory_mb(svc)
     if memory is not None:  # honoured by `docker compose up` without swarm since Compose v2
         entry["deploy"] = {"resources": {"limits": {"memory": f"{memory}m"}}}
@@ -216,11 +248,32 @@ def _service(svc: ResolvedService, estate: ResolvedEstate) -> dict[str, Any]:
     if svc.files:
         entry["configs"] = [{"source": file_key(svc, f), "target": f.path,
                              "mode": f"{f.mode:04o}"} for f in svc.files]
-    entry["networks"] = [estate.settings.network]
+    entry["networks"] = networks(svc, estate)
     if uses_host_gateway(svc, estate):
         entry["extra_hosts"] = [f"{NATIVE_ALIAS}:{HOST_GATEWAY}"]
     entry["labels"] = {k: _literal(v) for k, v in sorted(svc.labels.items())}
     return entry
+
+
+def networks(svc: ResolvedService, estate: ResolvedEstate) -> list[str]:
+    """The Docker networks of a container. The tunnel connector sits on the edge network
+    alone, with exactly the services it routes to (those with a public hostname) and whoever
+    scrapes its metrics; everything else, PostgreSQL and Redis among them, only on the internal
+    network, out of the connector's reach."""
+    s = estate.settings
+    if svc.id == CONNECTOR:
+        return [s.edge_network]
+    if svc.public is not None or svc.id in edge_scrapers(estate):
+        return [s.network, s.edge_network]
+    return [s.network]
+
+
+def edge_scrapers(estate: ResolvedEstate) -> set[str]:
+    """The services that scrape the connector's metrics (VictoriaMetrics), so must reach it."""
+    connector = next((c for c in estate.containers if c.id == CONNECTOR), None)
+    if connector is None or CONNECTOR not in scrape_targets(estate):
+        return set()
+    return {c.id for c in estate.containers if c.id == SCRAPER}
 
 
 def _init_key(volume: str) -> str:
@@ -230,6 +283,7 @@ def _init_key(volume: str) -> str:
 def _init_service(volume: str, init: VolumeInit) -> dict[str, Any]:
     return {"container_name": volume_init_name(volume), "image": VOLUME_INIT_IMAGE,
             "command": volume_init_command(init), "restart": "no",
+            **compose_privileges(VOLUME_INIT_PRIVILEGES),
             "deploy": {"resources": {"limits": {"memory": f"{VOLUME_INIT_MEMORY_MB}m"}}},
             "volumes": [{"type": "volume", "source": volume, "target": VOLUME_INIT_MOUNT}],
             "network_mode": "none", "labels": {"manacore.volume-init": volume}}
@@ -253,8 +307,8 @@ def to_compose(estate: ResolvedEstate) -> dict[str, Any]:
     model: dict[str, Any] = {"name": PROJECT, "services": services}
     if volumes:
         model["volumes"] = dict(sorted(volumes.items()))
-    network = estate.settings.network
-    model["networks"] = {network: {"name": network, "external": False}}
+    model["networks"] = {n: {"name": n, "external": False}
+                         for n in (estate.settings.network, estate.settings.edge_network)}
     configs = {file_key(s, f): {"content": interpolated(f.content)}
                for s in estate.containers for f in s.files}
     if configs:

@@ -7,6 +7,7 @@ Cloudflare API, so the two can never disagree.
 from __future__ import annotations
 
 import re
+import sys
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -38,25 +39,75 @@ class IngressRule(BaseModel):
     hostname: str | None = None
     path: str | None = None
     source: str | None = None
-    access: bool = False
+    access: bool = False  # the host needs Cloudflare Access
+    # cloudflared itself checks the Access JWT (locally-managed config.yml only): the Zero
+    # Trust team name and the AUD tags of the host's Access application
+    team_name: str | None = None
+    aud_tags: tuple[str, ...] = ()
 
     @property
     def catch_all(self) -> bool:
         """What cloudflared treats as matching every request."""
         return self.hostname in (None, "", "*") and not self.path
 
-    def entry(self) -> dict[str, str]:
-        """The rule in cloudflared's own keys (identical in config.yml and the API)."""
-        out = {"hostname": self.hostname, "path": self.path, "service": self.service}
+    def entry(self) -> dict[str, Any]:
+        """The rule in cloudflared's own keys (identical in config.yml and the API).
+
+        `originRequest.access` must sit on the rule itself: cloudflared ignores a top-level
+        access block (cloudflare/cloudflared#784, cloudflare/cloudflare-docs#32006)."""
+        out: dict[str, Any] = {"hostname": self.hostname, "path": self.path,
+                               "service": self.service}
+        if self.team_name:
+            out["originRequest"] = {"access": {"required": True, "teamName": self.team_name,
+                                               "audTag": list(self.aud_tags)}}
         return {k: v for k, v in out.items() if v}
 
 
+def path_pattern(path: str) -> str:
+    """The RE2 pattern matching a plain catalogue path and everything below it."""
+    return f"^{re.escape(path)}(/|$)"
+
+
 def ingress_rules(estate: ResolvedEstate) -> list[IngressRule]:
-    """One rule per public hostname of the stack, sorted by hostname, then the catch-all."""
+    """Per public hostname of the stack, sorted by hostname: its closed paths (404, never
+    routed), then the host's own rule; the catch-all last."""
     routed = sorted((s for s in estate.services if s.public), key=lambda s: s.public.hostname)
-    return [*(IngressRule(hostname=s.public.hostname, service=s.public.service_url, source=s.id,
-                          access=s.public.access) for s in routed),
-            IngressRule(service=CATCH_ALL)]
+    rules: list[IngressRule] = []
+    for s in routed:
+        rules += [IngressRule(hostname=s.public.hostname, path=path_pattern(p), service=CATCH_ALL,
+                              source=s.id) for p in s.public.closed_paths]
+        rules.append(IngressRule(hostname=s.public.hostname, service=s.public.service_url,
+                                 source=s.id, access=s.public.access))
+    return [*rules, IngressRule(service=CATCH_ALL)]
+
+
+def local_rules(estate: ResolvedEstate) -> tuple[list[IngressRule], list[str]]:
+    """The rules of a locally-managed config.yml and a warning per host left out.
+
+    Nothing outside this stack guards a locally-managed tunnel, so cloudflared enforces Access
+    on every guarded host itself (`accessTeamName`, `accessAudTags[<service>]`); an open path of
+    such a host gets a rule of its own before the host's, without the check. A guarded host
+    without both settings is left out (requests to it get the catch-all's 404)."""
+    s = estate.settings
+    public = {svc.id: svc.public for svc in estate.services if svc.public}
+    rules: list[IngressRule] = []
+    left_out: list[str] = []
+    for rule in ingress_rules(estate):
+        pub = public.get(rule.source or "")
+        if not rule.access or pub is None:
+            rules.append(rule)
+            continue
+        aud = s.access_aud_tags.get(rule.source or "")
+        if not (s.access_team_name and aud):
+            left_out.append(f"{rule.hostname} ({rule.source}) is left out of config.yml: it "
+                            "needs Cloudflare Access and cloudflared cannot enforce it without "
+                            f"manacore:accessTeamName and manacore:accessAudTags.{rule.source}")
+            continue
+        rules += [rule.model_copy(update={"path": path_pattern(p), "access": False})
+                  for p in pub.open_paths]
+        rules.append(rule.model_copy(update={"team_name": s.access_team_name,
+                                             "aud_tags": (aud,)}))
+    return rules, left_out
 
 
 def _in_zone(hostname: str, zone: str) -> bool:
@@ -150,6 +201,14 @@ def settings_violations(estate: ResolvedEstate, rules: Sequence[IngressRule]) ->
                                " and manacore:cloudflareZoneId (or neither, to run the connector "
                                "of a tunnel managed elsewhere with the TUNNEL_TOKEN secret)"))
     guarded = sorted(r.source or "" for r in rules if r.access)
+    for sid in sorted(set(s.access_aud_tags) - set(guarded)):
+        found.append(Violation(TUNNEL, "tunnel-access", f"manacore:accessAudTags names {sid}, "
+                               "which has no Access-guarded public hostname on this stack; "
+                               f"guarded: {', '.join(guarded) or 'none'}"))
+    if s.access_aud_tags and not s.access_team_name:
+        found.append(Violation(TUNNEL, "tunnel-access", "manacore:accessAudTags needs "
+                               "manacore:accessTeamName (the <team> of "
+                               "<team>.cloudflareaccess.com) for cloudflared to check them"))
     if all(ids) and guarded and not s.access_emails:
         found.append(Violation(TUNNEL, "tunnel-access", f"{', '.join(guarded)} must sit "
                                "behind Cloudflare Access but nobody may pass it: pulumi config"
@@ -174,26 +233,39 @@ def tunnel_name(estate: ResolvedEstate) -> str:
 def to_cloudflared_config(estate: ResolvedEstate, tunnel_id: str) -> dict[str, Any]:
     """cloudflared's config.yml for a locally-managed tunnel (no secret: the credentials file
     is created by `cloudflared tunnel create` and only referenced)."""
+    checked_rules(estate)
+    found = settings_violations(estate, ingress_rules(estate))
+    found = [v for v in found if v.rule == "tunnel-access" and "accessEmails" not in v.message]
+    if found:
+        raise EstateError(found)
+    rules, _ = local_rules(estate)
     return {
         "tunnel": tunnel_id,
         "credentials-file": f"{CREDENTIALS_DIR}/{tunnel_id}.json",
-        "ingress": [rule.entry() for rule in checked_rules(estate)],
+        "ingress": [rule.entry() for rule in rules],
     }
 
 
 def render(estate: ResolvedEstate, out_dir: Path) -> list[Path]:
-    """Write `out_dir/config.yml`; the tunnel id is a placeholder to replace."""
+    """Write `out_dir/config.yml`; the tunnel id is a placeholder to replace. Each guarded host
+    left out is named in the file's header and warned about on stderr."""
     name = tunnel_name(estate)
     config = to_cloudflared_config(estate, PLACEHOLDER_ID)
-    routes = "".join(f"#   cloudflared tunnel route dns {name} {entry['hostname']}\n"
-                     for entry in config["ingress"] if "hostname" in entry)
+    _, left_out = local_rules(estate)
+    for line in left_out:
+        print(f"warning: {line}", file=sys.stderr)
+    routes = "".join(f"#   cloudflared tunnel route dns {name} {host}\n" for host in
+                     dict.fromkeys(e["hostname"] for e in config["ingress"] if "hostname" in e))
     header = (f"# cloudflared config for stack {estate.settings.stack}, generated by "
               "`manacore render tunnel` (regenerate, don't edit).\n"
               f"# Create the tunnel once with `cloudflared tunnel create {name}`, replace "
               f"{PLACEHOLDER_ID} below with its id,\n"
               "# route each hostname to it (the Pulumi stacks do this themselves):\n"
               f"{routes}"
-              "# and run `cloudflared tunnel --config config.yml run`.\n")
+              "# and run `cloudflared tunnel --config config.yml run`.\n"
+              "# Cloudflare Access: cloudflared checks the Access token on every guarded host "
+              "below (originRequest.access).\n"
+              + "".join(f"# NOT ROUTED: {line}\n" for line in left_out))
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "config.yml"
     path.write_text(header + yaml.safe_dump(config, sort_keys=False))

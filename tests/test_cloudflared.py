@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from catalog.settings import ROOT
+from exports.tunnel import render
 from tests.conftest import resolved
 
 pytestmark = pytest.mark.real_tools
@@ -33,12 +34,23 @@ def cloudflared() -> Path:
 
 @pytest.fixture(scope="module")
 def configs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Per stack: the CLI's config.yml from the stack's own settings (no Access settings: the
+    guarded hosts are left out) and, as `<stack>+access`, one where cloudflared enforces
+    Access on them with a team name and AUD tags."""
     out = {}
     for stack in STACKS:
         folder = tmp_path_factory.mktemp(f"tunnel-{stack}")
         subprocess.run([ROOT / ".venv" / "bin" / "manacore", "render", "tunnel", "--stack",
                         stack, "--out", str(folder), "--force"], check=True, capture_output=True)
         out[stack] = folder / "config.yml"
+        estate = resolved(stack)
+        aud = {s.id: "0123456789abcdef" * 4 for s in estate.services
+               if s.public and s.public.access}
+        settings = estate.settings.model_copy(update={"access_team_name": "manacore",
+                                                      "access_aud_tags": aud})
+        folder = tmp_path_factory.mktemp(f"tunnel-{stack}-access")
+        [out[f"{stack}+access"]] = render(estate.model_copy(update={"settings": settings}),
+                                         folder)
     return out
 
 
@@ -53,17 +65,20 @@ def test_the_release_the_catalogue_pins(cloudflared: Path) -> None:
     assert f"version {image.rsplit(':', 1)[1]} " in version.stdout, version.stdout
 
 
-@pytest.mark.parametrize("stack", STACKS)
+@pytest.mark.parametrize("stack", [*STACKS, *(f"{s}+access" for s in STACKS)])
 def test_cloudflared_validates_the_rendered_config(cloudflared: Path, configs: dict[str, Path],
                                                    stack: str) -> None:
     proc = _run(cloudflared, configs[stack], "validate")
     assert proc.returncode == 0 and "OK" in proc.stdout, proc.stdout + proc.stderr
 
 
-@pytest.mark.parametrize("stack", STACKS)
+@pytest.mark.parametrize("stack", [*STACKS, *(f"{s}+access" for s in STACKS)])
 def test_every_public_hostname_reaches_its_intended_origin(
         cloudflared: Path, configs: dict[str, Path], stack: str) -> None:
-    estate = resolved(stack)
+    """Every hostname reaches its origin, except a guarded one when cloudflared cannot enforce
+    Access (no Access settings): that one gets the catch-all's 404, as do closed paths."""
+    enforced = stack.endswith("+access")
+    estate = resolved(stack.removesuffix("+access"))
     public = [s for s in estate.services if s.public]
     assert len(public) >= 25
     for s in public:
@@ -73,6 +88,11 @@ def test_every_public_hostname_reaches_its_intended_origin(
             assert origin == f"http://{s.host}:{s.port(s.public.port).container}", s.id
         proc = _run(cloudflared, configs[stack], "rule", f"https://{s.public.hostname}/")
         assert proc.returncode == 0, proc.stderr
-        assert f"service: {origin}\n" in proc.stdout, (s.id, proc.stdout)
+        expected = origin if enforced or not s.public.access else "http_status:404"
+        assert f"service: {expected}\n" in proc.stdout, (s.id, proc.stdout)
+        for path in s.public.closed_paths:
+            closed = _run(cloudflared, configs[stack], "rule",
+                          f"https://{s.public.hostname}{path}/v1/users")
+            assert "service: http_status:404\n" in closed.stdout, (s.id, closed.stdout)
     stray = _run(cloudflared, configs[stack], "rule", f"https://nothing.{estate.settings.domain}/")
     assert "service: http_status:404" in stray.stdout, stray.stdout

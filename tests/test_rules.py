@@ -4,7 +4,19 @@ from __future__ import annotations
 
 import pytest
 
-from catalog.model import Estate, Legacy, Public, Volume, hard, image, lazy, port, secret, url_of
+from catalog.model import (
+    Estate,
+    HostMount,
+    Legacy,
+    Public,
+    Volume,
+    hard,
+    image,
+    lazy,
+    port,
+    secret,
+    url_of,
+)
 from catalog.rules import EstateError, check, validate
 from tests.estates import MACMINI, base_services, estate
 
@@ -39,6 +51,15 @@ BROKEN = [
     ("image-pinned", {"redis": {"image": image("redis:latest")}}, "pinned tag", "redis"),
     ("image-pinned", {"redis": {"image": image("redis")}}, "pinned tag", "redis"),
     ("host-access", {"gateway": {"host_access": True}}, "per-node exporter", "gateway"),
+    ("docker-socket", {"gateway": {"host_mounts": [HostMount(source="/var/run/docker.sock",
+                                                             path="/var/run/docker.sock")]}},
+     "root on the host", "gateway"),
+    ("docker-socket", {"gateway": {"host_mounts": [HostMount(
+        source="/var/run", path="/var/run", read_only=False, root_equivalent="why")]}},
+     "read_only=True", "gateway"),
+    ("docker-socket", {"gateway": {"host_mounts": [HostMount(
+        source="/sys", path="/sys", root_equivalent="why")]}}, "drop root_equivalent",
+     "gateway"),
     ("legacy-unique", {"gateway": {"legacy": Legacy(containers=["old-auth"])}},
      "legacy container old-auth", "gateway"),
     ("legacy-unique", {"gateway": {"legacy": Legacy(ports=[5432])}}, "legacy port 5432",
@@ -140,3 +161,18 @@ def test_a_distroless_image_checks_inside_on_docker_and_over_http_on_kubernetes(
     readiness = probes(k3s["cloudflared"])["readinessProbe"]
     assert readiness["httpGet"] == {"path": "/ready", "port": "metrics"}
     assert validate(estate(auth={"health": {"http": "/health", "cmd": ("true",)}}), MACMINI) == []
+
+
+def test_only_watchtower_and_cadvisor_reach_the_docker_socket_read_only() -> None:
+    """The two root-equivalent mounts of the catalogue (issue 14, item 8b), each saying why."""
+    from catalog.rules import SOCKET_PATHS
+    from services import estate as catalogue
+
+    services = catalogue().valid_services
+    found = {(s.id, m.source) for s in services for m in s.host_mounts
+             if m.source in SOCKET_PATHS or m.root_equivalent}
+    assert found == {("watchtower", "/var/run/docker.sock"), ("cadvisor", "/var/run")}
+    for s in services:
+        for m in s.host_mounts:
+            assert m.read_only, (s.id, m.source)
+            assert bool(m.root_equivalent) == ((s.id, m.source) in found), (s.id, m.source)

@@ -4,6 +4,7 @@ resources on both stacks (under mocks), and the rendered config.yml agreeing wit
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -73,7 +74,8 @@ def test_one_rule_per_public_hostname_sorted_then_catch_all(stack: str) -> None:
     estate = resolved(stack)
     rules = ingress_rules(estate)
     public = sorted(s.public.hostname for s in estate.services if s.public)
-    assert [r.hostname for r in rules[:-1]] == public
+    hosts = [r.hostname for r in rules[:-1] if r.service != CATCH_ALL]
+    assert hosts == public
     assert rules[-1] == IngressRule(service=CATCH_ALL) and rules[-1].catch_all
     assert not any(r.catch_all for r in rules[:-1])
     assert violations(estate) == []
@@ -83,6 +85,8 @@ def test_one_rule_per_public_hostname_sorted_then_catch_all(stack: str) -> None:
 def test_every_service_url_is_the_resolved_address_on_that_stack(stack: str) -> None:
     estate = resolved(stack)
     for rule in ingress_rules(estate)[:-1]:
+        if rule.service == CATCH_ALL:
+            continue  # a closed path
         svc = estate[rule.source]
         port = svc.port(svc.public.port).container
         expected = (f"http://{svc.name}.{svc.namespace}.svc.cluster.local:{port}"
@@ -96,7 +100,87 @@ def test_admin_uis_are_behind_access_or_not_public() -> None:
         public = estate[sid].public
         assert public is None or public.access, sid
     guarded = {r.source for r in ingress_rules(estate) if r.access}
-    assert guarded == {"grafana", "n8n", "minio", "umami"}
+    assert guarded == {"grafana", "n8n", "minio", "umami", "llm-playground"}
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_synapse_admin_is_never_routed_from_outside(stack: str) -> None:
+    rules = ingress_rules(resolved(stack))
+    matrix = [r for r in rules if r.source == "synapse"]
+    assert [(r.path, r.service) for r in matrix] == [
+        ("^/_synapse/admin(/|$)", CATCH_ALL), (None, resolved(stack)["synapse"].url("http"))]
+    assert rules.index(matrix[0]) < rules.index(matrix[1])  # the first match wins
+
+
+AUD = {sid: f"{i:x}" * 64 for i, sid in enumerate(
+    ("grafana", "n8n", "minio", "umami", "llm-playground"), start=1)}
+
+
+def with_access(estate: ResolvedEstate, team: str | None = "manacore",
+                aud: dict[str, str] | None = None) -> ResolvedEstate:
+    settings = estate.settings.model_copy(update={
+        "access_team_name": team, "access_aud_tags": AUD if aud is None else aud})
+    return estate.model_copy(update={"settings": settings})
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_config_yml_leaves_guarded_hosts_out_without_access_settings(
+        stack: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    estate = resolved(stack)
+    [path] = render(estate, tmp_path)
+    text = path.read_text()
+    routed = {e.get("hostname") for e in yaml.safe_load(text)["ingress"]}
+    guarded = {r.hostname for r in ingress_rules(estate) if r.access}
+    assert len(guarded) == 5 and not guarded & routed
+    err = capsys.readouterr().err
+    for host in guarded:
+        assert f"# NOT ROUTED: {host}" in text and f"warning: {host}" in err
+    assert "manacore:accessAudTags.grafana" in err
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_config_yml_has_cloudflared_enforce_access_with_the_settings(stack: str,
+                                                                    tmp_path: Path) -> None:
+    estate = with_access(resolved(stack))
+    [path] = render(estate, tmp_path)
+    ingress = yaml.safe_load(path.read_text())["ingress"]
+    assert "NOT ROUTED" not in path.read_text()
+    for s in estate.services:
+        if not (s.public and s.public.access):
+            continue
+        mine = [e for e in ingress if e.get("hostname") == s.public.hostname]
+        *opened, host = mine
+        assert host["originRequest"] == {"access": {
+            "required": True, "teamName": "manacore", "audTag": [AUD[s.id]]}}
+        assert [e["path"] for e in opened] == [f"^{re.escape(p)}(/|$)"
+                                               for p in s.public.open_paths]
+        assert all("originRequest" not in e for e in opened)
+    unguarded = [e for e in ingress if e.get("hostname") == estate["chat-web"].public.hostname]
+    assert unguarded and "originRequest" not in unguarded[0]
+
+
+@pytest.mark.parametrize(("team", "aud", "fragment"), [
+    (None, {"grafana": "a" * 64}, "needs manacore:accessTeamName"),
+    ("manacore", {"chat-web": "a" * 64}, "names chat-web, which has no Access-guarded"),
+])
+def test_access_settings_must_fit_the_estate(team, aud, fragment, tmp_path: Path) -> None:
+    estate = with_access(resolved("macmini"), team, aud)
+    assert any(fragment in str(v) for v in violations(estate))
+    with pytest.raises(EstateError):
+        render(estate, tmp_path)
+
+
+@pytest.mark.parametrize(("values", "fragment"), [
+    ({"accessTeamName": "Mana Core"}, "Zero Trust team name"),
+    ({"accessAudTags": {"grafana": "not-a-tag"}}, "AUD tags"),
+])
+def test_access_settings_are_validated(values, fragment) -> None:
+    from catalog.settings import SettingsError, settings_from_values
+    settings = load_stack("macmini")[1].settings
+    base = settings.model_dump(by_alias=True, exclude={"stack"}, exclude_none=True)
+    with pytest.raises(SettingsError) as exc:
+        settings_from_values("macmini", {**base, **values})
+    assert fragment in str(exc.value)
 
 
 # --- cloudflared's rules: each one has a failing case ---------------------------------------
@@ -177,8 +261,9 @@ def test_render_writes_cloudflared_config(stack: str, tmp_path: Path) -> None:
     assert config["tunnel"] == PLACEHOLDER_ID
     assert config["credentials-file"] == f"/etc/cloudflared/{PLACEHOLDER_ID}.json"
     assert config["ingress"][-1] == {"service": CATCH_ALL}
-    assert [e["hostname"] for e in config["ingress"][:-1]] == \
-        sorted(s.public.hostname for s in estate.services if s.public)
+    # every public hostname not behind Access (the guarded ones need the Access settings)
+    assert sorted({e["hostname"] for e in config["ingress"][:-1]}) == \
+        sorted(s.public.hostname for s in estate.services if s.public and not s.public.access)
 
 
 def test_render_refuses_broken_rules(tmp_path: Path) -> None:
@@ -247,12 +332,14 @@ def test_managed_tunnel_resources(managed: tuple[str, Run]) -> None:
     [config] = run.of_type(CONFIG_TYPE)
     ingresses = config.plain()["config"]["ingresses"]
     assert ingresses == [r.entry() for r in rules]
-    assert len(ingresses) == len([s for s in estate.services if s.public]) + 1
+    closed = sum(len(s.public.closed_paths) for s in estate.services if s.public)
+    assert closed == 1  # Synapse's admin API
+    assert len(ingresses) == len([s for s in estate.services if s.public]) + closed + 1
     assert ingresses[-1] == {"service": CATCH_ALL}
     assert config.plain()["tunnelId"] == tunnel_id
 
     records = run.of_type(DNS_TYPE)
-    assert sorted(r.plain()["name"] for r in records) == [r.hostname for r in rules[:-1]]
+    assert sorted(r.plain()["name"] for r in records) == sorted({r.hostname for r in rules[:-1]})
     for record in records:
         assert {k: record.plain()[k] for k in ("type", "content", "proxied", "zoneId")} == {
             "type": "CNAME", "content": f"{tunnel_id}.cfargotunnel.com", "proxied": True,
@@ -312,7 +399,8 @@ def test_exports_name_tunnel_and_hostnames_never_the_token(managed: tuple[str, R
     stack, run = managed
     [tunnel] = run.of_type(TUNNEL_TYPE)
     assert run.exports["tunnelId"] == f"{tunnel.name}-id"
-    assert run.exports["hostnames"] == [r.hostname for r in ingress_rules(resolved(stack))[:-1]]
+    assert run.exports["hostnames"] == sorted({r.hostname for r in
+                                               ingress_rules(resolved(stack))[:-1]})
     text = json.dumps(run.exports, default=str)
     for secret in (f"token-of-{tunnel.name}-id", API_TOKEN, *MANAGED_SECRETS.values()):
         assert secret not in text
@@ -322,9 +410,16 @@ def test_rendered_config_equals_what_pulumi_sends(managed: tuple[str, Run],
                                                   tmp_path: Path) -> None:
     stack, run = managed
     [config] = run.of_type(CONFIG_TYPE)
-    [path] = render(resolved(stack), tmp_path)
+    [path] = render(with_access(resolved(stack)), tmp_path)
     text = path.read_text()
-    assert yaml.safe_load(text)["ingress"] == config.plain()["config"]["ingresses"]
+    # the same rules; the local file adds cloudflared's own Access check (and its open paths)
+    # where the managed tunnel has Access applications at the edge
+    local = [{k: v for k, v in e.items() if k != "originRequest"}
+             for e in yaml.safe_load(text)["ingress"]]
+    opened = {(s.public.hostname, f"^{re.escape(p)}(/|$)") for s in resolved(stack).services
+              if s.public for p in s.public.open_paths}
+    assert [e for e in local if (e.get("hostname"), e.get("path")) not in opened] == \
+        config.plain()["config"]["ingresses"]
     [tunnel] = run.of_type(TUNNEL_TYPE)
     for secret in (f"token-of-{tunnel.name}-id", API_TOKEN, *REQUIRED.values(),
                    "generated-"):
@@ -343,7 +438,13 @@ def test_unmanaged_stack_deploys_only_the_connector(stack: str,
     env = connector.inputs["env"]
     assert has_secret(env) and unwrap(env)["TUNNEL_TOKEN"] == REQUIRED["TUNNEL_TOKEN"]
     assert run.exports["tunnelId"] is None
-    assert run.exports["hostnames"] == [r.hostname for r in ingress_rules(resolved(stack))[:-1]]
+    rules = ingress_rules(resolved(stack))
+    assert run.exports["hostnames"] == sorted({r.hostname for r in rules[:-1]})
+    # nothing of this stack guards them: the outputs say so instead of listing them as guarded
+    assert run.exports["accessHostnames"] == []
+    assert run.exports["accessUnguardedHostnames"] == sorted(r.hostname for r in rules
+                                                             if r.access)
+    assert any("creates no Cloudflare Access application" in line for line in run.logs)
 
 
 # --- checked before anything is created --------------------------------------------------------
@@ -470,7 +571,11 @@ def test_full_stack_creates_tunnel_rules_dns_and_access(full: tuple[str, Run]) -
     [tunnel] = run.of_type(TUNNEL_TYPE)
     [config] = run.of_type(CONFIG_TYPE)
     ingresses = config.plain()["config"]["ingresses"]
-    assert len(ingresses) == len(public) + 1 and ingresses[-1] == {"service": CATCH_ALL}
+    closed = [{"hostname": s.public.hostname, "path": f"^{re.escape(p)}(/|$)",
+               "service": CATCH_ALL} for s in public for p in s.public.closed_paths]
+    assert closed and all(c in ingresses for c in closed)
+    assert len(ingresses) == len(public) + len(closed) + 1
+    assert ingresses[-1] == {"service": CATCH_ALL}
     assert {e["hostname"]: e["service"] for e in ingresses[:-1]} == {
         s.public.hostname: s.public.service_url for s in public}
     assert sorted(r.plain()["name"] for r in run.of_type(DNS_TYPE)) == \
@@ -491,6 +596,8 @@ def test_full_stack_service_urls_point_at_what_the_stack_creates(full: tuple[str
     estate = resolved(stack)
     [config] = run.of_type(CONFIG_TYPE)
     for entry in config.plain()["config"]["ingresses"][:-1]:
+        if entry["service"] == CATCH_ALL:
+            continue  # a closed path
         svc = next(s for s in estate.services if s.public and
                    s.public.hostname == entry["hostname"])
         port = svc.port(svc.public.port).container
@@ -498,8 +605,9 @@ def test_full_stack_service_urls_point_at_what_the_stack_creates(full: tuple[str
             assert entry["service"] == f"http://{svc.container_name}:{port}"
             [container] = [r for r in run.of_type("docker:index/container:Container")
                            if r.plain().get("name") == svc.container_name]
+            # the connector reaches it on the edge network
             assert {n["name"] for n in container.plain()["networksAdvanced"]} == {
-                estate.settings.network}
+                estate.settings.network, estate.settings.edge_network}
         else:
             assert entry["service"] == \
                 f"http://{svc.name}.{svc.namespace}.svc.cluster.local:{port}"

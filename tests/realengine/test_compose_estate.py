@@ -20,7 +20,9 @@ import pytest
 
 from catalog.configs import scrape_targets
 from catalog.model import ED25519_KEY_ID
+from exports.compose import networks
 from exports.migration import HELPER_IMAGE as MIGRATION_HELPER
+from exports.tunnel import CONNECTOR
 from harness.images import recipe_of
 from tests.conftest import resolved
 from tests.realengine.conftest import Engine, Estate, benchmark, clear_project, render
@@ -54,18 +56,51 @@ def estate(engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     engine.remove_volumes(*legacy_volumes(est))
 
 
-def test_every_container_named_as_declared_healthy_on_the_shared_network(estate: Estate) -> None:
+def test_every_container_named_as_declared_healthy_on_its_networks(estate: Estate) -> None:
+    """Each container on exactly the networks the resolved model gives it: the tunnel
+    connector on the edge network alone, the services it routes to on both, the rest (PostgreSQL
+    and Redis among them) only on the internal one."""
     want = {s.container_name: s for s in estate.resolved.containers}
     assert sorted(estate.container_names()) == sorted(want)
-    network = estate.resolved.settings.network
+    settings = estate.resolved.settings
     for c in estate.engine.inspect(*want):
         name = c["Name"].lstrip("/")
         state = c["State"]
         assert state["Status"] == "running", name
         if want[name].health is not None:
             assert state["Health"]["Status"] == "healthy", name
-        assert list(c["NetworkSettings"]["Networks"]) == [network], name
+        svc = want[name]
+        expected = ({settings.edge_network} if svc.id == CONNECTOR else
+                    {settings.network, settings.edge_network}
+                    if svc.public or svc.id == "victoriametrics" else {settings.network})
+        assert set(c["NetworkSettings"]["Networks"]) == expected, name
+        assert expected == set(networks(svc, estate.resolved)), name
         assert c["Config"]["Labels"]["manacore.service"] == want[name].id
+
+
+def test_the_tunnel_connector_reaches_only_what_it_routes_to(estate: Estate) -> None:
+    """From the cloudflared container (the stand-in, with busybox): PostgreSQL's and Redis's
+    ports are out of reach by name and by address, a routed service's port is not."""
+    connector = estate.resolved[CONNECTOR].container_name
+    internal = estate.resolved.settings.network
+
+    def reach(host: str, port: int) -> bool:
+        # busybox's nc has no -z: it either fails to connect and says why ("nc: can't
+        # connect …", "nc: bad address …", "nc: timed out" when the engine drops the packets
+        # between its networks) or holds the connection open until `timeout` ends it silently
+        proc = estate.engine.run("docker", "exec", connector, "busybox", "timeout", "5",
+                                 "busybox", "nc", "-w", "2", host, str(port), check=False)
+        return "nc: " not in proc.stderr
+
+    for sid, port in (("postgres", "postgres"), ("redis", "redis")):
+        svc = estate.resolved[sid]
+        [info] = estate.engine.inspect(svc.container_name)
+        address = info["NetworkSettings"]["Networks"][internal]["IPAddress"]
+        for host in (svc.container_name, address):
+            assert not reach(host, svc.port(port).container), (sid, host)
+    for sid in ("grafana", "synapse"):  # routed (Grafana behind Access; Synapse a real server)
+        svc = estate.resolved[sid]
+        assert reach(svc.container_name, svc.port(svc.public.port).container), sid
 
 
 def _listeners() -> set[tuple[str, int]]:
