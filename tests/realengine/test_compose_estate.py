@@ -264,8 +264,9 @@ def test_the_databases_step_down_from_root(estate: Estate, sid: str, server: str
     ran as root under `sh -c`); the real images keep that contract, so this reads the truth."""
     container = estate.resolved[sid].container_name
     uid = estate.engine.docker("exec", container, "id", "-u", user).strip()
-    top = estate.engine.docker("top", container, "-o", "uid,comm")  # uids: the host's names
-    uids = {line.split()[0] for line in top.splitlines()[1:] if server in line}  # differ
+    # `docker top` needs the pid column; uids, since the host's user names differ
+    top = estate.engine.docker("top", container, "-o", "pid,uid,comm")
+    uids = {line.split()[1] for line in top.splitlines()[1:] if server in line}
     assert uids == {uid} and uid != "0", top
 
 
