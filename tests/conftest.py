@@ -5,6 +5,7 @@ must not change."""
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Callable
 from functools import cache
 from pathlib import Path
@@ -15,7 +16,7 @@ import pytest
 from catalog.load import load_estate, load_stack
 from catalog.model import ED25519_KEY_ID
 from catalog.resolve import ResolvedEstate, resolve
-from catalog.settings import load_settings
+from catalog.settings import ROOT, load_settings
 from tests.harness import Run, run_program
 
 COMPOSE_BINARY = Path(compose.__file__).parent / "docker-compose"
@@ -109,6 +110,16 @@ def migrated_estate() -> ResolvedEstate:
 @pytest.fixture(scope="session")
 def migrated_run() -> Run:
     return evaluated_migrated("macmini")
+
+
+@pytest.fixture
+def stack_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A copy of the stack files in a folder of the test's own, which the CLI reads
+    ($MANACORE_STACK_DIR): a test may break them."""
+    for name in ("Pulumi.macmini.yaml", "Pulumi.k3s.yaml"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    monkeypatch.setenv("MANACORE_STACK_DIR", str(tmp_path))
+    return tmp_path
 
 
 @pytest.fixture(scope="session")

@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import re
-import shutil
-from pathlib import Path
 
-import pytest
 from typer.testing import CliRunner
 
 import cli
 from catalog.model import hard, image
-from catalog.settings import ROOT
 from tests.estates import estate
 
 runner = CliRunner()
@@ -56,14 +52,6 @@ def test_an_unknown_stack_is_reported(tmp_path) -> None:
     result = invoke("budget", "--stack", "nowhere")
     assert result.exit_code == 2
     assert "known stacks: k3s, macmini" in result.output
-
-
-@pytest.fixture
-def stack_dir(tmp_path, monkeypatch) -> Path:
-    for name in ("Pulumi.macmini.yaml", "Pulumi.k3s.yaml"):
-        shutil.copy(ROOT / name, tmp_path / name)
-    monkeypatch.setenv("MANACORE_STACK_DIR", str(tmp_path))
-    return tmp_path
 
 
 def test_bad_settings_are_all_reported(stack_dir) -> None:

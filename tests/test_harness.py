@@ -49,8 +49,8 @@ def test_a_standin_listens_on_its_ports_health_check_and_command_addresses() -> 
 
 def test_every_service_port_of_the_estate_is_answered() -> None:
     from exports.compose import to_compose
-    model = to_compose(resolved("macmini"))
-    for sid, svc in model["services"].items():
-        want = {p.container for p in resolved("macmini")[sid].ports} \
-            if sid in {s.id for s in resolved("macmini").containers} else set()
-        assert want <= set(listen_ports(svc)), sid
+    estate = resolved("macmini")
+    model = to_compose(estate)
+    for s in estate.containers:
+        want = {p.container for p in s.ports}
+        assert want <= set(listen_ports(model["services"][s.id])), s.id

@@ -443,3 +443,7 @@ def test_fresh_install_manages_every_volume_and_reads_no_legacy_one(
     mounts = {m["source"] for c in containers(run).values()
               for m in c.plain().get("mounts", []) if m["type"] == "volume"}
     assert mounts == {v.final for s in macmini_estate.containers for v in s.volumes}
+    # Synapse's image runs it as 991:991 and never chowns /data: its fresh volume is handed over
+    init = run.named("manacore-synapse-data-init")
+    assert init.plain()["command"] == ["chown", "991:991", "/volume"]
+    assert init.urn in containers(run)["synapse"].dependencies

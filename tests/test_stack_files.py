@@ -5,7 +5,6 @@ never a traceback."""
 from __future__ import annotations
 
 import re
-import shutil
 import traceback
 from pathlib import Path
 
@@ -41,14 +40,6 @@ def clean(result) -> None:
     assert result.exception is None or isinstance(result.exception, SystemExit), "".join(
         traceback.format_exception(result.exception))
     assert "Traceback" not in result.output
-
-
-@pytest.fixture
-def stack_dir(tmp_path, monkeypatch) -> Path:
-    for name in ("Pulumi.macmini.yaml", "Pulumi.k3s.yaml"):
-        shutil.copy(ROOT / name, tmp_path / name)
-    monkeypatch.setenv("MANACORE_STACK_DIR", str(tmp_path))
-    return tmp_path
 
 
 UNREADABLE = {

@@ -130,7 +130,7 @@ def random_env(estate: ResolvedEstate) -> dict[str, str]:
     return values
 
 
-def stack_dir(tmp: Path, **overrides: Any) -> Path:
+def stack_copy(tmp: Path, **overrides: Any) -> Path:
     """A copy of the macmini stack file with `manacore:` overrides (e.g. adoptLegacy)."""
     data = yaml.safe_load(stack_file("macmini").read_text())
     for key, value in overrides.items():

@@ -211,10 +211,12 @@ def test_a_standin_stays_unhealthy_on_wrong_wiring(estate: Estate, wrong: str) -
     """The proof has teeth: one wrong part of a DATABASE_URL keeps a stand-in unhealthy."""
     s = estate.resolved["auth"]
     db = next(d for d in estate.resolved.databases if d.owner == "auth")
+    pg = estate.resolved["postgres"]
+    port = pg.port("postgres").container
     parts = {"password": estate.env[db.password_secret], "database": db.name,
-             "host": estate.resolved["postgres"].host, "port": "5432"}
+             "host": pg.host, "port": str(port)}
     parts[wrong] = {"password": "not-the-password", "database": "nope",
-                    "host": "manacore-infra-nothere", "port": "5433"}[wrong]
+                    "host": f"{pg.host}-nothere", "port": str(port + 1)}[wrong]
     url = f"postgresql://{db.name}:{parts['password']}@{parts['host']}:{parts['port']}/" \
           f"{parts['database']}"
     name = f"manacore-test-miswired-{wrong}"

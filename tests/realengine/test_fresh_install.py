@@ -10,7 +10,7 @@ import pytest
 from catalog.load import load_estate
 from catalog.resolve import resolve
 from catalog.settings import load_settings
-from tests.realengine.conftest import Engine, Estate, benchmark, clear_project, render, stack_dir
+from tests.realengine.conftest import Engine, Estate, benchmark, clear_project, render, stack_copy
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +20,7 @@ def fresh(engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     resolved = resolve(load_estate(), settings)
     tmp = tmp_path_factory.mktemp("fresh")
     est = render(engine, resolved, tmp / "estate",
-                 stacks=stack_dir(tmp / "stacks", adoptLegacy=False))
+                 stacks=stack_copy(tmp / "stacks", adoptLegacy=False))
     volumes = sorted(est.model["volumes"])
     engine.remove_volumes(*volumes)  # what an earlier run of this test left
     yield est

@@ -22,7 +22,7 @@ from catalog.load import load_estate
 from catalog.resolve import ResolvedEstate, resolve
 from catalog.settings import ROOT, load_settings
 from exports.migration import CHECK_SCRIPT, HELPER_IMAGE, volume_moves
-from tests.realengine.conftest import Engine, Estate, benchmark, clear_project, render, stack_dir
+from tests.realengine.conftest import Engine, Estate, benchmark, clear_project, render, stack_copy
 
 LEGACY_CONTAINER = "manacore-postgres"  # the old PostgreSQL container's name (seed)
 ROWS = 5000
@@ -152,7 +152,7 @@ def after(phase0: dict) -> Iterator[Estate]:
     engine = phase0["engine"]
     engine.run("docker", "rm", "-f", LEGACY_CONTAINER)
     resolved = migrated(resolve(load_estate(), load_settings("macmini")))
-    stacks = stack_dir(phase0["tmp"] / "stacks", migratedVolumes=list(
+    stacks = stack_copy(phase0["tmp"] / "stacks", migratedVolumes=list(
         resolved.settings.migrated_volumes))
     est = render(engine, resolved, phase0["tmp"] / "after", stacks=stacks)
     est.env = phase0["env"]  # the passwords the legacy roles were made with
