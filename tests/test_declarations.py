@@ -27,7 +27,7 @@ from catalog.model import (
 from catalog.resolve import resolve
 from catalog.rules import EstateError, validate
 from tests.estates import MACMINI, estate
-from tests.test_stack_files import invoke, stack_dir  # noqa: F401  (fixture)
+from tests.test_stack_files import invoke
 
 HELPERS = {  # the examples: (field, value, fragment of the error)
     "port('abc')": ("ports", lambda: [port("abc")], "ports.0: Port: container:"),
@@ -170,7 +170,7 @@ PROGRAM_CHECKS = {
 
 
 @pytest.mark.parametrize("case", PROGRAM_CHECKS)
-def test_validate_runs_the_programs_checks(case, stack_dir) -> None:  # noqa: F811
+def test_validate_runs_the_programs_checks(case, stack_dir) -> None:
     extra, fragment = PROGRAM_CHECKS[case]
     path = stack_dir / "Pulumi.macmini.yaml"
     text = path.read_text().replace("  manacore:memoryBudget: 10Gi\n", "")
