@@ -89,7 +89,7 @@ class Obj:
     manifest: dict[str, Any]
     when: tuple[Cond, ...] = ()
     service: str | None = None  # the service it belongs to (None: shared)
-    stateful: bool = False  # a claim: protected, kept on delete
+    stateful: bool = False  # holds data (a claim, its namespace): protected, kept on delete
 
     @property
     def kind(self) -> str:
@@ -590,17 +590,21 @@ def platform_objects(estate: ResolvedEstate, form: Form) -> list[Obj]:
     # the namespace of a host-access daemon (node-exporter) admits it; every other pod there
     # is still reported against "restricted" (warn, audit)
     host = {s.namespace for s in estate.services if s.host_access}
+    # deleting a namespace deletes its claims: one that holds a stateful claim is kept (helm
+    # uninstall) and protected and retained (pulumi destroy) like the claims themselves
+    holding = {s.namespace for s in estate.services if any(v.stateful for v in s.volumes)}
     for i, ns in enumerate(namespaces(estate)):
         once = () if i == 0 else (("split",),)
         meta_labels = {"app.kubernetes.io/part-of": PART_OF,
                        "app.kubernetes.io/managed-by": form.managed_by, **form.labels()}
         enforce = "privileged" if ns in host else "restricted"
+        keep = {"annotations": {"helm.sh/resource-policy": "keep"}} if ns in holding else {}
         out.append(Obj({"apiVersion": "v1", "kind": "Namespace", "metadata": {
-            "name": form.namespace(ns), "labels": {
+            "name": form.namespace(ns), **keep, "labels": {
                 **meta_labels, "pod-security.kubernetes.io/enforce": enforce,
                 "pod-security.kubernetes.io/warn": "restricted",
                 **({"pod-security.kubernetes.io/audit": "restricted"} if ns in host else {})}}},
-            (("split",), ("create-namespaces",))))
+            (("split",), ("create-namespaces",)), stateful=ns in holding))
 
         def policy(name: str, spec: dict[str, Any], ns: str = ns,
                    labels: dict[str, str] = meta_labels) -> dict[str, Any]:

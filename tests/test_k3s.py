@@ -134,8 +134,16 @@ def test_claims_are_protected_and_one_per_pod(run, estate):
         assert spec["accessModes"] == ["ReadWriteOnce"]
         assert spec["storageClassName"] == estate.settings.storage_class
         assert spec["resources"]["requests"]["storage"] == expected[key].size
+    # deleting a namespace deletes its claims: the namespaces holding them are kept too
+    holding = {ns for ns, _ in claims}
+    namespaces = {r.plain()["metadata"]["name"]: r for r in run.registrations
+                  if r.type == "kubernetes:core/v1:Namespace"}
+    assert holding and holding < set(namespaces)
+    for name, r in namespaces.items():
+        assert (r.protect, r.retain_on_delete) == ((True, True) if name in holding
+                                                  else (False, False)), name
     assert not [r for r in run.registrations if r.protect and not r.type.endswith(
-        "PersistentVolumeClaim")]
+        ("PersistentVolumeClaim", "Namespace"))]
 
 
 def test_workloads_as_resolved(run, estate):

@@ -17,7 +17,7 @@ from catalog.model import ED25519_KEY_ID
 from catalog.resolve import ResolvedEstate, ResolvedFile, SecretRef, Template
 from catalog.settings import ROOT, settings_from_values
 from components.program import deploy
-from tests.conftest import generated_value, known_secrets, secret_values
+from tests.conftest import generated_value, known_secrets, resolved, secret_values
 from tests.harness import Registration, Run, has_secret, image_id, run_program, unwrap
 
 CONTAINER = "docker:index/container:Container"
@@ -447,3 +447,15 @@ def test_fresh_install_manages_every_volume_and_reads_no_legacy_one(
     init = run.named("manacore-synapse-data-init")
     assert init.plain()["command"] == ["chown", "991:991", "/volume"]
     assert init.urn in containers(run)["synapse"].dependencies
+
+
+@pytest.mark.parametrize("stack", ["macmini", "k3s"])
+def test_a_stack_with_every_secret_set_needs_no_random_plugin(stack: str) -> None:
+    """Generated secrets come from pulumi_random only when unset: with all of them set (as the
+    real-engine suite does) no random resource and no random provider is registered, so the
+    engine never needs the random plugin."""
+    every = secret_values(resolved(stack))  # what a user sets: the generated ones too
+    types = {r.type for r in run_program(stack, secrets=every).registrations}
+    assert not {t for t in types if t.startswith(("random:", "pulumi:providers:random"))}
+    assert any(t.startswith("random:") for t in
+               (r.type for r in run_program(stack, secrets=known_secrets()).registrations))
