@@ -118,6 +118,43 @@ def engine() -> Iterator[Engine]:
         subprocess.run([script, "down"], capture_output=True, timeout=120)
 
 
+@dataclass
+class Cluster:
+    """The suite's Kubernetes cluster (`scripts/cluster`): `kubectl` against its kubeconfig."""
+
+    kubeconfig: Path
+
+    def kubectl(self, *args: str, input: str | None = None, check: bool = True,
+                timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run([str(ROOT / ".tools" / "bin" / "kubectl"), "--kubeconfig",
+                               str(self.kubeconfig), *args], input=input, capture_output=True,
+                              text=True, timeout=timeout)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args[:4])} … exited {proc.returncode}:\n"
+                                 f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+        return proc
+
+    def get(self, *args: str) -> dict[str, Any]:
+        """`kubectl get … -o json`, parsed."""
+        return json.loads(self.kubectl("get", "-o", "json", *args).stdout)
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[Cluster]:
+    """`scripts/cluster up`; `scripts/cluster down` (its data deleted) at the end only if this
+    session started it. A cold first run builds the binaries (minutes)."""
+    script = ROOT / "scripts" / "cluster"
+    running = subprocess.run([script, "status"], capture_output=True).returncode == 0
+    proc = subprocess.run([script, "up"], capture_output=True, text=True, timeout=3600)
+    if proc.returncode != 0 or not proc.stdout.strip():
+        _unavailable(f"scripts/cluster up failed:\n{proc.stderr[-3000:]}")
+    for line in proc.stderr.strip().splitlines():  # each stage of `cluster up`, with its time
+        benchmark(line)
+    yield Cluster(Path(proc.stdout.strip().splitlines()[-1]))
+    if not running:
+        subprocess.run([script, "down"], capture_output=True, timeout=120)
+
+
 def random_env(estate: ResolvedEstate) -> dict[str, str]:
     """A value for every secret of the estate, as a user fills `.env` (random, fresh)."""
     values = {}
