@@ -17,6 +17,7 @@ import tempfile
 import time
 from base64 import b64encode
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -138,6 +139,15 @@ class Cluster:
         """`kubectl get … -o json`, parsed."""
         return json.loads(self.kubectl("get", "-o", "json", *args).stdout)
 
+    def items(self, *args: str) -> list[dict[str, Any]]:
+        """The objects of `kubectl get … -o json`."""
+        return self.get(*args)["items"]
+
+    @property
+    def context(self) -> str:
+        """The kubeconfig's context: what a stack's `kubeContext` names."""
+        return self.kubectl("config", "current-context").stdout.strip()
+
 
 @pytest.fixture(scope="session")
 def cluster() -> Iterator[Cluster]:
@@ -153,6 +163,23 @@ def cluster() -> Iterator[Cluster]:
     yield Cluster(Path(proc.stdout.strip().splitlines()[-1]))
     if not running:
         subprocess.run([script, "down"], capture_output=True, timeout=120)
+
+
+HELM = ROOT / ".venv" / "bin" / "helm"
+RELEASE = "manacore"  # the chart's release in the suite's cluster
+RELEASE_NS = "manacore-release"  # where helm keeps its record
+
+
+def clear_cluster(cluster: Cluster) -> None:
+    """No release of the chart and none of the estate's namespaces (with all they hold): what
+    the chart and the k3s stack install starts from."""
+    subprocess.run([str(HELM), "--kubeconfig", str(cluster.kubeconfig), "uninstall", RELEASE,
+                    "-n", RELEASE_NS, "--wait"], capture_output=True, timeout=600)
+    names = [n["metadata"]["name"] for n in cluster.items("namespaces")
+             if n["metadata"]["name"].startswith("manacore")]
+    if names:
+        cluster.kubectl("delete", "namespace", "--wait=true", "--timeout=300s", *names,
+                        timeout=330)
 
 
 def random_env(estate: ResolvedEstate) -> dict[str, str]:
@@ -263,3 +290,24 @@ def clear_project(engine: Engine) -> None:
     if ids.split():
         engine.docker("rm", "-f", *ids.split())
     engine.run("docker", "network", "rm", "manacore", check=False)
+
+
+@contextmanager
+def benchmark_time(what: str) -> Iterator[None]:
+    """Times the block and prints it among the real-engine benchmarks (never asserted)."""
+    start = time.monotonic()
+    yield
+    benchmark(f"{what}: {time.monotonic() - start:.1f} s")
+
+
+@pytest.fixture(scope="session")
+def toolchain() -> Path:
+    """`scripts/toolchain`: the real Pulumi engine, language host and provider plugins in
+    .tools/bin (built once per version, then reused)."""
+    proc = subprocess.run([ROOT / "scripts" / "toolchain"], capture_output=True, text=True,
+                          timeout=3000)
+    if proc.returncode != 0 or not proc.stdout.strip():
+        _unavailable(f"scripts/toolchain failed:\n{proc.stderr[-3000:]}")
+    for line in proc.stderr.strip().splitlines():  # cold build times, refused modules
+        benchmark(line)
+    return Path(proc.stdout.strip().splitlines()[-1])
