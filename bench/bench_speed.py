@@ -19,6 +19,12 @@
 2. `manacore validate` and `manacore ports` as installed (`.venv/bin/manacore`) and as a user
    runs them (bytecode cached: `PYTHONDONTWRITEBYTECODE` is dropped, one warm-up run), median
    wall time of `--cli-repeat` runs (and the CPU time they used). Target: ≤ 0.4 s wall.
+3. With `--real-engine`: the real Pulumi engine (`scripts/toolchain`) on stack k3s against the
+   suite's API server (`scripts/cluster up`), wall time of `pulumi preview` and `pulumi up` of
+   the whole stack, then of a no-op preview and `up`, next to the same program's evaluation
+   under mocks; the stack is destroyed and its namespaces deleted afterwards. (Stack macmini
+   needs the docker provider, which the Go module proxy does not serve: README, "Real
+   engines".)
 """
 
 from __future__ import annotations
@@ -143,12 +149,59 @@ def cli_figures(repeat: int) -> tuple[list[str], list[bool]]:
     return lines, met
 
 
+def engine_figures() -> list[str]:
+    """Target 4 on the real engine (k3s): see the module's docstring."""
+    import json
+    import tempfile
+
+    from tests.conftest import resolved
+    from tests.harness import run_program
+    from tests.realengine.conftest import random_env
+    from tests.realengine.pulumi_cli import PulumiStack
+
+    subprocess.run([ROOT / "scripts" / "toolchain"], check=True, capture_output=True)
+    kubeconfig = subprocess.run([ROOT / "scripts" / "cluster", "up"], check=True,
+                                capture_output=True, text=True).stdout.strip().splitlines()[-1]
+    context = subprocess.run([ROOT / ".tools" / "bin" / "kubectl", "--kubeconfig", kubeconfig,
+                              "config", "current-context"], check=True, capture_output=True,
+                             text=True).stdout.strip()
+    secrets = random_env(resolved("k3s"))
+    start = time.monotonic()
+    run_program("k3s", config={"kubeContext": context}, secrets=secrets)
+    lines = [f"  k3s under mocks (one evaluation, wall): {time.monotonic() - start:.1f} s"]
+    with tempfile.TemporaryDirectory() as tmp:
+        stack = PulumiStack.create(Path(tmp), "k3s", env={"KUBECONFIG": kubeconfig})
+        stack.config({"kubeContext": context})
+        stack.config(secrets, secret=True)
+        try:
+            for what, call in (("pulumi preview (empty stack)", stack.preview),
+                               ("pulumi up (whole estate)", stack.up),
+                               ("pulumi preview (no changes)", stack.preview),
+                               ("pulumi up (no-op)", stack.up)):
+                start = time.monotonic()
+                call()
+                lines.append(f"  {what}: {time.monotonic() - start:.1f} s")
+        finally:
+            stack.run("state", "unprotect", "--all", *stack.stack_args(), "--yes", check=False)
+            stack.run("destroy", *stack.stack_args(), "--yes", check=False)
+            kubectl = [ROOT / ".tools" / "bin" / "kubectl", "--kubeconfig", kubeconfig]
+            names = [n["metadata"]["name"] for n in json.loads(subprocess.run(
+                [*kubectl, "get", "namespaces", "-o", "json"], capture_output=True,
+                text=True).stdout or '{"items": []}')["items"]
+                if n["metadata"]["name"].startswith("manacore-")]
+            if names:
+                subprocess.run([*kubectl, "delete", "namespace", *names], capture_output=True)
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=15)
     parser.add_argument("--repeat-large", type=int, default=5)
     parser.add_argument("--scale", type=int, default=10)
     parser.add_argument("--cli-repeat", type=int, default=7)
+    parser.add_argument("--real-engine", action="store_true",
+                        help="also time the real Pulumi engine on stack k3s (minutes)")
     args = parser.parse_args()
 
     cli_lines, cli_met = cli_figures(args.cli_repeat)  # first: before this process grows
@@ -158,6 +211,9 @@ def main() -> None:
     print("\n".join(program_lines))
     print(f"CLI: median of {args.cli_repeat} runs")
     print("\n".join(cli_lines))
+    if args.real_engine:
+        print("real engine, stack k3s on the suite's API server (wall time)")
+        print("\n".join(engine_figures()))
     met = [*program_met, *cli_met]
     print(f"targets met: {sum(met)} of {len(met)}")
 

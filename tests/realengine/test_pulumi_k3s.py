@@ -1,0 +1,193 @@
+"""`pulumi preview/up/refresh/destroy -s k3s` by the real Pulumi engine, language host and
+kubernetes provider (`scripts/toolchain`) against the suite's real API server
+(`scripts/cluster`): every step a user takes on the cluster, in order, on one stack.
+
+Every secret is set with `pulumi config set --secret`, so no random plugin is needed (the
+generated path stays tested under mocks). The tests share the stack and run in file order.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from catalog.settings import ROOT
+from tests.conftest import resolved
+from tests.harness import run_program
+from tests.realengine.conftest import Cluster, benchmark_time, clear_cluster, random_env
+from tests.realengine.pulumi_cli import PulumiStack
+
+WORKLOADS = ("deployments", "statefulsets", "daemonsets")
+PROTECTED = "kubernetes:core/v1:PersistentVolumeClaim"
+
+
+@pytest.fixture(scope="module")
+def secrets() -> dict[str, str]:
+    return random_env(resolved("k3s"))
+
+
+@pytest.fixture(scope="module")
+def k3s(tmp_path_factory: pytest.TempPathFactory, toolchain: Path, cluster: Cluster,
+        secrets: dict[str, str]) -> PulumiStack:
+    clear_cluster(cluster)
+    stack = PulumiStack.create(tmp_path_factory.mktemp("pulumi-k3s"), "k3s",
+                               env={"KUBECONFIG": str(cluster.kubeconfig)})
+    stack.config({"kubeContext": cluster.context})
+    stack.config(secrets, secret=True)
+    return stack
+
+
+def mock_types(cluster: Cluster, secrets: dict[str, str]) -> Counter[str]:
+    """What the program registers under mocks with the same settings and secrets."""
+    run = run_program("k3s", config={"kubeContext": cluster.context}, secrets=secrets)
+    return Counter(r.type for r in run.registrations)
+
+
+def workloads(cluster: Cluster) -> list[dict[str, Any]]:
+    return cluster.items(",".join(WORKLOADS), "-A")
+
+
+def not_ready(items: list[dict[str, Any]]) -> list[str]:
+    bad = []
+    for item in items:
+        spec, status = item["spec"], item.get("status") or {}
+        want = spec.get("replicas", 1) if "replicas" in spec else status.get(
+            "desiredNumberScheduled", 0)
+        have = status.get("readyReplicas", status.get("numberReady", 0)) or 0
+        if have < want or want == 0:
+            bad.append(f"{item['kind']} {item['metadata']['namespace']}/"
+                       f"{item['metadata']['name']}: {have}/{want} ready")
+    return bad
+
+
+def test_preview_plans_what_the_program_registers(k3s: PulumiStack, cluster: Cluster,
+                                                  secrets: dict[str, str]) -> None:
+    """Every resource passes the provider's Check (a failure fails the preview), and the
+    plan creates exactly what the program registers under mocks, type by type."""
+    with benchmark_time("pulumi preview -s k3s (empty stack)"):
+        plan = k3s.preview_json()
+    planned = Counter(step["newState"]["type"] for step in plan["steps"]
+                      if step["op"] == "create")
+    planned.pop("pulumi:pulumi:Stack", None)
+    assert planned == mock_types(cluster, secrets)
+    errors = [d for d in plan.get("diagnostics", []) if d.get("severity") == "error"]
+    assert not errors
+
+
+def test_up_creates_the_estate_and_every_workload_becomes_ready(k3s: PulumiStack,
+                                                                cluster: Cluster) -> None:
+    with benchmark_time("pulumi up -s k3s (whole estate)"):
+        k3s.up()
+    items = workloads(cluster)
+    assert not not_ready(items)
+    names = {i["metadata"]["name"] for i in items}
+    assert {s.name for s in resolved("k3s").services if not s.native} <= names
+    outputs = k3s.outputs()
+    assert {"services", "hostnames"} <= set(outputs), sorted(outputs)
+
+
+def test_a_second_preview_has_no_changes(k3s: PulumiStack) -> None:
+    with benchmark_time("pulumi preview -s k3s (no changes)"):
+        k3s.preview("--expect-no-changes")
+    with benchmark_time("pulumi up -s k3s (no-op)"):
+        out = k3s.up().stdout
+    assert "unchanged" in out and "updated" not in out.split("Resources:")[-1], out
+
+
+def test_nothing_secret_is_in_the_state_or_the_outputs(k3s: PulumiStack,
+                                                       secrets: dict[str, str]) -> None:
+    state = json.dumps(k3s.export())
+    outputs = json.dumps(k3s.outputs())
+    leaked = [name for name, value in secrets.items() if value in state or value in outputs]
+    assert not leaked
+
+
+def test_a_memory_change_rolls_exactly_that_workload(k3s: PulumiStack, cluster: Cluster) -> None:
+    """A user edits one service's memory in services.py: the preview updates that Deployment
+    (and nothing else), and `up` rolls it."""
+    catalogue = (ROOT / "services.py").read_text()
+    before = 'memory="192Mi",\n        public=Public(host="api"),'
+    assert catalogue.count(before) == 1
+    copy = k3s.workdir / "services.py"
+    copy.write_text(catalogue.replace(before, before.replace("192Mi", "320Mi")))
+    try:
+        plan = k3s.preview_json()
+        changed = sorted(f"{s['op']} {s['urn'].rsplit('::', 1)[-1]}" for s in plan["steps"]
+                         if s["op"] not in ("same", "read"))
+        gateway = resolved("k3s")["gateway"].name
+        assert len(changed) == 1 and changed[0].startswith("update "), changed
+        assert changed[0].endswith(f"-deployment-{gateway}"), changed
+        k3s.up()
+        deploy = cluster.get("deployment", gateway, "-n", namespace_of(cluster, gateway))
+        limits = deploy["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]
+        assert limits["memory"] == "320Mi"
+    finally:
+        copy.write_text(catalogue)
+    k3s.up()
+
+
+def namespace_of(cluster: Cluster, name: str) -> str:
+    items = cluster.items("deployments", "-A")
+    return next(i["metadata"]["namespace"] for i in items if i["metadata"]["name"] == name)
+
+
+def test_refresh_shows_and_up_repairs_drift(k3s: PulumiStack, cluster: Cluster) -> None:
+    """Someone deletes a ConfigMap by hand: `pulumi refresh` finds it gone, `up` recreates it."""
+    ours = [m for m in cluster.items("configmaps", "-A")
+            if m["metadata"]["namespace"].startswith("manacore-")
+            and not m["metadata"]["name"].startswith("kube-")]
+    victim = ours[0]["metadata"]
+    cluster.kubectl("delete", "configmap", victim["name"], "-n", victim["namespace"])
+    out = k3s.run("refresh", *k3s.stack_args(), "--yes").stdout
+    assert "deleted" in out, out
+    k3s.preview_json()
+    k3s.up()
+    cluster.kubectl("get", "configmap", victim["name"], "-n", victim["namespace"])
+    k3s.preview("--expect-no-changes")
+
+
+def test_the_policy_pack_runs_in_the_real_analyzer(k3s: PulumiStack) -> None:
+    """The CrossGuard pack passes the stack as it is. No stack setting gets a violation past
+    the program's own rules (an unpinned `tag` stops the program before the analyzer sees a
+    resource), so the violation is an adapter bug: claims registered without `protect`, which
+    the analyzer rejects before anything changes."""
+    analyzer = str(k3s.workdir / "policy" / "analyzer")
+    clean = k3s.preview("--policy-pack", analyzer)
+    assert "manacore-conventions" in clean.stdout
+    k3s.config({"tag": "latest"})
+    try:
+        unpinned = k3s.preview("--policy-pack", analyzer, check=False)
+        assert unpinned.returncode != 0
+        assert "must be a pinned release" in unpinned.stderr
+    finally:
+        k3s.config({"tag": resolved("k3s").settings.tag})
+    adapter = k3s.workdir / "components" / "kubernetes.py"
+    source = adapter.read_text()
+    assert source.count("protect=obj.stateful or None") == 1
+    adapter.write_text(source.replace("protect=obj.stateful or None", "protect=None"))
+    try:
+        bug = k3s.preview("--policy-pack", analyzer, check=False)
+    finally:
+        adapter.write_text(source)
+    assert bug.returncode != 0
+    assert "stateful claim is not protected" in bug.stdout + bug.stderr
+    assert "mandatory" in (bug.stdout + bug.stderr).lower()
+
+
+def test_protected_claims_refuse_destroy_and_survive_it(k3s: PulumiStack,
+                                                        cluster: Cluster) -> None:
+    claims = {(c["metadata"]["namespace"], c["metadata"]["name"])
+              for c in cluster.items("pvc", "-A")}
+    assert claims
+    refused = k3s.run("destroy", *k3s.stack_args(), "--yes", check=False)
+    assert refused.returncode != 0
+    assert "protected" in refused.stdout + refused.stderr
+    k3s.run("state", "unprotect", "--all", *k3s.stack_args(), "--yes")
+    k3s.run("destroy", *k3s.stack_args(), "--yes")
+    after = {(c["metadata"]["namespace"], c["metadata"]["name"])
+             for c in cluster.items("pvc", "-A")}
+    assert claims <= after  # retained on delete: the data outlives the stack
