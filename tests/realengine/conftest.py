@@ -173,8 +173,12 @@ RELEASE_NS = "manacore-release"  # where helm keeps its record
 def clear_cluster(cluster: Cluster) -> None:
     """No release of the chart and none of the estate's namespaces (with all they hold): what
     the chart and the k3s stack install starts from."""
-    subprocess.run([str(HELM), "--kubeconfig", str(cluster.kubeconfig), "uninstall", RELEASE,
-                    "-n", RELEASE_NS, "--wait"], capture_output=True, timeout=600)
+    helm = [str(HELM), "--kubeconfig", str(cluster.kubeconfig), "-n", RELEASE_NS]
+    releases = subprocess.run([*helm, "list", "-q"], capture_output=True, text=True,
+                              timeout=120).stdout.split()
+    for release in releases:
+        subprocess.run([*helm, "uninstall", release, "--wait"], capture_output=True,
+                       timeout=600)
     names = [n["metadata"]["name"] for n in cluster.items("namespaces")
              if n["metadata"]["name"].startswith("manacore")]
     if names:

@@ -9,6 +9,7 @@ generated path stays tested under mocks). The tests share the stack and run in f
 from __future__ import annotations
 
 import json
+import subprocess
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,14 @@ import pytest
 from catalog.settings import ROOT
 from tests.conftest import resolved
 from tests.harness import run_program
-from tests.realengine.conftest import Cluster, benchmark_time, clear_cluster, random_env
+from tests.realengine.conftest import (
+    HELM,
+    RELEASE_NS,
+    Cluster,
+    benchmark_time,
+    clear_cluster,
+    random_env,
+)
 from tests.realengine.pulumi_cli import PulumiStack
 
 WORKLOADS = ("deployments", "statefulsets", "daemonsets")
@@ -178,8 +186,8 @@ def test_the_policy_pack_runs_in_the_real_analyzer(k3s: PulumiStack) -> None:
     assert "mandatory" in (bug.stdout + bug.stderr).lower()
 
 
-def test_protected_claims_refuse_destroy_and_survive_it(k3s: PulumiStack,
-                                                        cluster: Cluster) -> None:
+def test_protected_claims_refuse_destroy_and_survive_it(
+        k3s: PulumiStack, cluster: Cluster, deployed: dict[str, Any]) -> None:
     claims = {(c["metadata"]["namespace"], c["metadata"]["name"])
               for c in cluster.items("pvc", "-A")}
     assert claims
@@ -191,3 +199,102 @@ def test_protected_claims_refuse_destroy_and_survive_it(k3s: PulumiStack,
     after = {(c["metadata"]["namespace"], c["metadata"]["name"])
              for c in cluster.items("pvc", "-A")}
     assert claims <= after  # retained on delete: the data outlives the stack
+
+
+KINDS = "namespaces,configmaps,secrets,services,deployments,statefulsets,daemonsets,pvc," \
+        "networkpolicies,endpointslices"
+DROP_META = ("uid", "resourceVersion", "generation", "creationTimestamp", "managedFields")
+DROP_PREFIXES = ("meta.helm.sh/", "pulumi.com/", "deployment.kubernetes.io/",
+                 "kubectl.kubernetes.io/", "pv.kubernetes.io/", "volume.kubernetes.io/",
+                 "volume.beta.kubernetes.io/", "endpoints.kubernetes.io/")
+DROP_LABELS = ("app.kubernetes.io/managed-by", "helm.sh/chart")
+
+
+def normalised(cluster: Cluster) -> dict[str, Any]:
+    """The estate's objects as the API server holds them, without what the server or the tool
+    fills in (ids, status, bookkeeping annotations, cluster IPs, a bound claim's volume, the
+    controllers' EndpointSlices) and with Secret values reduced to their keys (generated
+    values differ by design)."""
+    out: dict[str, Any] = {}
+    for item in cluster.items(KINDS, "-A"):
+        meta = item["metadata"]
+        namespace = meta.get("namespace") or meta["name"]
+        labels = meta.get("labels") or {}
+        if not namespace.startswith("manacore-") or namespace == RELEASE_NS or labels.get(
+                "endpointslice.kubernetes.io/managed-by", "").endswith(".k8s.io") or (
+                item["kind"] == "ConfigMap" and meta["name"] == "kube-root-ca.crt"):
+            continue
+        item = json.loads(json.dumps(item))
+        item.pop("status", None)
+        for key in DROP_META:
+            item["metadata"].pop(key, None)
+        scrub(item)
+        spec = item.get("spec") or {}
+        for key in ("clusterIP", "clusterIPs", "volumeName"):
+            spec.pop(key, None)
+        if item["kind"] == "Secret":
+            item["data"] = sorted(item.get("data") or {})
+        out[f"{item['kind']} {meta.get('namespace', '')}/{meta['name']}"] = item
+    return out
+
+
+def scrub(value: Any) -> None:
+    """Drops the tools' own labels and annotations from every metadata in the object (its
+    own, pod templates', claim templates')."""
+    if isinstance(value, dict):
+        meta = value.get("metadata")
+        if isinstance(meta, dict):
+            for field in ("annotations", "labels"):
+                kept = {k: v for k, v in (meta.pop(field, None) or {}).items()
+                        if not k.startswith(DROP_PREFIXES) and k not in DROP_LABELS}
+                if kept:
+                    meta[field] = kept
+        for v in value.values():
+            scrub(v)
+    elif isinstance(value, list):
+        for v in value:
+            scrub(v)
+
+
+@pytest.fixture(scope="module")
+def deployed(k3s: PulumiStack, cluster: Cluster) -> dict[str, Any]:
+    """The objects `pulumi up` made (taken once, while the stack is deployed)."""
+    return normalised(cluster)
+
+
+def test_pulumi_up_and_helm_install_make_the_same_objects(
+        cluster: Cluster, deployed: dict[str, Any], tmp_path: Path) -> None:
+    """Parity for real: after the stack is gone, `helm install` of the default chart (the
+    same catalogue, rendered for stack k3s) leaves the API server holding the same objects,
+    field by field, as `pulumi up` did."""
+    clear_cluster(cluster)
+    chart = tmp_path / "chart"
+    subprocess.run([ROOT / ".venv" / "bin" / "manacore", "render", "helm", "--stack", "k3s",
+                    "--out", str(chart)], check=True, capture_output=True)
+    try:
+        # the release named like the stack's instance label, which selectors carry
+        instance = next(i["metadata"]["labels"]["app.kubernetes.io/instance"]
+                        for i in deployed.values() if i["kind"] == "Deployment")
+        subprocess.run([HELM, "--kubeconfig", str(cluster.kubeconfig), "install", instance,
+                        str(chart / "manacore"), "-n", RELEASE_NS, "--create-namespace",
+                        "--wait", "--timeout", "15m"], check=True, capture_output=True)
+        installed = normalised(cluster)
+    finally:
+        clear_cluster(cluster)
+    assert sorted(set(deployed) ^ set(installed)) == []
+    differ = [f"{key}: {path}: pulumi {a!r} / helm {b!r}" for key in deployed
+              for path, a, b in differences(deployed[key], installed[key])]
+    seen: dict[str, str] = {}  # one line per differing field path (the first object)
+    for line in differ:
+        seen.setdefault(line.split(": ", 2)[1], line)
+    assert not differ, f"{len(differ)} differences:\n" + "\n".join(seen.values())
+
+
+def differences(a: Any, b: Any, path: str = "") -> list[tuple[str, Any, Any]]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        return [d for k in sorted(set(a) | set(b))
+                for d in differences(a.get(k), b.get(k), f"{path}.{k}")]
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        return [d for i, (x, y) in enumerate(zip(a, b, strict=True))
+                for d in differences(x, y, f"{path}[{i}]")]
+    return [] if a == b else [(path, a, b)]
