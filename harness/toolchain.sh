@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # The Pulumi toolchain of the real-engine suites, built from the Go module proxy once per module
-# set into the cache and linked into the checkout's .tools/bin:
+# set into the cache and put into the checkout's .tools/bin (hard links where it can):
 #   pulumi                       the CLI and engine                  (harness/toolchain/pulumi)
 #   pulumi-language-python       the Python language host            (harness/toolchain/language-python)
 #   pulumi-language-python-exec  its exec script, from the sdk/v3 module at the Python SDK's version
 #   pulumi-resource-kubernetes   the kubernetes provider plugin      (harness/toolchain/kubernetes)
-# The providers the proxy refuses (docker, random) are asked for on every run and reported with
-# the proxy's answer, so the day they are served shows in the log.
+# What the proxy refuses (the current language host, the docker and random providers) is asked
+# for on every run and reported with the proxy's answer, so the day it is served shows in the log.
 #   harness/toolchain.sh    build or reuse; one line per binary with its version;
 #                           last line: the folder to put first on PATH
 set -euo pipefail
