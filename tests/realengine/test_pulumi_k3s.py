@@ -30,7 +30,6 @@ from tests.realengine.conftest import (
 from tests.realengine.pulumi_cli import PulumiStack
 
 WORKLOADS = ("deployments", "statefulsets", "daemonsets")
-PROTECTED = "kubernetes:core/v1:PersistentVolumeClaim"
 
 
 @pytest.fixture(scope="module")
