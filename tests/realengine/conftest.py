@@ -170,6 +170,22 @@ RELEASE = "manacore"  # the chart's release in the suite's cluster
 RELEASE_NS = "manacore-release"  # where helm keeps its record
 
 
+WORKLOADS = "deployments,statefulsets,daemonsets"
+
+
+def not_ready(items: list[dict[str, Any]]) -> list[str]:
+    """The workloads among `items` with fewer Ready pods than they want (or wanting none)."""
+    bad = []
+    for item in items:
+        spec, status = item["spec"], item.get("status") or {}
+        want = spec["replicas"] if "replicas" in spec else status.get("desiredNumberScheduled")
+        have = status.get("readyReplicas", status.get("numberReady", 0)) or 0
+        if not want or have < want:
+            bad.append(f"{item['kind']} {item['metadata'].get('namespace')}/"
+                       f"{item['metadata']['name']}: {have}/{want} ready")
+    return bad
+
+
 def clear_cluster(cluster: Cluster) -> None:
     """No release of the chart and none of the estate's namespaces (with all they hold): what
     the chart and the k3s stack install starts from."""

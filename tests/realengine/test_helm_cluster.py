@@ -24,12 +24,12 @@ from tests.realengine.conftest import (
     HELM,
     RELEASE,
     RELEASE_NS,
+    WORKLOADS,
     Cluster,
     benchmark_time,
     clear_cluster,
+    not_ready,
 )
-
-WORKLOADS = ("deployments", "statefulsets", "daemonsets")
 
 
 @pytest.fixture(scope="module")
@@ -66,17 +66,6 @@ def diagnose(cluster: Cluster) -> str:
     return "\n".join(lines[-40:])
 
 
-def not_ready(cluster: Cluster) -> list[str]:
-    bad = []
-    for item in ours(cluster, ",".join(WORKLOADS)):
-        spec, status = item["spec"], item.get("status") or {}
-        want = spec["replicas"] if "replicas" in spec else status.get("desiredNumberScheduled")
-        have = status.get("readyReplicas", status.get("numberReady", 0)) or 0
-        if not want or have < want:
-            bad.append(f"{item['kind']} {item['metadata']['name']}: {have}/{want}")
-    return bad
-
-
 def install(cluster: Cluster, chart: Path, *args: str, verb: str = "install") -> None:
     """`helm install|upgrade --wait`, then every object of the chart through the API server's
     strict field validation (helm 3 does not ask for it): a dry-run server-side apply of each
@@ -84,7 +73,7 @@ def install(cluster: Cluster, chart: Path, *args: str, verb: str = "install") ->
     filled in, such as a bound claim's volume, stay as they are)."""
     helm(cluster, verb, RELEASE, str(chart), "-n", RELEASE_NS, "--create-namespace", "--wait",
          "--timeout", "15m", *args)
-    assert not not_ready(cluster), diagnose(cluster)
+    assert not not_ready(ours(cluster, WORKLOADS)), diagnose(cluster)
     rendered = helm(cluster, "template", RELEASE, str(chart), "-n", RELEASE_NS, *args).stdout
     cluster.kubectl("apply", "--server-side", "--force-conflicts", "--dry-run=server",
                     "--validate=strict", "-f", "-", input=rendered, timeout=600)
@@ -108,7 +97,7 @@ def claims(cluster: Cluster) -> dict[tuple[str, str], str]:
 
 def generations(cluster: Cluster) -> dict[str, int]:
     return {f"{w['kind']}/{w['metadata']['name']}": w["metadata"]["generation"]
-            for w in ours(cluster, ",".join(WORKLOADS))}
+            for w in ours(cluster, WORKLOADS)}
 
 
 def test_default_install_upgrade_and_uninstall(clean: Cluster, chart: Path) -> None:
@@ -190,7 +179,7 @@ def test_b2b_install_single_namespace_external_postgres_existing_secret(
     # the customer's storage class is theirs; this cluster's is local-path
     install(cluster, chart, "-f", str(chart / "ci" / "b2b-values.yaml"),
             "--set", "storageClass=local-path")
-    deployed = {w["metadata"]["namespace"] for w in ours(cluster, ",".join(WORKLOADS))}
+    deployed = {w["metadata"]["namespace"] for w in ours(cluster, WORKLOADS)}
     assert deployed == {namespace}
     assert not [s for s in ours(cluster, "statefulsets")
                 if s["metadata"]["name"] == resolved("k3s")["postgres"].name]

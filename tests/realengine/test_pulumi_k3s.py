@@ -22,14 +22,14 @@ from tests.harness import run_program
 from tests.realengine.conftest import (
     HELM,
     RELEASE_NS,
+    WORKLOADS,
     Cluster,
     benchmark_time,
     clear_cluster,
+    not_ready,
     random_env,
 )
 from tests.realengine.pulumi_cli import PulumiStack
-
-WORKLOADS = ("deployments", "statefulsets", "daemonsets")
 
 
 @pytest.fixture(scope="module")
@@ -55,20 +55,7 @@ def mock_types(cluster: Cluster, secrets: dict[str, str]) -> Counter[str]:
 
 
 def workloads(cluster: Cluster) -> list[dict[str, Any]]:
-    return cluster.items(",".join(WORKLOADS), "-A")
-
-
-def not_ready(items: list[dict[str, Any]]) -> list[str]:
-    bad = []
-    for item in items:
-        spec, status = item["spec"], item.get("status") or {}
-        want = spec.get("replicas", 1) if "replicas" in spec else status.get(
-            "desiredNumberScheduled", 0)
-        have = status.get("readyReplicas", status.get("numberReady", 0)) or 0
-        if have < want or want == 0:
-            bad.append(f"{item['kind']} {item['metadata']['namespace']}/"
-                       f"{item['metadata']['name']}: {have}/{want} ready")
-    return bad
+    return cluster.items(WORKLOADS, "-A")
 
 
 def test_preview_plans_what_the_program_registers(k3s: PulumiStack, cluster: Cluster,
