@@ -18,8 +18,7 @@ import json
 import re
 from collections.abc import Callable
 
-import yaml
-
+from catalog import yamltext
 from catalog.resolve import (
     Database,
     ResolvedEstate,
@@ -185,8 +184,8 @@ def scrape_config(estate: ResolvedEstate, svc: ResolvedService) -> tuple[Resolve
         return ()
     jobs = [{"job_name": sid, **SCRAPE_OPTIONS.get(sid, {}), **_targets(estate, sid, target)}
             for sid, target in scrape_targets(estate).items()]
-    text = yaml.safe_dump({"global": {"scrape_interval": SCRAPE_INTERVAL},
-                           "scrape_configs": jobs}, sort_keys=False)
+    text = yamltext.dump({"global": {"scrape_interval": SCRAPE_INTERVAL},
+                          "scrape_configs": jobs})
     return (ResolvedFile(path=path, content=_plain(f"# {GENERATED}\n{text}")),)
 
 
@@ -200,7 +199,7 @@ def grafana_datasources(estate: ResolvedEstate,
     source = {"name": "VictoriaMetrics", "uid": "victoriametrics", "type": "prometheus",
               "access": "proxy", "url": estate["victoriametrics"].url(), "isDefault": True,
               "editable": False}
-    text = yaml.safe_dump({"apiVersion": 1, "datasources": [source]}, sort_keys=False)
+    text = yamltext.dump({"apiVersion": 1, "datasources": [source]})
     return (ResolvedFile(path=GRAFANA_DATASOURCES, content=_plain(f"# {GENERATED}\n{text}")),)
 
 
@@ -236,7 +235,7 @@ def searxng_settings(estate: ResolvedEstate, svc: ResolvedService) -> tuple[Reso
     settings = {"use_default_settings": True,
                 "server": {"limiter": False, "public_instance": False},
                 "search": {"formats": ["html", "json"]}}
-    text = yaml.safe_dump(settings, sort_keys=False)
+    text = yamltext.dump(settings)
     return (ResolvedFile(path=SEARXNG_SETTINGS, content=_plain(f"# {GENERATED}\n{text}")),)
 
 
@@ -251,7 +250,7 @@ _MARK = "@@manacore-secret:{}@@"
 _MARKED = re.compile(r"@@manacore-secret:([A-Z0-9_]+)@@")
 
 
-class _Dumper(yaml.SafeDumper):
+class _Dumper(yamltext.SafeDumper):  # type: ignore[misc,valid-type]
     pass
 
 
@@ -262,7 +261,7 @@ _Dumper.add_representer(_Secret, lambda dumper, name: dumper.represent_scalar(
 def yaml_template(data: dict, header: str = "") -> Template:
     """YAML text with each `_Secret` as a literal block holding a `SecretRef`: the value is
     taken verbatim whatever characters it has (`:`, `#`, quotes, backslashes)."""
-    text = header + yaml.dump(data, Dumper=_Dumper, sort_keys=False)
+    text = header + yamltext.dump(data, _Dumper)
     parts: list[str | SecretRef] = []
     for i, piece in enumerate(_MARKED.split(text)):
         if i % 2:

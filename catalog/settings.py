@@ -14,10 +14,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel, to_snake
 
+from catalog import yamltext
 from catalog.model import Target
 from catalog.units import parse_memory
 
@@ -238,12 +238,12 @@ def read_config(stack: str) -> dict[str, Any]:
     if not path.is_file():
         raise _unreadable(stack, f"{path} is not a file")
     try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+        document = yamltext.load(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise _unreadable(stack, f"{path} cannot be read: {exc.strerror or exc}") from None
     except UnicodeDecodeError:
         raise _unreadable(stack, f"{path} is not UTF-8 text") from None
-    except yaml.YAMLError as exc:
+    except yamltext.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
@@ -303,5 +303,5 @@ def settings_from_config(stack: str, get: Callable[[str], str | None]) -> StackS
         if raw is None:
             continue
         structured = ("migrated_volumes", "access_emails", "access_aud_tags")
-        values[field.alias or name] = yaml.safe_load(raw) if name in structured else raw
+        values[field.alias or name] = yamltext.load(raw) if name in structured else raw
     return settings_from_values(stack, values)

@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 
 import yaml
 
+from catalog import yamltext
 from catalog.configs import scrape_targets
 from catalog.resolve import (
     URL_SAFE_TEXT,
@@ -334,7 +335,7 @@ def env_example(estate: ResolvedEstate) -> str:
     return "\n".join(lines) + "\n"
 
 
-class _Dumper(yaml.SafeDumper):
+class _Dumper(yamltext.SafeDumper):  # type: ignore[misc,valid-type]
     """Stable output: no anchors, multi-line text as literal blocks."""
 
     def ignore_aliases(self, data: Any) -> bool:
@@ -354,8 +355,8 @@ HEADER = ("# Generated from services.py by `manacore render compose --stack {sta
 
 
 def dump(model: dict[str, Any], stack: str) -> str:
-    body = yaml.dump(model, Dumper=_Dumper, sort_keys=False, default_flow_style=False,
-                     allow_unicode=True, width=4096)
+    body = yamltext.dump(model, _Dumper, default_flow_style=False, allow_unicode=True,
+                         width=4096)
     return HEADER.format(stack=stack) + body
 
 

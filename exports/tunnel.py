@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import yaml
 from pydantic import BaseModel, ConfigDict
 
+from catalog import yamltext
 from catalog.resolve import ResolvedEstate
 from catalog.rules import EstateError, Violation
 
@@ -268,5 +268,5 @@ def render(estate: ResolvedEstate, out_dir: Path) -> list[Path]:
               + "".join(f"# NOT ROUTED: {line}\n" for line in left_out))
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "config.yml"
-    path.write_text(header + yaml.safe_dump(config, sort_keys=False))
+    path.write_text(header + yamltext.dump(config))
     return [path]

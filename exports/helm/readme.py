@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import yaml
-
+from catalog import yamltext
 from catalog.resolve import ResolvedEstate
 from exports.helm.values import key
 from exports.kubernetes import (
@@ -131,7 +130,7 @@ the rest. Hard dependencies are checked at install: a service whose hard depende
 enabled nor external fails with a message naming it. The example (`ci/b2b-values.yaml`):
 
 ```yaml
-{yaml.safe_dump(b2b, sort_keys=False).rstrip()}
+{yamltext.dump(b2b).rstrip()}
 ```
 
 In single mode the release namespace is yours (`--create-namespace` creates it bare): give it

@@ -6,15 +6,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import yaml
-
+from catalog import yamltext
 from catalog.model import ED25519_KEY_ID
 from catalog.resolve import ResolvedEstate
 from exports.helm.form import HelmForm, host_helper, hostname_helper, port_helper
 from exports.helm.values import key, namespace_key
 from exports.kubernetes import Obj, Raw
 
-DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml: ten times faster
 PSA = "pod-security.kubernetes.io"  # the Pod Security admission labels
 
 
@@ -32,7 +30,7 @@ def dump(manifest: dict[str, Any]) -> str:
             return [swap(v) for v in value]
         return value
 
-    text = yaml.dump(swap(manifest), Dumper=DUMPER, sort_keys=False, width=10**9)
+    text = yamltext.dump(swap(manifest), width=10**9)
     for i, raw in enumerate(raws):
         text = text.replace(f"__RAW{i}__", raw)
     return text
