@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib
 import sys
-import traceback
 
 from pydantic import ValidationError
 
@@ -39,6 +38,8 @@ def _one_line(exc: Exception) -> str:
 def _where(exc: Exception) -> str:
     if isinstance(exc, SyntaxError) and exc.filename:
         return f"{exc.filename}:{exc.lineno}"
+    import traceback  # only when something failed: a command that succeeds never needs it
+
     frames = traceback.extract_tb(exc.__traceback__)
     # the last line of ours (services.py, catalog/), not pydantic's or importlib's
     ours = [f for f in frames if "site-packages" not in f.filename

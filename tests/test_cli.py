@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import re
-
-from typer.testing import CliRunner
+import subprocess
+import sys
 
 import cli
 from catalog.model import hard, image
+from catalog.settings import ROOT
+from tests.cli_run import invoke
 from tests.estates import estate
-
-runner = CliRunner()
-
-
-def invoke(*args: str):
-    return runner.invoke(cli.app, list(args))
 
 
 def test_validate_passes_for_both_stacks() -> None:
@@ -68,9 +64,9 @@ def test_ports_shows_new_legacy_reserved_and_free() -> None:
     result = invoke("ports")
     assert result.exit_code == 0, result.output
     text = result.output
-    assert re.search(r"3010\s*│\s*gateway\s*│\s*http\s*│\s*3030", text)
-    assert re.search(r"4000\s*│\s*synapse\s*│\s*http\s*│\s*8008", text)
-    assert re.search(r"4011\s*│\s*\(reserved\)", text)
+    assert re.search(r"^3010 +gateway +http +3030$", text, re.M)
+    assert re.search(r"^4000 +synapse +http +8008$", text, re.M)
+    assert re.search(r"^4011 +\(reserved\)", text, re.M)
     assert "15 used, 0 reserved, 85 free" in text  # 3000-3099
     assert "watchtower" not in text  # publishes nothing
 
@@ -106,3 +102,15 @@ def test_render_defaults_to_the_stack_of_its_export_and_refuses_the_other(tmp_pa
     assert "Traceback" not in wrong.output
     wrong = invoke("render", "compose", "--stack", "k3s", "--out", str(tmp_path / "y"))
     assert wrong.exit_code == 1 and "k3s: compose-target:" in wrong.output
+
+
+def test_the_console_script_flushes_everything_and_keeps_the_exit_code() -> None:
+    """`manacore` leaves by os._exit: what it printed into a pipe must all be there."""
+    ports = subprocess.run([sys.executable, "-m", "manacore", "ports"], capture_output=True,
+                           text=True, cwd=ROOT, check=False)
+    assert ports.returncode == 0, ports.stderr
+    assert ports.stdout == invoke("ports").stdout  # every block, up to the last caption
+    wrong = subprocess.run([sys.executable, "-m", "manacore", "validate", "--stack", "nope"],
+                           capture_output=True, text=True, cwd=ROOT, check=False)
+    assert wrong.returncode == 2
+    assert wrong.stderr.startswith("✗ settings: stack nope: no ")

@@ -13,14 +13,13 @@ from typing import Any
 
 import pytest
 import yaml
-from typer.testing import CliRunner
 
 from catalog.resolve import ResolvedEstate, ResolvedFile, SecretRef, Template
 from catalog.settings import ROOT
-from cli import app
 from components.program import deploy
 from exports import RENDERERS
 from exports.compose import env_example, render, to_compose
+from tests.cli_run import invoke
 from tests.conftest import known_secrets, resolved, secret_values
 from tests.harness import Registration, Run, run_program
 from tests.test_macmini import CONTAINER, containers, env_of, image_of
@@ -353,8 +352,8 @@ def test_two_renders_are_byte_identical(macmini_estate: ResolvedEstate, rendered
 
 def test_cli_renders_compose_for_macmini(tmp_path: Path) -> None:
     assert "compose" in RENDERERS
-    result = CliRunner().invoke(app, ["render", "compose", "--stack", "macmini",
-                                      "--out", str(tmp_path)])
+    result = invoke("render", "compose", "--stack", "macmini",
+                                      "--out", str(tmp_path))
     assert result.exit_code == 0, result.output
     assert "compose.yaml" in result.output and ".env.example" in result.output
     model = yaml.safe_load((tmp_path / "compose.yaml").read_text())
@@ -363,8 +362,8 @@ def test_cli_renders_compose_for_macmini(tmp_path: Path) -> None:
 
 
 def test_cli_refuses_compose_for_a_kubernetes_stack(tmp_path: Path) -> None:
-    result = CliRunner().invoke(app, ["render", "compose", "--stack", "k3s",
-                                      "--out", str(tmp_path)])
+    result = invoke("render", "compose", "--stack", "k3s",
+                                      "--out", str(tmp_path))
     assert result.exit_code == 1
     assert "compose-target" in result.output
     assert not (tmp_path / "compose.yaml").exists()

@@ -8,12 +8,11 @@ import xml.etree.ElementTree as ET
 
 import pytest
 from PIL import Image
-from typer.testing import CliRunner
 
-import cli
 from catalog.resolve import ResolvedEstate
 from exports import reports
 from exports.graph_image import write_images
+from tests.cli_run import invoke
 
 NS = {"svg": "http://www.w3.org/2000/svg"}
 STACKS = ("macmini", "k3s")
@@ -94,12 +93,11 @@ def test_png_is_a_picture_a_person_can_read(tmp_path, macmini_estate):
             assert min(picture.size) >= 900  # 12 pt labels at 96 dpi, not a thumbnail
 
 
-runner = CliRunner()
 
 
 def test_graph_command_writes_the_pictures_beside_the_mermaid(tmp_path):
-    result = runner.invoke(cli.app, ["graph", "--stack", "k3s", "--out",
-                                     str(tmp_path / "graph.mmd")])
+    result = invoke("graph", "--stack", "k3s", "--out",
+                                     str(tmp_path / "graph.mmd"))
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         ".manacore-graph", "dependencies.svg", "graph.mmd", "ports.svg"]  # + what it owns
@@ -107,7 +105,7 @@ def test_graph_command_writes_the_pictures_beside_the_mermaid(tmp_path):
 
 
 def test_graph_command_keeps_stdout_mermaid_when_writing_pngs(tmp_path):
-    result = runner.invoke(cli.app, ["graph", "--images", str(tmp_path), "--format", "png"])
+    result = invoke("graph", "--images", str(tmp_path), "--format", "png")
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith("flowchart LR") and "wrote" not in result.stdout
     assert sorted(p.name for p in tmp_path.iterdir()) == [
@@ -115,10 +113,10 @@ def test_graph_command_keeps_stdout_mermaid_when_writing_pngs(tmp_path):
 
 
 def test_graph_command_explains_a_bad_format_and_a_missing_graphviz(tmp_path, monkeypatch):
-    bad = runner.invoke(cli.app, ["graph", "--images", str(tmp_path), "--format", "gif"])
+    bad = invoke("graph", "--images", str(tmp_path), "--format", "gif")
     assert bad.exit_code == 2 and "use one of svg, png" in bad.output
     monkeypatch.setenv("PATH", str(tmp_path))  # no `dot` anywhere
-    missing = runner.invoke(cli.app, ["graph", "--images", str(tmp_path / "pics")])
+    missing = invoke("graph", "--images", str(tmp_path / "pics"))
     assert missing.exit_code == 2
     assert "Graphviz's dot is not installed: run bash scripts/setup.sh" in missing.output
     assert "Traceback" not in missing.output

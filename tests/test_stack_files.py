@@ -12,25 +12,24 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from typer.testing import CliRunner
 
-import cli
 from catalog.model import Public
 from catalog.resolve import resolve
 from catalog.rules import validate
 from catalog.settings import DOMAIN, ROOT, SettingsError, settings_from_values
 from exports.tunnel import check_rules, ingress_rules
+from tests.cli_run import Result
+from tests.cli_run import invoke as run_cli
 from tests.estates import MACMINI, estate
 
-runner = CliRunner()
 FUZZ = settings(max_examples=60, deadline=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture])
 BASE = {"target": "docker", "domain": "mana.how", "registry": "ghcr.io/manacore",
         "tag": "2026.11.0", "memoryBudget": "10Gi"}
 
 
-def invoke(*args: str):
-    result = runner.invoke(cli.app, list(args))
+def invoke(*args: str) -> Result:
+    result = run_cli(*args)
     clean(result)
     return result
 

@@ -12,9 +12,7 @@ from typing import Any
 import pulumi
 import pytest
 import yaml
-from typer.testing import CliRunner
 
-import cli
 import components.program as program
 import components.tunnel as tunnel_component
 import exports.tunnel as tunnel_module
@@ -33,6 +31,7 @@ from exports.tunnel import (
     to_cloudflared_config,
     violations,
 )
+from tests.cli_run import invoke
 from tests.harness import Registration, Run, has_secret, run_program, unwrap
 
 STACKS = ("macmini", "k3s")
@@ -501,13 +500,13 @@ def stack_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def test_cli_renders_and_validate_reports_broken_rules(stack_dir: Path, tmp_path: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     out = tmp_path / "out"
-    done = CliRunner().invoke(cli.app, ["render", "tunnel", "--stack", "k3s", "--out", str(out)])
+    done = invoke("render", "tunnel", "--stack", "k3s", "--out", str(out))
     assert done.exit_code == 0, done.output
     assert yaml.safe_load((out / "config.yml").read_text())["ingress"][-1] == {
         "service": CATCH_ALL}
     path = stack_dir / "Pulumi.macmini.yaml"
     path.write_text(path.read_text().replace("domain: mana.how", "domain: mana.how:8443"))
-    checked = CliRunner().invoke(cli.app, ["validate"])  # a port in the domain: a bad setting
+    checked = invoke("validate")  # a port in the domain: a bad setting
     assert checked.exit_code == 1
     assert "settings: stack macmini: domain: 'mana.how:8443' is not" in checked.output
     path.write_text(path.read_text().replace("domain: mana.how:8443", "domain: mana.how"))
@@ -516,12 +515,12 @@ def test_cli_renders_and_validate_reports_broken_rules(stack_dir: Path, tmp_path
     monkeypatch.setattr(tunnel_module, "ingress_rules", lambda estate: [
         r.model_copy(update={"hostname": f"{r.hostname}:8443"})
         if r.hostname and estate.settings.stack == "macmini" else r for r in real(estate)])
-    checked = CliRunner().invoke(cli.app, ["validate"])
+    checked = invoke("validate")
     assert checked.exit_code == 1
     assert "grafana: tunnel-hostname: rule #" in checked.output
     assert "stack k3s (kubernetes)" in checked.output  # the other stack is still checked
-    refused = CliRunner().invoke(cli.app, ["render", "tunnel", "--stack", "macmini", "--out",
-                                           str(tmp_path / "refused")])
+    refused = invoke("render", "tunnel", "--stack", "macmini", "--out",
+                                           str(tmp_path / "refused"))
     assert refused.exit_code == 1 and "tunnel-hostname" in refused.output
     assert "Traceback" not in refused.output
     assert not (tmp_path / "refused" / "config.yml").exists()

@@ -14,10 +14,9 @@ from typing import Any
 
 import pytest
 import yaml
-from typer.testing import CliRunner
 
-import cli
 from catalog.settings import ROOT, known_stacks
+from tests.cli_run import invoke
 
 WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
 PREVIEW = ROOT / ".github" / "workflows" / "preview.yml"
@@ -184,11 +183,10 @@ def test_every_manacore_command_it_runs_exists():
     rendered = {(c[1], c[c.index("--stack") + 1]) for c in calls if c[0] == "render"}
     assert rendered == {("compose", "macmini"), ("tunnel", "macmini"), ("helm", "k3s"),
                         ("tunnel", "k3s")}
-    runner = CliRunner()
     for call in calls:
         words = [w for w in call if not w.startswith("-")][:2]
         command = words if call[0] == "render" else words[:1]
-        result = runner.invoke(cli.app, [*command, "--help"])
+        result = invoke(*command, "--help")
         assert result.exit_code == 0, f"manacore {' '.join(command)}: {result.output}"
 
 
