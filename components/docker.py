@@ -80,7 +80,11 @@ class DockerAdapter:
         image = docker.RemoteImage(f"{service.id}-image", name=service.image, keep_locally=True,
                                    opts=self._opts(parent))
         mounts = [self._mount(service, index, parent) for index in range(len(service.volumes))]
-        legacy = [self.legacy_volumes[v.name] for v in service.volumes if not v.migrated]
+        # Names as plain text, the resources named in depends_on: the same registration and
+        # dependencies as the resources' `name` Outputs, without an Output (and its tasks) each
+        used = [*(self.volumes[v.final] if v.migrated else self.legacy_volumes[v.name]
+                  for v in service.volumes),
+                *(self.networks[n] for n in networks(service, self.estate))]
         mounts += [docker.ContainerMountArgs(type="bind", source=m.source, target=m.path,
                                              read_only=m.read_only)
                    for m in service.host_mounts]
@@ -105,7 +109,7 @@ class DockerAdapter:
             labels=[docker.ContainerLabelArgs(label=k, value=v)
                     for k, v in sorted(service.labels.items())],
             mounts=mounts or None,
-            networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=self.networks[n].name)
+            networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=n)
                                for n in networks(service, self.estate)],
             hosts=[docker.ContainerHostArgs(host=NATIVE_ALIAS, ip=HOST_GATEWAY)]
             if uses_host_gateway(service, self.estate) else None,
@@ -114,7 +118,8 @@ class DockerAdapter:
                      for f in service.files] or None,
             wait=waited or None,  # a hard dependent starts only once this one is healthy
             wait_timeout=wait_timeout(service) if waited else None,
-            opts=self._opts(parent, depends_on=[*self._depends_on(service), *legacy]))
+            opts=self._opts(parent, depends_on=[*self._depends_on(service),
+                                                *dict.fromkeys(used)]))
         self.containers[service.id] = container
         out: dict[str, Any] = {
             "container": service.container_name, "image": service.image,
@@ -160,12 +165,11 @@ class DockerAdapter:
     def _mount(self, service: ResolvedService, index: int,
                parent: pulumi.Resource) -> docker.ContainerMountArgs:
         v = service.volumes[index]
-        source: pulumi.Input[str] = self._volume(v.final, parent).name
+        self._volume(v.final, parent)
         if not v.migrated:  # mount the legacy data; the final volume waits, empty and unused
             self._legacy(v.name, parent)  # read: must exist (the container depends on it)
-            source = v.name
         return docker.ContainerMountArgs(
-            type="volume", source=source, target=v.path,
+            type="volume", source=v.final if v.migrated else v.name, target=v.path,
             volume_options=docker.ContainerMountVolumeOptionsArgs(subpath=v.subpath)
             if v.subpath else None)
 
@@ -201,9 +205,9 @@ class DockerAdapter:
             restart="no", memory=VOLUME_INIT_MEMORY_MB, network_mode="none",
             **self._privileges(VOLUME_INIT_PRIVILEGES),
             labels=[docker.ContainerLabelArgs(label="manacore.volume-init", value=name)],
-            mounts=[docker.ContainerMountArgs(type="volume", source=self.volumes[name].name,
+            mounts=[docker.ContainerMountArgs(type="volume", source=name,
                                               target=VOLUME_INIT_MOUNT)],
-            opts=self._opts(parent))
+            opts=self._opts(parent, depends_on=[self.volumes[name]]))
 
     def _depends_on(self, service: ResolvedService) -> list[pulumi.Resource]:
         """The containers of its hard dependencies (created earlier: components deploy in

@@ -267,6 +267,23 @@ def test_services_sit_in_their_components(macmini_run: Run,
             [{"name": "manacore"}, {"name": "manacore-edge"}] if edge else [{"name": "manacore"}])
 
 
+def test_a_container_waits_for_the_networks_and_volumes_it_uses(
+        stage: tuple[Run, ResolvedEstate]) -> None:
+    """Joined networks and mounted volumes (the legacy one until migrated) are created, or read,
+    before the container: names are plain text, the resources are its dependencies."""
+    run, estate = stage
+    by_name = {(r.type, r.plain().get("name") or r.read_id): r.urn for r in run.registrations
+               if r.type in (NETWORK, VOLUME)}
+    mounted = 0
+    for sid, reg in containers(run).items():
+        inputs = reg.plain()
+        used = [(NETWORK, n["name"]) for n in inputs["networksAdvanced"]]
+        used += [(VOLUME, m["source"]) for m in inputs.get("mounts", []) if m["type"] == "volume"]
+        assert all(by_name[u] in reg.dependencies for u in used), (sid, used)
+        mounted += sum(kind == VOLUME for kind, _ in used)
+    assert mounted == sum(len(s.volumes) for s in estate.containers) > 0
+
+
 def test_hard_dependencies_wait_for_a_healthy_dependency(
         macmini_run: Run, macmini_estate: ResolvedEstate) -> None:
     found = containers(macmini_run)
