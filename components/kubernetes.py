@@ -32,6 +32,17 @@ KINDS: dict[tuple[str, str], Any] = {
 }
 
 
+# The provider's Service await watches the Service's Endpoints and, after every change, waits
+# 10 s for them to settle (pulumi-kubernetes provider/pkg/await/service.go, `time.Sleep(10 *
+# time.Second)` in processEndpointEvent): each Service held one of the engine's `--parallel`
+# slots that long, and the 48 Services were ~60 s of a 75 s `pulumi up` on two cores (measured
+# with `--otel-traces`). Pulumi already waits for every workload to be Ready (the Deployment,
+# StatefulSet and DaemonSet awaits), a Service's selector is its pods' labels by construction
+# (exports.kubernetes; tests/test_k3s.py), and the real-engine suite checks that every Service
+# has ready endpoints after `up`; so a Service is applied without the provider's wait.
+SKIP_AWAIT = {"pulumi.com/skipAwait": "true"}
+
+
 class KubernetesAdapter:
     """Creates the estate's Kubernetes objects; see `components.base.Adapter`."""
 
@@ -45,6 +56,10 @@ class KubernetesAdapter:
         m = obj.manifest
         cls = KINDS[(m["apiVersion"], m["kind"])]
         args = {to_snake(k): v for k, v in m.items() if k not in ("apiVersion", "kind")}
+        if m["kind"] == "Service":
+            meta = args["metadata"]
+            args["metadata"] = {**meta, "annotations": {**meta.get("annotations", {}),
+                                                        **SKIP_AWAIT}}
         namespace = m["metadata"].get("namespace")
         opts = pulumi.ResourceOptions(
             parent=parent, provider=self.provider,

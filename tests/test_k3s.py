@@ -275,6 +275,20 @@ def test_services_answer_on_the_resolved_address(run, estate):
             assert s.host == f"{s.name}.{s.namespace}.svc.cluster.local"
 
 
+def test_services_select_their_pods_and_skip_the_providers_endpoint_wait(run, estate):
+    """A Service is applied without the provider's 10 s settle per Service: its pods are
+    awaited through their workload, which its selector matches."""
+    services = objects(run, "Service")
+    for s in estate.containers:
+        if s.ports:
+            meta = services[(s.namespace, s.name)].plain()
+            assert meta["metadata"]["annotations"]["pulumi.com/skipAwait"] == "true"
+            labels = workload(run, s).plain()["spec"]["template"]["metadata"]["labels"]
+            assert meta["spec"]["selector"].items() <= labels.items(), s.id
+    assert not [r.name for r in run.registrations if r.type.startswith(K8S) and
+                not r.type.endswith(":Service") and "pulumi.com/skipAwait" in str(r.inputs)]
+
+
 def _peers(rules: list[dict[str, Any]], direction: str) -> set[str]:
     return {peer["podSelector"]["matchLabels"]["app.kubernetes.io/name"]
             for rule in rules for peer in rule[direction] if "podSelector" in peer}
