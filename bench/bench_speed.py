@@ -22,7 +22,9 @@
 3. With `--real-engine`: the real Pulumi engine (`scripts/toolchain`) on stack k3s against the
    suite's API server (`scripts/cluster up`), wall time of `pulumi preview` and `pulumi up` of
    the whole stack, then of a no-op preview and `up`, next to the same program's evaluation
-   under mocks; the stack is destroyed and its namespaces deleted afterwards. (Stack macmini
+   under mocks; under each, what it spent the time on (bench/otel.py, from the command's
+   `--otel-traces`: when the program registered, provider time by call and type, state
+   writes). The stack is destroyed and its namespaces deleted afterwards. (Stack macmini
    needs the docker provider, which the Go module proxy does not serve: README, "Real
    engines".)
 """
@@ -173,14 +175,17 @@ def engine_figures() -> list[str]:
         stack = PulumiStack.create(Path(tmp), "k3s", env={"KUBECONFIG": kubeconfig})
         stack.config({"kubeContext": context})
         stack.config(secrets, secret=True)
+        otel = _load("otel")
         try:
-            for what, call in (("pulumi preview (empty stack)", stack.preview),
-                               ("pulumi up (whole estate)", stack.up),
-                               ("pulumi preview (no changes)", stack.preview),
-                               ("pulumi up (no-op)", stack.up)):
+            for i, (what, call) in enumerate((("pulumi preview (empty stack)", stack.preview),
+                                              ("pulumi up (whole estate)", stack.up),
+                                              ("pulumi preview (no changes)", stack.preview),
+                                              ("pulumi up (no-op)", stack.up))):
+                trace = Path(tmp) / f"trace-{i}.json"
                 start = time.monotonic()
-                call()
+                call("--otel-traces", f"file://{trace}")
                 lines.append(f"  {what}: {time.monotonic() - start:.1f} s")
+                lines.append(f"    {otel.summary(trace)}")
         finally:
             stack.run("state", "unprotect", "--all", *stack.stack_args(), "--yes", check=False)
             stack.run("destroy", *stack.stack_args(), "--yes", check=False)
