@@ -114,7 +114,7 @@ def _resolved(stack: str) -> ResolvedEstate:
         raise _fail(lines, code) from None
 
 
-def validate_cmd(stack: list[str] | None = None) -> None:
+def validate_cmd(stack: list[str] | None) -> None:
     """Check the catalogue and resolve it for each stack, with every check the Pulumi program
     runs (tunnel, memory budget); list every violation at once."""
     with _reported("services.py"):
@@ -158,7 +158,7 @@ def _validate_stack(estate: Estate, name: str) -> tuple[list[str], int]:
     return [], 0
 
 
-def ports_cmd(stack: str = "macmini") -> None:
+def ports_cmd(stack: str) -> None:
     """The port map: new vs legacy published ports, grouped by range, with reserved and free
     slots."""
     from exports import reports
@@ -175,8 +175,8 @@ def ports_cmd(stack: str = "macmini") -> None:
                                        if block.next_free else ""))
 
 
-def graph_cmd(stack: str = "macmini", output: Path | None = None, images: Path | None = None,
-              fmt: str = "svg", force: bool = False) -> None:
+def graph_cmd(stack: str, output: Path | None, images: Path | None, fmt: str,
+              force: bool) -> None:
     """The dependency graph as a Mermaid flowchart (solid: hard, dotted: lazy); with --out or
     --images also as pictures of the graph and the port map, drawn by Graphviz."""
     from graphviz import ExecutableNotFound
@@ -219,7 +219,7 @@ def graph_cmd(stack: str = "macmini", output: Path | None = None, images: Path |
         _write(pictures, images, force, "graph pictures", stderr=output is None)
 
 
-def budget_cmd(stack: str = "macmini") -> None:
+def budget_cmd(stack: str) -> None:
     """Memory limits per category against the seed's estimates and the stack's host budget;
     exits 1 when the estate does not fit."""
     from exports import reports
@@ -242,8 +242,7 @@ def budget_cmd(stack: str = "macmini") -> None:
         f"{format_bytes(allowed - total)} spare")
 
 
-def migrate_cmd(stack: str = "macmini", output: Path = Path("migration"),
-                force: bool = False) -> None:
+def migrate_cmd(stack: str, output: Path, force: bool) -> None:
     """Write the Phase 0 migration aids: PORTS.md, MIGRATION.md and the data-safe volume
     scripts (check-legacy-volumes.sh, migrate-VOLUME.sh)."""
     from exports import migration
@@ -272,6 +271,7 @@ def render_cmd(kind: str, stack: str, output: Path, force: bool) -> None:
 
 # --- the command line -----------------------------------------------------------------------
 
+DEFAULT_STACK = "macmini"  # of the commands that are not about an export
 STACK_HELP = "stack name (Pulumi.STACK.yaml)"
 FORCE_HELP = "write even into a directory holding files manacore did not write (they are left " \
     "alone)"
@@ -297,7 +297,7 @@ def _command(commands: argparse._SubParsersAction, name: str, run: Callable,
     return parser
 
 
-def _stack(parser: argparse.ArgumentParser, default: str) -> None:
+def _stack(parser: argparse.ArgumentParser, default: str = DEFAULT_STACK) -> None:
     parser.add_argument("--stack", "-s", default=default, metavar="STACK",
                         help=f"{STACK_HELP}; default: %(default)s")
 
@@ -305,6 +305,10 @@ def _stack(parser: argparse.ArgumentParser, default: str) -> None:
 def _out(parser: argparse.ArgumentParser, default: str) -> None:
     parser.add_argument("--out", dest="output", type=Path, default=Path(default), metavar="DIR",
                         help="directory to write into; default: %(default)s")
+    _force(parser)
+
+
+def _force(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true", help=FORCE_HELP)
 
 
@@ -317,10 +321,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--stack", "-s", action="append", metavar="STACK",
                    help="stack to check (repeatable); default: every Pulumi.STACK.yaml")
     p = _command(commands, "ports", lambda a: ports_cmd(a.stack), ports_cmd.__doc__)
-    _stack(p, "macmini")
+    _stack(p)
     p = _command(commands, "graph", lambda a: graph_cmd(a.stack, a.output, a.images, a.fmt,
                                                           a.force), graph_cmd.__doc__)
-    _stack(p, "macmini")
+    _stack(p)
     p.add_argument("--out", dest="output", type=Path, metavar="FILE",
                    help="write the Mermaid here, and the pictures beside it")
     p.add_argument("--images", type=Path, metavar="DIR",
@@ -328,12 +332,12 @@ def parser() -> argparse.ArgumentParser:
                    "directory; default: beside --out")
     p.add_argument("--format", dest="fmt", default="svg", metavar="FORMAT",
                    help="picture format: svg or png; default: %(default)s")
-    p.add_argument("--force", action="store_true", help=FORCE_HELP)
+    _force(p)
     p = _command(commands, "budget", lambda a: budget_cmd(a.stack), budget_cmd.__doc__)
-    _stack(p, "macmini")
+    _stack(p)
     p = _command(commands, "migrate", lambda a: migrate_cmd(a.stack, a.output, a.force),
                  migrate_cmd.__doc__)
-    _stack(p, "macmini")
+    _stack(p)
     _out(p, "migration")
 
     render = _command(commands, "render", None, "Write an export of the estate for a stack.")
@@ -354,7 +358,7 @@ def run(argv: list[str]) -> int:
     try:
         args = top.parse_args(argv)
         if getattr(args, "run", None) is None:  # no command (or `render` without a kind)
-            (args.help_of if hasattr(args, "help_of") else top).print_help(sys.stderr)
+            getattr(args, "help_of", top).print_help(sys.stderr)
             return 2
         args.run(args)
     except SystemExit as exc:

@@ -79,11 +79,12 @@ class DockerAdapter:
             raise RuntimeError("DockerAdapter.prepare() must run before deploy()")
         image = docker.RemoteImage(f"{service.id}-image", name=service.image, keep_locally=True,
                                    opts=self._opts(parent))
-        mounts = [self._mount(service, index, parent) for index in range(len(service.volumes))]
-        # Names as plain text, the resources named in depends_on: the same registration and
-        # dependencies as the resources' `name` Outputs, without an Output (and its tasks) each
-        used = [*(self.volumes[v.final] if v.migrated else self.legacy_volumes[v.name]
-                  for v in service.volumes),
+        # Volumes and networks by name as plain text, the resources in depends_on: the same
+        # registration and dependencies as their `name` Outputs, without an Output (and its
+        # tasks) each
+        mounted = [self._mount(service, index, parent) for index in range(len(service.volumes))]
+        mounts = [mount for mount, _ in mounted]
+        used = [*(volume for _, volume in mounted),
                 *(self.networks[n] for n in networks(service, self.estate))]
         mounts += [docker.ContainerMountArgs(type="bind", source=m.source, target=m.path,
                                              read_only=m.read_only)
@@ -162,16 +163,17 @@ class DockerAdapter:
             lambda values: [f"{k}={t.render(values.__getitem__)}"
                             for k, t in environment.items()])
 
-    def _mount(self, service: ResolvedService, index: int,
-               parent: pulumi.Resource) -> docker.ContainerMountArgs:
+    def _mount(self, service: ResolvedService, index: int, parent: pulumi.Resource
+               ) -> tuple[docker.ContainerMountArgs, docker.Volume]:
+        """The mount of a service's volume and the volume it mounts."""
         v = service.volumes[index]
-        self._volume(v.final, parent)
+        volume = self._volume(v.final, parent)
         if not v.migrated:  # mount the legacy data; the final volume waits, empty and unused
-            self._legacy(v.name, parent)  # read: must exist (the container depends on it)
+            volume = self._legacy(v.name, parent)  # read: must exist (the container needs it)
         return docker.ContainerMountArgs(
-            type="volume", source=v.final if v.migrated else v.name, target=v.path,
+            type="volume", source=v.name, target=v.path,  # the volume to mount now
             volume_options=docker.ContainerMountVolumeOptionsArgs(subpath=v.subpath)
-            if v.subpath else None)
+            if v.subpath else None), volume
 
     def _volume(self, name: str, parent: pulumi.Resource) -> docker.Volume:
         """A named volume, created once however many services mount it. Stateful ones are

@@ -1,10 +1,12 @@
 """Run the `manacore` command line in-process, as the console script does, and keep what it
-printed and how it ended."""
+printed and how it ended. An exception escaping the command is a traceback a user would see:
+the test fails on it, with that traceback."""
 
 from __future__ import annotations
 
 import contextlib
 import io
+import traceback
 from dataclasses import dataclass
 
 import cli
@@ -15,7 +17,6 @@ class Result:
     exit_code: int
     stdout: str
     stderr: str
-    exception: BaseException | None  # anything that escaped the command (a bug: a traceback)
 
     @property
     def output(self) -> str:
@@ -24,10 +25,10 @@ class Result:
 
 def invoke(*args: str) -> Result:
     out, err = io.StringIO(), io.StringIO()
-    exception: BaseException | None = None
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         try:
             code = cli.run(list(args))
-        except Exception as exc:  # a bug: reported to the test, which fails on it
-            exception, code = exc, 1
-    return Result(code, out.getvalue(), err.getvalue(), exception)
+        except Exception as exc:
+            raise AssertionError(f"manacore {' '.join(args)} ended in a traceback:\n"
+                                 + "".join(traceback.format_exception(exc))) from None
+    return Result(code, out.getvalue(), err.getvalue())

@@ -121,3 +121,11 @@ def test_a_services_file_that_does_not_load_is_one_line_and_exit_2(case, tmp_pat
     [line] = [x for x in result.output.splitlines() if x.strip()]
     assert f"{name}.py could not be loaded: {fragment}" in line
     assert f"{name}.py:" in line or case == "no estate()"  # where, in the file itself
+
+
+@pytest.mark.parametrize(("args", "lists"), [((), "validate"), (("render",), "compose"),
+                                             (("bogus",), "invalid choice")])
+def test_no_command_or_an_unknown_one_shows_what_there_is_and_exits_2(args, lists) -> None:
+    result = invoke(*args)
+    assert result.exit_code == 2 and lists in result.stderr and "usage: manacore" in \
+        result.stderr

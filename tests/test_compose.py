@@ -352,8 +352,7 @@ def test_two_renders_are_byte_identical(macmini_estate: ResolvedEstate, rendered
 
 def test_cli_renders_compose_for_macmini(tmp_path: Path) -> None:
     assert "compose" in RENDERERS
-    result = invoke("render", "compose", "--stack", "macmini",
-                                      "--out", str(tmp_path))
+    result = invoke("render", "compose", "--stack", "macmini", "--out", str(tmp_path))
     assert result.exit_code == 0, result.output
     assert "compose.yaml" in result.output and ".env.example" in result.output
     model = yaml.safe_load((tmp_path / "compose.yaml").read_text())
@@ -362,8 +361,7 @@ def test_cli_renders_compose_for_macmini(tmp_path: Path) -> None:
 
 
 def test_cli_refuses_compose_for_a_kubernetes_stack(tmp_path: Path) -> None:
-    result = invoke("render", "compose", "--stack", "k3s",
-                                      "--out", str(tmp_path))
+    result = invoke("render", "compose", "--stack", "k3s", "--out", str(tmp_path))
     assert result.exit_code == 1
     assert "compose-target" in result.output
     assert not (tmp_path / "compose.yaml").exists()

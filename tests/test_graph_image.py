@@ -93,11 +93,8 @@ def test_png_is_a_picture_a_person_can_read(tmp_path, macmini_estate):
             assert min(picture.size) >= 900  # 12 pt labels at 96 dpi, not a thumbnail
 
 
-
-
 def test_graph_command_writes_the_pictures_beside_the_mermaid(tmp_path):
-    result = invoke("graph", "--stack", "k3s", "--out",
-                                     str(tmp_path / "graph.mmd"))
+    result = invoke("graph", "--stack", "k3s", "--out", str(tmp_path / "graph.mmd"))
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         ".manacore-graph", "dependencies.svg", "graph.mmd", "ports.svg"]  # + what it owns

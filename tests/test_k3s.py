@@ -281,10 +281,10 @@ def test_services_select_their_pods_and_skip_the_providers_endpoint_wait(run, es
     services = objects(run, "Service")
     for s in estate.containers:
         if s.ports:
-            meta = services[(s.namespace, s.name)].plain()
-            assert meta["metadata"]["annotations"]["pulumi.com/skipAwait"] == "true"
+            service = services[(s.namespace, s.name)].plain()
+            assert service["metadata"]["annotations"]["pulumi.com/skipAwait"] == "true"
             labels = workload(run, s).plain()["spec"]["template"]["metadata"]["labels"]
-            assert meta["spec"]["selector"].items() <= labels.items(), s.id
+            assert service["spec"]["selector"].items() <= labels.items(), s.id
     assert not [r.name for r in run.registrations if r.type.startswith(K8S) and
                 not r.type.endswith(":Service") and "pulumi.com/skipAwait" in str(r.inputs)]
 

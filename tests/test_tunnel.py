@@ -519,8 +519,7 @@ def test_cli_renders_and_validate_reports_broken_rules(stack_dir: Path, tmp_path
     assert checked.exit_code == 1
     assert "grafana: tunnel-hostname: rule #" in checked.output
     assert "stack k3s (kubernetes)" in checked.output  # the other stack is still checked
-    refused = invoke("render", "tunnel", "--stack", "macmini", "--out",
-                                           str(tmp_path / "refused"))
+    refused = invoke("render", "tunnel", "--stack", "macmini", "--out", str(tmp_path / "refused"))
     assert refused.exit_code == 1 and "tunnel-hostname" in refused.output
     assert "Traceback" not in refused.output
     assert not (tmp_path / "refused" / "config.yml").exists()
