@@ -20,6 +20,17 @@ timed() {
   return $rc
 }
 
+# `module_dir MODULE VERSION`: the folder of MODULE@VERSION in the Go module cache, downloaded
+# first (`go list -m -f {{.Dir}}` only reads the cache: it prints an empty line for a module not
+# downloaded yet, which a warm machine never shows). Dies naming the module when there is none.
+module_dir() {
+  local json dir
+  json=$(go mod download -json "$1@$2" 2>&1) || die "go mod download $1@$2 failed: $json"
+  dir=$(printf '%s\n' "$json" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p')
+  [ -n "$dir" ] && [ -d "$dir" ] || die "go mod download $1@$2 gave no folder: $json"
+  echo "$dir"
+}
+
 # Installs bookworm packages the host lacks (no upgrade of anything installed).
 host_packages() {
   local missing=() pkg

@@ -41,11 +41,6 @@ build() {
 }
 BUILT=()
 
-# The folder of MODULE@VERSION in the module cache (downloaded if missing).
-module_dir() {
-  go mod download -json "$1@$2" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p'
-}
-
 # --- pulumi: the CLI; its version must be >= the Python SDK's
 cli=$(required "$HERE/toolchain/pulumi" github.com/pulumi/pulumi/pkg/v3)
 build pulumi pulumi github.com/pulumi/pulumi/pkg/v3/cmd/pulumi "$cli" \
@@ -76,7 +71,8 @@ k8s_sdk=$("$PYTHON" -c 'import importlib.metadata as m; print(m.version("pulumi-
 [ "$k8s" = "$k8s_sdk" ] || die "the kubernetes provider is $k8s but the Python SDK is $k8s_sdk:" \
   "pin pulumi-kubernetes==$k8s in pyproject.toml or move harness/toolchain/kubernetes"
 # upstream's `go generate` step: the schema with its version set, the mapping re-serialized
-k8s_src=$(cd "$k8s_mod" && go list -m -f '{{.Dir}}' github.com/pulumi/pulumi-kubernetes/provider/v4)
+k8s_src=$(module_dir github.com/pulumi/pulumi-kubernetes/provider/v4 \
+  "$(required "$k8s_mod" github.com/pulumi/pulumi-kubernetes/provider/v4)")
 "$PYTHON" - "$k8s_src/cmd/pulumi-resource-kubernetes" "$k8s_mod" "$k8s" <<'EOF'
 import json, pathlib, sys
 src, dst, version = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2]), sys.argv[3]
