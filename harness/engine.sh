@@ -8,32 +8,24 @@
 set -euo pipefail
 # shellcheck source=harness/lib.sh
 source "$(dirname "$0")/lib.sh"
+# shellcheck source=harness/proc.sh
+source "$(dirname "$0")/proc.sh"
 
 ENGINE_MAJOR=26                      # trixie ships 26.1.5; volume `subpath` needs >= 26
 RUN=/run/manacore-docker             # short: unix socket paths are limited to 108 bytes
 SOCK=$RUN/docker.sock
-PIDFILE=$RUN/dockerd.pid
+LOGS=$RUN/logs                       # dockerd.log (proc.sh)
 DATA=$CACHE/docker                   # the data root: kept, so built images are reused
-LOG=$CACHE/dockerd.log
 export DOCKER_HOST=unix://$SOCK
 
 running() { [ -S "$SOCK" ] && docker version --format '{{.Server.Version}}' >/dev/null 2>&1; }
 
-# Extracts trixie's docker.io once per version; prints the folder holding dockerd.
+# trixie's docker.io, extracted once per version; prints the folder holding dockerd.
 engine_dir() {
-  trixie_update
   local version dir
-  version=$(trixie_version docker.io)
-  case $version in "$ENGINE_MAJOR".*) ;; *) die "trixie's docker.io is $version, not $ENGINE_MAJOR.x";; esac
-  dir=$CACHE/engine/docker.io_$version
-  if [ ! -x "$dir/usr/sbin/dockerd" ]; then
-    local tmp; tmp=$(mktemp -d)
-    (cd "$tmp" && trixie_download "docker.io=$version") || die "cannot download docker.io $version"
-    mkdir -p "$dir.tmp" && dpkg-deb -x "$tmp"/docker.io_*.deb "$dir.tmp" && rm -rf "$dir" \
-      && mv "$dir.tmp" "$dir"
-    rm -rf "$tmp"
-    log "extracted docker.io $version"
-  fi
+  version=$(apt_version trixie docker.io)
+  case $version in "$ENGINE_MAJOR".*) ;; *) die "trixie's docker.io is '$version', not $ENGINE_MAJOR.x";; esac
+  dir=$(deb_tree trixie docker.io "$version")
   echo "$dir/usr/sbin"
 }
 
@@ -55,30 +47,17 @@ up() {
   if [ ! -e /var/run/docker.sock ]; then hosts+=(-H unix:///var/run/docker.sock); fi
   mkdir -p /var/lib/docker  # cadvisor binds a Docker host's default data root (empty here)
   log "engine: starting dockerd $("$bin/dockerd" --version | cut -d' ' -f3 | tr -d ,)"
-  PATH=$bin:$PATH setsid dockerd "${hosts[@]}" --data-root "$DATA" --exec-root "$RUN/exec" \
-    --pidfile "$PIDFILE" --containerd-namespace manacore-test \
-    --containerd-plugins-namespace manacore-test-plugins --log-level warn \
-    </dev/null >>"$LOG" 2>&1 &
-  local _
-  for _ in $(seq 1 120); do
-    running && break
-    kill -0 $! 2>/dev/null || { tail -20 "$LOG" >&2; die "dockerd exited (log: $LOG)"; }
-    sleep 0.5
-  done
-  running || { tail -20 "$LOG" >&2; die "dockerd did not answer within 60 s (log: $LOG)"; }
+  start dockerd env PATH="$bin:$PATH" dockerd "${hosts[@]}" --data-root "$DATA" \
+    --exec-root "$RUN/exec" --containerd-namespace manacore-test \
+    --containerd-plugins-namespace manacore-test-plugins --log-level warn
+  await "dockerd answering" 60 dockerd running
   log "engine: started ($(docker version --format '{{.Server.Version}}'), data root $DATA)"
   echo "$DOCKER_HOST"
 }
 
 down() {
-  [ -f "$PIDFILE" ] || { log "engine: not running"; return 0; }
-  local pid; pid=$(cat "$PIDFILE")
-  if kill -0 "$pid" 2>/dev/null; then
-    kill -TERM "$pid"
-    local _; for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
-    kill -0 "$pid" 2>/dev/null && die "dockerd $pid did not stop"
-  fi
-  rm -f "$PIDFILE"
+  alive dockerd || { log "engine: not running"; return 0; }
+  stop dockerd 30
   log "engine: stopped"
 }
 

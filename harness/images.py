@@ -9,7 +9,7 @@ every other image, told which ports its health check and ports use and which hos
 dependencies. An image is rebuilt only when its recipe changes: each carries the hash of its
 recipe as a label.
 
-    python harness/images.py COMPOSE_FILE [IMAGE…]   (DOCKER_HOST: the engine to build on)
+    python harness/images.py COMPOSE_FILE|- [IMAGE…]   (DOCKER_HOST: the engine to build on)
 """
 
 from __future__ import annotations
@@ -34,7 +34,8 @@ CACHE = Path(os.environ.get("MANACORE_CACHE")
              or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "manacore")
 LABEL = "manacore.harness"  # value: the recipe hash; every image the harness builds has it
 PACKAGES = {  # recipe → Debian trixie packages of its root filesystem
-    "postgres": ("postgresql-17", "postgresql-17-pgvector"),
+    # libnss-wrapper: initdb as a UID without a passwd entry (upstream installs it too)
+    "postgres": ("postgresql-17", "postgresql-17-pgvector", "libnss-wrapper"),
     "redis": ("redis-server",),
     # busybox: sh and wget, curl: what health checks of either image family call
     "standin": ("busybox", "ca-certificates", "curl"),
@@ -195,12 +196,14 @@ def probe_binaries(service: dict) -> list[str]:
 
 
 def hard_hosts(service: dict, services: dict[str, dict]) -> list[str]:
-    """The hosts (container names) of the dependencies a service waits for to be healthy."""
+    """The hosts of the dependencies a service waits for to be healthy: their container names
+    (Docker) and their Compose service names, which are their ids and so their Kubernetes
+    Service names (the first label of the cluster DNS name the same image is given there)."""
     deps = service.get("depends_on") or {}
     if isinstance(deps, list):
         return []
-    return sorted(services[d].get("container_name", d) for d, how in deps.items()
-                  if (how or {}).get("condition") == "service_healthy")
+    hard = [d for d, how in deps.items() if (how or {}).get("condition") == "service_healthy"]
+    return sorted({*hard, *(services[d].get("container_name", d) for d in hard)})
 
 
 def standin_context(ctx: Path, base: str, binary: Path, service_name: str,
@@ -208,7 +211,9 @@ def standin_context(ctx: Path, base: str, binary: Path, service_name: str,
     shutil.copy(binary, ctx / "standin")
     (ctx / "standin.json").write_text(json.dumps(
         {"service": service_name, "listen": listen_ports(service),
-         "hard_hosts": hard_hosts(service, services)}, sort_keys=True))
+         "hard_hosts": hard_hosts(service, services),
+         "self": sorted({service_name, service.get("container_name", service_name)})},
+        sort_keys=True))
     links = []
     for exe in probe_binaries(service):
         path = exe if exe.startswith("/") else f"/usr/local/bin/{exe}"
@@ -224,33 +229,75 @@ def standin_context(ctx: Path, base: str, binary: Path, service_name: str,
                   binary.read_bytes())
 
 
-def busybox_base() -> str:
-    """BusyBox alone (Debian's busybox-static with every applet linked), like the upstream
-    busybox image and close to alpine's userland: what the one-shot helpers need."""
-    ref = "manacore-harness/busybox:static"
-    if existing(ref) is not None:
+def static_image(ref: str, binary: Path, *changes: str, tree: dict[str, str] | None = None) -> str:
+    """`ref` as a single static binary at /`binary.name` (plus files `tree`: path → text), built
+    with `docker import` (no registry, no base image); rebuilt when the binary changes."""
+    key = digest(binary.read_bytes(), *changes, json.dumps(tree or {}, sort_keys=True))
+    if existing(ref) == key:
         return ref
-    tar = subprocess.run([str(HARNESS / "rootfs.sh"), "busybox-static"], check=True,
-                         capture_output=True, text=True).stdout.strip()
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        shutil.copy(binary, root / binary.name)
+        for path, text in (tree or {}).items():
+            (root / path).parent.mkdir(parents=True, exist_ok=True)
+            (root / path).write_text(text)
+        archive = subprocess.run(["tar", "-C", tmp, "-c", "."], check=True,
+                                 capture_output=True).stdout
+    args = [arg for change in (f"LABEL {LABEL}={key}", *changes) for arg in ("--change", change)]
+    docker("import", *args, "-", ref, stdin=archive)
+    return ref
+
+
+TOOLS = HARNESS.parent / ".tools" / "bin"  # harness/cluster/build.sh's binaries
+
+
+def busybox_base() -> str:
+    """BusyBox as the official image builds it (harness/busybox.sh: upstream's source, make
+    defconfig, every applet linked) with the buildroot skeleton's root and nobody users: what
+    the one-shot helpers, the init containers and local-path's helper pods run."""
+    ref = "manacore-harness/busybox:defconfig"
+    binary = Path(subprocess.run([str(HARNESS / "busybox.sh")], check=True, capture_output=True,
+                                 text=True).stdout.strip())
+    key = digest(binary.read_bytes(), "defconfig-2")
+    if existing(ref) == key:
+        return ref
     with tempfile.TemporaryDirectory() as tmp:
         tree = Path(tmp) / "tree"
         (tree / "bin").mkdir(parents=True)
-        subprocess.run(["tar", "-C", tmp, "-xf", tar, "./usr/bin/busybox"], check=True)
-        shutil.move(Path(tmp) / "usr" / "bin" / "busybox", tree / "bin" / "busybox")
+        shutil.copy(binary, tree / "bin" / "busybox")
         applets = subprocess.run([str(tree / "bin" / "busybox"), "--list"], check=True,
                                  capture_output=True, text=True).stdout.split()
         for a in applets:
             if a != "busybox":
                 (tree / "bin" / a).symlink_to("busybox")
-        for d in ("tmp", "etc", "root"):
+        (tree / "usr" / "bin").mkdir(parents=True)
+        (tree / "usr" / "bin" / "env").symlink_to("../../bin/env")
+        for d in ("tmp", "etc", "root", "home"):
             (tree / d).mkdir()
-        (tree / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\n")
-        (tree / "etc" / "group").write_text("root:x:0:\n")
+        (tree / "tmp").chmod(0o1777)
+        (tree / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\n"
+                                             "nobody:x:65534:65534:nobody:/home:/bin/false\n")
+        (tree / "etc" / "group").write_text("root:x:0:\nnogroup:x:65534:\n")
         archive = subprocess.run(["tar", "-C", str(tree), "-c", "."], check=True,
                                  capture_output=True).stdout
-    docker("import", "--change", f"LABEL {LABEL}=base", "--change", 'CMD ["sh"]',
-           "--change", "ENV PATH=/bin", "-", ref, stdin=archive)
+    docker("import", "--change", f"LABEL {LABEL}={key}", "--change", 'CMD ["sh"]',
+           "--change", "ENV PATH=/bin:/usr/bin", "-", ref, stdin=archive)
     return ref
+
+
+def cluster_image(ref: str) -> bool:
+    """The test cluster's own images (harness/cluster/env.sh): the pod sandbox (pause) and the
+    cluster DNS (CoreDNS, as its upstream image: the binary alone, port 53)."""
+    name = ref.rsplit(":", 1)[0]
+    if name == "registry.k8s.io/pause":
+        static_image(ref, TOOLS / "pause", 'ENTRYPOINT ["/pause"]')
+    elif name == "manacore-harness/coredns":
+        static_image(ref, TOOLS / "coredns", 'ENTRYPOINT ["/coredns"]', "EXPOSE 53 53/udp")
+    elif name == "manacore-harness/busybox":
+        busybox_base()
+    else:
+        return False
+    return True
 
 
 def build(ref: str, recipe: str, service_name: str, service: dict,
@@ -285,10 +332,13 @@ def build(ref: str, recipe: str, service_name: str, service: dict,
 
 
 def main(compose_file: str, *extra: str) -> None:
-    services = (yaml.safe_load(Path(compose_file).read_text()) or {}).get("services") or {}
+    services = {} if compose_file == "-" else (
+        yaml.safe_load(Path(compose_file).read_text()) or {}).get("services") or {}
+    start = time.monotonic()
     for ref in extra:  # images a script runs beside the file (e.g. the migration helper)
-        services.setdefault(f"extra:{ref}", {"image": ref})
-    start, built = time.monotonic(), 0
+        if not cluster_image(ref):
+            services.setdefault(f"extra:{ref}", {"image": ref})
+    built = 0
     by_ref: dict[str, tuple[str, dict]] = {}
     for name, svc in sorted(services.items()):
         ref = svc.get("image")
@@ -313,5 +363,5 @@ def main(compose_file: str, *extra: str) -> None:
 
 if __name__ == "__main__":
     if len(sys.argv) < 2:
-        sys.exit("usage: images.py COMPOSE_FILE [IMAGE…]")
+        sys.exit("usage: images.py COMPOSE_FILE|- [IMAGE…]")
     main(sys.argv[1], *sys.argv[2:])

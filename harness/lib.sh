@@ -3,10 +3,10 @@
 # shellcheck shell=bash
 
 # Everything the harness builds lives here, outside the checkout, so a kept machine (and a
-# fresh clone on it) reuses it: the extracted engine, the Docker data root with the built
+# fresh clone on it) reuses it: the extracted Debian packages, the Docker data root with the built
 # images, the trixie package lists, the debootstrapped base tree, Go builds.
 CACHE=${MANACORE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/manacore}
-TRIXIE_MIRROR=${TRIXIE_MIRROR:-http://deb.debian.org/debian}
+DEBIAN_MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 mkdir -p "$CACHE"
 
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
@@ -42,31 +42,49 @@ host_packages() {
     apt-get update -qq >/dev/null && apt-get install -y -qq --no-upgrade "${missing[@]}" >/dev/null; }
 }
 
-# apt-get/apt-cache against Debian trixie with its own sources, lists and cache, and an empty
-# status file: the host's apt state (bookworm) is neither read nor written.
-TRIXIE_APT=$CACHE/apt-trixie
-trixie_opts() {
-  echo "-o Dir::Etc::SourceList=$TRIXIE_APT/sources.list -o Dir::Etc::SourceParts=/dev/null" \
-       "-o Dir::State::Lists=$TRIXIE_APT/lists -o Dir::Cache=$TRIXIE_APT/cache" \
+# apt-get/apt-cache against Debian SUITE (trixie, sid) with its own sources, lists and cache, and
+# an empty status file: the host's apt state (bookworm) is neither read nor written.
+apt_opts() {
+  local dir=$CACHE/apt-$1
+  echo "-o Dir::Etc::SourceList=$dir/sources.list -o Dir::Etc::SourceParts=/dev/null" \
+       "-o Dir::State::Lists=$dir/lists -o Dir::Cache=$dir/cache" \
        "-o Dir::State::status=/dev/null -o APT::Sandbox::User=root"
 }
-trixie_update() {
-  mkdir -p "$TRIXIE_APT/lists/partial" "$TRIXIE_APT/cache/archives/partial"
-  echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $TRIXIE_MIRROR trixie main" \
-    > "$TRIXIE_APT/sources.list"
+apt_update() {
+  local dir=$CACHE/apt-$1
+  mkdir -p "$dir/lists/partial" "$dir/cache/archives/partial"
+  local suite="[signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $DEBIAN_MIRROR $1 main"
+  printf 'deb %s\ndeb-src %s\n' "$suite" "$suite" >"$dir/sources.list"
   # lists older than a day are refreshed (the archive drops superseded .debs)
-  if [ -z "$(find "$TRIXIE_APT/lists" -name '*Packages*' -mmin -1440 2>/dev/null | head -1)" ]; then
+  if [ -z "$(find "$dir/lists" -name '*Sources*' -mmin -1440 2>/dev/null | head -1)" ]; then
     # shellcheck disable=SC2046
-    apt-get $(trixie_opts) update -qq >/dev/null
+    apt-get $(apt_opts "$1") update -qq >/dev/null || die "apt-get update of Debian $1 failed"
   fi
 }
-# Version of a trixie package (e.g. `trixie_version docker.io`).
-trixie_version() {
+# `apt_version SUITE PACKAGE`: the version of PACKAGE in Debian SUITE (its lists updated first).
+apt_version() {
+  apt_update "$1"
   # shellcheck disable=SC2046
-  apt-cache $(trixie_opts) show --no-all-versions "$1" | sed -n 's/^Version: //p' | head -1
+  apt-cache $(apt_opts "$1") show --no-all-versions "$2" 2>/dev/null \
+    | sed -n 's/^Version: //p' | head -1
 }
-# Downloads a trixie .deb into the current directory.
-trixie_download() {
-  # shellcheck disable=SC2046
-  apt-get $(trixie_opts) download -qq "$@" >/dev/null
+# `deb_tree SUITE PACKAGE [VERSION]`: PACKAGE's .deb from Debian SUITE (its current version unless
+# given) extracted, never installed, once per version into the cache; prints that folder.
+deb_tree() {
+  local suite=$1 pkg=$2 version=${3:-} dir tmp
+  [ -n "$version" ] || version=$(apt_version "$suite" "$pkg")
+  [ -n "$version" ] || die "Debian $suite has no package $pkg"
+  dir=$CACHE/deb/${pkg}_${version//:/_}  # no ':' (epochs): the folder may go on PATH
+  if [ ! -d "$dir" ]; then
+    apt_update "$suite"
+    tmp=$(mktemp -d)
+    # shellcheck disable=SC2046
+    (cd "$tmp" && apt-get $(apt_opts "$suite") download -qq "$pkg=$version" >/dev/null) \
+      || die "cannot download $pkg $version from Debian $suite"
+    rm -rf "$dir.tmp" && mkdir -p "$dir.tmp" && dpkg-deb -x "$tmp"/*.deb "$dir.tmp" \
+      && mv "$dir.tmp" "$dir"
+    rm -rf "$tmp"
+    log "extracted $pkg $version (Debian $suite)"
+  fi
+  echo "$dir"
 }

@@ -16,7 +16,7 @@ if [ ! -s "$base" ]; then
   host_packages debootstrap
   tree=$(mktemp -d "$ROOTFS/tree.XXXX")
   log "debootstrap trixie minbase (once per machine)"
-  timed "debootstrap" debootstrap --variant=minbase trixie "$tree" "$TRIXIE_MIRROR" >/dev/null
+  timed "debootstrap" debootstrap --variant=minbase trixie "$tree" "$DEBIAN_MIRROR" >/dev/null
   rm -rf "$tree"/var/cache/apt/archives/*.deb "$tree"/var/lib/apt/lists/*
   tar -C "$tree" -cf "$base.tmp" . && mv "$base.tmp" "$base"
   rm -rf "$tree"
@@ -35,7 +35,7 @@ if [ ! -s "$out" ]; then
   trap 'umount "$tree/proc" 2>/dev/null || true; rm -rf "$tree"' EXIT
   tar -C "$tree" -xf "$base"
   cp /etc/resolv.conf "$tree/etc/resolv.conf"
-  echo "deb $TRIXIE_MIRROR trixie main" > "$tree/etc/apt/sources.list"
+  echo "deb $DEBIAN_MIRROR trixie main" > "$tree/etc/apt/sources.list"
   # no service starts inside the chroot; PostgreSQL creates no default cluster (the image's
   # entrypoint initialises PGDATA, as the official image does)
   printf '#!/bin/sh\nexit 101\n' > "$tree/usr/sbin/policy-rc.d"; chmod +x "$tree/usr/sbin/policy-rc.d"

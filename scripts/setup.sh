@@ -16,6 +16,7 @@ fi
 # tests/test_configs.py runs the generated init script in a real PostgreSQL (initdb, psql >= 15);
 # tests/test_migration.py runs the volume scripts' helper snippets with BusyBox, as alpine does.
 for pkg in postgresql:/usr/lib/postgresql/*/bin/initdb busybox:/bin/busybox; do
+  # shellcheck disable=SC2086  # a glob (the PostgreSQL major is not known beforehand)
   if ! ls ${pkg#*:} >/dev/null 2>&1; then
     step "installing ${pkg%%:*} (apt-get)"
     SUDO=$([ "$(id -u)" -eq 0 ] || echo sudo)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from catalog.settings import ROOT
-from harness.images import listen_ports, probe_binaries, recipe_of
+from harness.images import hard_hosts, listen_ports, probe_binaries, recipe_of
 from tests.conftest import resolved
 
 SHELLCHECK = Path(sys.executable).parent / "shellcheck"
@@ -18,8 +18,10 @@ SHELLCHECK = Path(sys.executable).parent / "shellcheck"
 
 def test_harness_scripts_pass_shellcheck() -> None:
     scripts = [*sorted((ROOT / "harness").glob("*.sh")),
+               *sorted((ROOT / "harness" / "cluster").glob("*.sh")),
                *sorted((ROOT / "harness" / "images").glob("*/entrypoint.sh")),
-               ROOT / "scripts" / "engine", ROOT / "scripts" / "images"]
+               *sorted(p for p in (ROOT / "scripts").iterdir() if p.is_file()),
+               ROOT / "test.sh", ROOT / "run.sh"]
     proc = subprocess.run([str(SHELLCHECK), "-x", *map(str, scripts)], capture_output=True,
                           text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stdout
@@ -54,3 +56,15 @@ def test_every_service_port_of_the_estate_is_answered() -> None:
     for s in estate.containers:
         want = {p.container for p in s.ports}
         assert want <= set(listen_ports(model["services"][s.id])), s.id
+
+
+def test_a_standin_knows_its_hard_dependencies_by_container_and_kubernetes_name() -> None:
+    """The same image plays a service on Docker (dependencies by container name) and on
+    Kubernetes (by cluster DNS name, whose first label is the service id)."""
+    from exports.compose import to_compose
+    model = to_compose(resolved("macmini"))["services"]
+    k3s = resolved("k3s")
+    hosts = hard_hosts(model["auth"], model)
+    for dep in ("postgres", "redis"):
+        assert model[dep]["container_name"] in hosts
+        assert k3s[dep].host.split(".")[0] in hosts

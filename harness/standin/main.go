@@ -42,9 +42,14 @@ import (
 const configPath = "/etc/standin.json"
 
 type config struct {
-	Service   string   `json:"service"`
-	Listen    []int    `json:"listen"`
-	HardHosts []string `json:"hard_hosts"` // the hosts of its hard dependencies
+	Service string `json:"service"`
+	Listen  []int  `json:"listen"`
+	// its hard dependencies: their container names and their service ids (= Kubernetes names)
+	HardHosts []string `json:"hard_hosts"`
+	// its own names (container name, service id): a URL of its own (a public base URL such as
+	// SearXNG's) is what it serves, not a dependency, and on Kubernetes its own NetworkPolicy
+	// does not let it call itself through its Service
+	Self []string `json:"self"`
 }
 
 // check is one dependency the environment names.
@@ -145,7 +150,7 @@ func report() int {
 }
 
 func serve(cfg config) {
-	st := &state{Service: cfg.Service, Listen: cfg.Listen, Checks: checksFromEnv(cfg.HardHosts)}
+	st := &state{Service: cfg.Service, Listen: cfg.Listen, Checks: checksFromEnv(cfg.HardHosts, cfg.Self)}
 	if len(os.Args) > 1 {
 		log.Printf("%s: ignoring the image's command %q", cfg.Service, os.Args[1:])
 	}
@@ -320,7 +325,7 @@ func newCheck(kind, source, raw, pass string) *check {
 }
 
 // checksFromEnv finds every dependency the environment (and a Synapse config) names.
-func checksFromEnv(hardHosts []string) []*check {
+func checksFromEnv(hardHosts, self []string) []*check {
 	env := map[string]string{}
 	for _, kv := range os.Environ() {
 		k, v, _ := strings.Cut(kv, "=")
@@ -350,9 +355,16 @@ func checksFromEnv(hardHosts []string) []*check {
 		case "redis", "rediss":
 			checks = append(checks, newCheck("redis", k, v, ""))
 		default:
+			// a container name (Docker), or a Service's cluster DNS name (Kubernetes)
+			service, _, _ := strings.Cut(u.Hostname(), ".")
+			if slices.Contains(self, u.Hostname()) || slices.Contains(self, service) {
+				continue
+			}
 			if internal(u.Hostname()) {
 				c := newCheck("http", k, v, "")
-				c.Required = slices.Contains(hardHosts, u.Hostname())
+				c.Required = slices.Contains(hardHosts, u.Hostname()) ||
+					strings.HasSuffix(u.Hostname(), ".svc.cluster.local") &&
+						slices.Contains(hardHosts, service)
 				checks = append(checks, c)
 			}
 		}
