@@ -51,7 +51,42 @@ def chart(estate, tmp_path_factory) -> Path:
 
 
 def template(chart: Path, *args: str) -> list[dict[str, Any]]:
-    return docs(helm("template", RELEASE, str(chart), "--namespace", NAMESPACE, *args).stdout)
+    """What `helm install` applies (the `helm test` hooks apart: tests/test_helm.py checks
+    them on their own)."""
+    return docs(helm("template", RELEASE, str(chart), "--namespace", NAMESPACE, "--skip-tests",
+                     *args).stdout)
+
+
+def test_helm_test_goes_the_estates_own_paths(chart, estate):
+    """`helm test` pods: one per public service, as the tunnel connector (its labels and
+    namespace: the connector's NetworkPolicy and the service's ingress from it apply), and one
+    per database role, as its consumer (its labels, namespace and Secret); restricted like the
+    estate's pods, run once, none in what `helm install` applies."""
+    hooks = [o for o in docs(helm("template", RELEASE, str(chart), "--namespace", NAMESPACE)
+                             .stdout) if (o["metadata"].get("annotations") or {})
+             .get("helm.sh/hook") == "test"]
+    connector = estate["cloudflared"]
+    public = [s for s in estate.services if s.public and not s.native and s.id != connector.id]
+    roles = [*estate.databases, *estate.monitors]
+    assert len(hooks) == len(public) + len(roles)
+    for pod in hooks:
+        labels, spec = pod["metadata"]["labels"], pod["spec"]
+        assert pod["kind"] == "Pod" and spec["restartPolicy"] == "Never"
+        assert spec["securityContext"]["runAsNonRoot"] is True
+        c = spec["containers"][0]["securityContext"]
+        assert c["allowPrivilegeEscalation"] is False and c["capabilities"]["drop"] == ["ALL"]
+        script = spec["containers"][0]["command"][-1]
+        if "-test-public-" in pod["metadata"]["name"]:
+            assert labels["app.kubernetes.io/name"] == connector.name
+            assert pod["metadata"]["namespace"] == connector.namespace
+        else:
+            role = next(r for r in roles if f"-U {r.name} " in script)
+            owner = estate[role.owner]
+            assert labels["app.kubernetes.io/name"] == owner.name
+            assert pod["metadata"]["namespace"] == owner.namespace
+            ref = spec["containers"][0]["env"][0]["valueFrom"]["secretKeyRef"]
+            assert ref == {"name": f"{owner.name}-secrets", "key": role.password_secret}
+    assert not [o for o in template(chart) if o["kind"] == "Pod"]
 
 
 @pytest.fixture(scope="module")

@@ -177,6 +177,23 @@ def test_workloads_as_resolved(run, estate):
     assert not {"cadvisor", "watchtower"} & {s.id for s in estate.services}
 
 
+def test_up_brings_hard_dependencies_to_ready_before_their_dependents(run, estate):
+    """Each workload depends on its hard dependencies' workloads (the provider awaits their
+    readiness), so `pulumi up` never starts a dependent whose init containers would hold one
+    of the engine's parallel steps while what they wait for is queued (seen on real nodes)."""
+    checked = 0
+    for s in estate.containers:
+        needs = {workload(run, estate[d]).urn for d in s.hard if not estate[d].native}
+        assert needs <= set(workload(run, s).dependencies), s.id
+        checked += len(needs)
+    assert checked > 20
+    for s in estate.services:  # and nothing else: lazy dependencies start in any order
+        lazy = {workload(run, estate[d]).urn for d in s.lazy
+                if not estate[d].native and d not in s.hard}
+        if not s.native:
+            assert not lazy & set(workload(run, s).dependencies), s.id
+
+
 def test_probes_follow_the_health_checks(run, estate):
     for s in estate.containers:
         c = container(workload(run, s))

@@ -15,6 +15,7 @@ from exports.helm import values as values_mod
 from exports.helm.form import HelmForm
 from exports.helm.readme import readme
 from exports.helm.templates import checks, helpers, notes, template
+from exports.helm.tests import test_objects
 from exports.kubernetes import platform_objects, service_objects
 
 CHART = "manacore"
@@ -84,6 +85,9 @@ def render(estate: ResolvedEstate, out_dir: Path) -> list[Path]:
         _write(templates / f"{s.id}.yaml",
                template(service_objects(s, estate, form), form, f"{s.id}: {s.description}"),
                written)
+    _write(templates / "tests" / "connections.yaml",
+           template(test_objects(estate, form), form, "helm test: every public service "
+                    "answers, every database accepts its role"), written)
     for path, content in sorted(form.files.items()):
         _write(root / path, content, written)
     _write(root / B2B_VALUES, "# Example: a B2B install (see README.md)\n" +

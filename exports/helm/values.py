@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from catalog.resolve import URL_SAFE, ResolvedEstate, ResolvedService
-from exports.kubernetes import WAIT_IMAGE, namespaces, plain_env, resources
+from exports.kubernetes import PULL_POLICY, WAIT_IMAGE, namespaces, plain_env, resources
 
 
 class _Values(BaseModel):
@@ -104,7 +104,7 @@ def model(estate: ResolvedEstate) -> type[BaseModel]:
                            "<host>.<domain> unless services.X.hostnames says otherwise, and it "
                            "is Matrix's server name")),
         storageClass=(str, Field(..., min_length=1)), nativeHost=(str, Field(..., min_length=1)),
-        imagePullPolicy=(Literal["Always", "IfNotPresent", "Never"], "Always"),
+        imagePullPolicy=(Literal["Always", "IfNotPresent", "Never"], PULL_POLICY),
         waitImage=(Image, ...), existingSecret=(str, ""), secrets=(secrets, ...),
         services=(services, ...))
 
@@ -150,7 +150,7 @@ def default_values(estate: ResolvedEstate, text: Any) -> dict[str, Any]:
         "domain": settings.domain,
         "storageClass": settings.storage_class,
         "nativeHost": settings.native_host,
-        "imagePullPolicy": "Always",
+        "imagePullPolicy": PULL_POLICY,
         "waitImage": _image(WAIT_IMAGE),
         "existingSecret": "",
         "secrets": {x.name: "" for x in estate.secrets},
