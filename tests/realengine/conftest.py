@@ -28,7 +28,8 @@ import yaml
 from catalog.model import ED25519_KEY_ID
 from catalog.resolve import ResolvedEstate
 from catalog.settings import ROOT, stack_file
-from tests.conftest import COMPOSE_BINARY
+from exports.kubernetes import WAIT_IMAGE
+from tests.conftest import COMPOSE_BINARY, resolved
 
 TEST_LABEL = "manacore.test=1"  # on everything the suite creates itself (volumes, containers)
 
@@ -104,19 +105,30 @@ class Engine:
                 self.docker("volume", "rm", "-f", name)
 
 
+@contextmanager
+def harness(name: str, timeout: float) -> Iterator[str]:
+    """`scripts/NAME up` (idempotent; each of its stages, with its time, becomes a benchmark
+    line) → the last line it prints; `scripts/NAME down` afterwards only if this session
+    started it. The one way the suite starts the harness's engine and cluster."""
+    script = ROOT / "scripts" / name
+    running = subprocess.run([script, "status"], capture_output=True).returncode == 0
+    proc = subprocess.run([script, "up"], capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0 or not proc.stdout.strip():
+        _unavailable(f"scripts/{name} up failed:\n{proc.stderr[-3000:]}")
+    for line in proc.stderr.strip().splitlines():
+        benchmark(line)
+    try:
+        yield proc.stdout.strip().splitlines()[-1]
+    finally:
+        if not running:
+            subprocess.run([script, "down"], capture_output=True, timeout=600)
+
+
 @pytest.fixture(scope="session")
 def engine() -> Iterator[Engine]:
-    """`scripts/engine up`, stopped at the end only if this session started it."""
-    script = ROOT / "scripts" / "engine"
-    running = subprocess.run([script, "status"], capture_output=True).returncode == 0
-    proc = subprocess.run([script, "up"], capture_output=True, text=True, timeout=1200)
-    if proc.returncode != 0 or not proc.stdout.strip():
-        _unavailable(f"scripts/engine up failed:\n{proc.stderr[-3000:]}")
-    for line in proc.stderr.strip().splitlines():  # each stage of `engine up`, with its time
-        benchmark(line)
-    yield Engine(proc.stdout.strip().splitlines()[-1])
-    if not running:
-        subprocess.run([script, "down"], capture_output=True, timeout=120)
+    """The suite's Docker Engine (`scripts/engine`)."""
+    with harness("engine", 1200) as host:
+        yield Engine(host)
 
 
 @dataclass
@@ -150,19 +162,31 @@ class Cluster:
 
 
 @pytest.fixture(scope="session")
-def cluster() -> Iterator[Cluster]:
-    """`scripts/cluster up`; `scripts/cluster down` (its data deleted) at the end only if this
-    session started it. A cold first run builds the binaries (minutes)."""
-    script = ROOT / "scripts" / "cluster"
-    running = subprocess.run([script, "status"], capture_output=True).returncode == 0
-    proc = subprocess.run([script, "up"], capture_output=True, text=True, timeout=3600)
-    if proc.returncode != 0 or not proc.stdout.strip():
-        _unavailable(f"scripts/cluster up failed:\n{proc.stderr[-3000:]}")
-    for line in proc.stderr.strip().splitlines():  # each stage of `cluster up`, with its time
-        benchmark(line)
-    yield Cluster(Path(proc.stdout.strip().splitlines()[-1]))
-    if not running:
-        subprocess.run([script, "down"], capture_output=True, timeout=120)
+def cluster(engine: Engine) -> Iterator[Cluster]:
+    """The suite's Kubernetes cluster (`scripts/cluster`): a real control plane, real nodes
+    (their images come from the engine, which therefore outlives it) and simulated ones; its
+    data deleted at the end if this session started it. A cold first run builds the
+    binaries (minutes)."""
+    with harness("cluster", 3600) as kubeconfig:
+        yield Cluster(Path(kubeconfig))
+
+
+@pytest.fixture(scope="session")
+def node_images(engine: Engine, cluster: Cluster,
+                tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+    """Every image the k3s estate runs, built by the harness as for the Compose estate (the
+    same references: one registry and tag on both stacks) and loaded into every real node,
+    where pods find them without a registry (pull policy IfNotPresent). The references."""
+    folder = tmp_path_factory.mktemp("node-images")
+    engine.run(str(ROOT / ".venv" / "bin" / "manacore"), "render", "compose", "--stack",
+               "macmini", "--out", str(folder))
+    refs = sorted({s.image for s in resolved("k3s").services if s.image} | {WAIT_IMAGE})
+    built = engine.run(str(ROOT / "scripts" / "images"), str(folder / "compose.yaml"),
+                       WAIT_IMAGE, timeout=3000)
+    benchmark(built.stderr.strip().splitlines()[-1])
+    with benchmark_time(f"images loaded into the real nodes ({len(refs)} references)"):
+        engine.run(str(ROOT / "scripts" / "cluster"), "images", *refs, timeout=1800)
+    return refs
 
 
 HELM = ROOT / ".venv" / "bin" / "helm"

@@ -1,6 +1,7 @@
 """`pulumi preview/up/refresh/destroy -s k3s` by the real Pulumi engine, language host and
-kubernetes provider (`scripts/toolchain`) against the suite's real API server
-(`scripts/cluster`): every step a user takes on the cluster, in order, on one stack.
+kubernetes provider (`scripts/toolchain`) against the suite's cluster (`scripts/cluster`),
+whose real nodes run the pods: every step a user takes on the cluster, in order, on one
+stack.
 
 Every secret is set with `pulumi config set --secret`, so no random plugin is needed (the
 generated path stays tested under mocks). The tests share the stack and run in file order.
@@ -30,6 +31,7 @@ from tests.realengine.conftest import (
     not_ready,
     random_env,
 )
+from tests.realengine.pods import REAL_NODE, exec_in, ready, restarts, until
 from tests.realengine.pulumi_cli import PulumiStack
 
 
@@ -40,7 +42,7 @@ def secrets() -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def k3s(tmp_path_factory: pytest.TempPathFactory, toolchain: Path, cluster: Cluster,
-        secrets: dict[str, str]) -> PulumiStack:
+        node_images: list[str], secrets: dict[str, str]) -> PulumiStack:
     clear_cluster(cluster)
     stack = PulumiStack.create(tmp_path_factory.mktemp("pulumi-k3s"), "k3s",
                                env={"KUBECONFIG": str(cluster.kubeconfig)})
@@ -86,10 +88,16 @@ def unserved(cluster: Cluster) -> list[str]:
 
 def test_up_creates_the_estate_and_every_workload_becomes_ready(k3s: PulumiStack,
                                                                 cluster: Cluster) -> None:
-    with benchmark_time("pulumi up -s k3s (whole estate)"):
+    with benchmark_time("pulumi up -s k3s on real nodes (whole estate, every workload Ready)"):
         k3s.up()
     items = workloads(cluster)
     assert not not_ready(items)
+    pods = cluster.items("pods", "-A", "-l", "app.kubernetes.io/managed-by=pulumi")
+    assert pods and all(REAL_NODE.fullmatch(p["spec"]["nodeName"]) and ready(p)
+                        and not restarts(p) for p in pods)
+    # data for the later steps to keep: a row in PostgreSQL, on its claim
+    exec_in(cluster, postgres_pod(cluster), *PSQL, "CREATE TABLE marker (v text); "
+            "INSERT INTO marker VALUES ('written after the first up')")
     deadline = time.monotonic() + 30  # the endpoint controllers follow the pods within seconds
     while (left := unserved(cluster)) and time.monotonic() < deadline:
         time.sleep(1)
@@ -102,12 +110,28 @@ def test_up_creates_the_estate_and_every_workload_becomes_ready(k3s: PulumiStack
     assert {"services", "hostnames"} <= set(outputs), sorted(outputs)
 
 
-def test_a_second_preview_has_no_changes(k3s: PulumiStack) -> None:
+PSQL = ("psql", "-v", "ON_ERROR_STOP=1", "-U", "postgres", "-d", "postgres", "-tAc")
+
+
+def postgres_pod(cluster: Cluster) -> dict[str, Any]:
+    pg = resolved("k3s")["postgres"]
+    return until("PostgreSQL Ready", lambda: next(
+        (p for p in cluster.items("pods", "-n", pg.namespace, "-l",
+                                  f"app.kubernetes.io/name={pg.name}") if ready(p)), None))
+
+
+def marker(cluster: Cluster) -> list[str]:
+    return exec_in(cluster, postgres_pod(cluster), *PSQL, "SELECT v FROM marker").stdout.split(
+        "\n")[:1]
+
+
+def test_a_second_preview_has_no_changes(k3s: PulumiStack, cluster: Cluster) -> None:
     with benchmark_time("pulumi preview -s k3s (no changes)"):
         k3s.preview("--expect-no-changes")
     with benchmark_time("pulumi up -s k3s (no-op)"):
         out = k3s.up().stdout
     assert "unchanged" in out and "updated" not in out.split("Resources:")[-1], out
+    assert marker(cluster) == ["written after the first up"]
 
 
 def test_nothing_secret_is_in_the_state_or_the_outputs(k3s: PulumiStack,
@@ -140,6 +164,7 @@ def test_a_memory_change_rolls_exactly_that_workload(k3s: PulumiStack, cluster: 
     finally:
         copy.write_text(catalogue)
     k3s.up()
+    assert marker(cluster) == ["written after the first up"]
 
 
 def namespace_of(cluster: Cluster, name: str) -> str:
@@ -279,9 +304,11 @@ def test_pulumi_up_and_helm_install_make_the_same_objects(
         # the release named like the stack's instance label, which selectors carry
         instance = next(i["metadata"]["labels"]["app.kubernetes.io/instance"]
                         for i in deployed.values() if i["kind"] == "Deployment")
+        # the objects are compared, not the pods (the chart's pods on real nodes are
+        # test_helm_cluster's): no --wait
         subprocess.run([HELM, "--kubeconfig", str(cluster.kubeconfig), "install", instance,
-                        str(chart / "manacore"), "-n", RELEASE_NS, "--create-namespace",
-                        "--wait", "--timeout", "15m"], check=True, capture_output=True)
+                        str(chart / "manacore"), "-n", RELEASE_NS, "--create-namespace"],
+                       check=True, capture_output=True)
         installed = normalised(cluster)
     finally:
         clear_cluster(cluster)
