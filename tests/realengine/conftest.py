@@ -165,9 +165,57 @@ def cluster() -> Iterator[Cluster]:
         subprocess.run([script, "down"], capture_output=True, timeout=120)
 
 
+KUBELET_STOPPED = "manacore.dev/kubelet=stopped"  # kwok stops playing such a node (kwok.yaml)
+
+
+@dataclass
+class Nodes:
+    """The nodes a test may drain or stop, and how one stops answering. `kind` says what they
+    are: "kwok", simulated nodes whose kubelet stops when kwok stops playing them (it no longer
+    renews the node's Lease nor touches its pods, as a dead kubelet)."""
+
+    cluster: Cluster
+    kind: str
+    names: tuple[str, ...]
+
+    def stop(self, name: str) -> None:
+        """The node's kubelet stops: no heartbeat, nothing on it changes any more."""
+        assert self.kind == "kwok", self.kind
+        self.cluster.kubectl("label", "node", name, KUBELET_STOPPED, "--overwrite")
+
+    def start(self, name: str) -> None:
+        """The node's kubelet runs again (a no-op on a running one)."""
+        assert self.kind == "kwok", self.kind
+        self.cluster.kubectl("label", "node", name, f"{KUBELET_STOPPED.split('=')[0]}-")
+
+
+@pytest.fixture(scope="module", params=["kwok"])
+def nodes(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[Nodes]:
+    """The node set of the self-healing tests, by kind (a parameter: real nodes join as
+    another kind); afterwards every one runs and is schedulable again."""
+    selector = {"kwok": "type=kwok"}[request.param]
+    names = tuple(sorted(n["metadata"]["name"] for n in cluster.items("nodes", "-l", selector)))
+    if len(names) < 2:
+        _unavailable(f"{request.param} nodes: {names}; a node's loss needs two at least")
+    found = Nodes(cluster, request.param, names)
+    yield found
+    for name in names:
+        found.start(name)
+        cluster.kubectl("uncordon", name)
+
+
 HELM = ROOT / ".venv" / "bin" / "helm"
 RELEASE = "manacore"  # the chart's release in the suite's cluster
 RELEASE_NS = "manacore-release"  # where helm keeps its record
+
+
+@pytest.fixture(scope="module")
+def chart(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The chart as `manacore render helm --stack k3s` writes it."""
+    out = tmp_path_factory.mktemp("chart")
+    subprocess.run([ROOT / ".venv" / "bin" / "manacore", "render", "helm", "--stack", "k3s",
+                    "--out", str(out)], check=True, capture_output=True)
+    return out / "manacore"
 
 
 WORKLOADS = "deployments,statefulsets,daemonsets"

@@ -18,7 +18,6 @@ from typing import Any
 import pytest
 import yaml
 
-from catalog.settings import ROOT
 from tests.conftest import resolved
 from tests.realengine.conftest import (
     HELM,
@@ -30,14 +29,6 @@ from tests.realengine.conftest import (
     clear_cluster,
     not_ready,
 )
-
-
-@pytest.fixture(scope="module")
-def chart(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("chart")
-    subprocess.run([ROOT / ".venv" / "bin" / "manacore", "render", "helm", "--stack", "k3s",
-                    "--out", str(out)], check=True, capture_output=True)
-    return out / "manacore"
 
 
 def helm(cluster: Cluster, *args: str, check: bool = True, timeout: float = 1200

@@ -206,7 +206,7 @@ def test_protected_claims_refuse_destroy_and_survive_it(
 
 
 KINDS = "namespaces,configmaps,secrets,services,deployments,statefulsets,daemonsets,pvc," \
-        "networkpolicies,endpointslices"
+        "networkpolicies,endpointslices,poddisruptionbudgets"
 DROP_META = ("uid", "resourceVersion", "generation", "creationTimestamp", "managedFields")
 DROP_PREFIXES = ("meta.helm.sh/", "pulumi.com/", "deployment.kubernetes.io/",
                  "kubectl.kubernetes.io/", "pv.kubernetes.io/", "volume.kubernetes.io/",
