@@ -122,10 +122,12 @@ def test_a_memory_change_rolls_exactly_that_workload(k3s: PulumiStack, cluster: 
     """A user edits one service's memory in services.py: the preview updates that Deployment
     (and nothing else), and `up` rolls it."""
     catalogue = (ROOT / "services.py").read_text()
-    before = 'memory="192Mi",\n        public=Public(host="api"),'
-    assert catalogue.count(before) == 1
+    at = catalogue.index('id="gateway"')  # the gateway's declaration: its memory follows
+    memory = catalogue.index('memory="192Mi"', at)
+    assert catalogue.index("service(", at) > memory  # still inside the gateway's declaration
     copy = k3s.workdir / "services.py"
-    copy.write_text(catalogue.replace(before, before.replace("192Mi", "320Mi")))
+    copy.write_text(catalogue[:memory] + 'memory="320Mi"' +
+                    catalogue[memory + len('memory="192Mi"'):])
     try:
         plan = k3s.preview_json()
         changed = sorted(f"{s['op']} {s['urn'].rsplit('::', 1)[-1]}" for s in plan["steps"]
@@ -188,6 +190,21 @@ def test_the_policy_pack_runs_in_the_real_analyzer(k3s: PulumiStack) -> None:
     assert bug.returncode != 0
     assert "stateful claim is not protected" in bug.stdout + bug.stderr
     assert "mandatory" in (bug.stdout + bug.stderr).lower()
+    # the stack policy too (it sees every resource at once): a mapping whose rolling updates
+    # may drop a replica is stopped before anything changes
+    mapping = k3s.workdir / "exports" / "kubernetes.py"
+    source = mapping.read_text()
+    surge = '"rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}'
+    assert source.count(surge) == 1
+    mapping.write_text(source.replace(surge, surge.replace('"maxUnavailable": 0',
+                                                           '"maxUnavailable": 1')))
+    try:
+        dropping = k3s.preview("--policy-pack", analyzer, check=False)
+    finally:
+        mapping.write_text(source)
+    assert dropping.returncode != 0
+    assert "self-healing" in dropping.stdout + dropping.stderr
+    assert "must never drop below its replicas" in dropping.stdout + dropping.stderr
 
 
 def test_protected_claims_refuse_destroy_and_survive_it(

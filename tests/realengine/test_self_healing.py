@@ -159,7 +159,7 @@ def test_draining_each_node_keeps_every_replicated_service_serving(
     API never takes a pod a budget protects, no budget's healthy count falls below what it
     wants, and every user-facing service with several copies keeps a Ready endpoint all the
     while. A service that runs once is down while its pod moves; one on a local claim until its
-    node is uncordoned (README, "K3s: losing or draining a node")."""
+    node is uncordoned (README, "K3s: draining or losing a node")."""
     cluster = installed
     services = user_facing(estate)
     replicated = {s.id for s in estate.containers if s.replicas > 1}
