@@ -167,8 +167,9 @@ def test_refresh_shows_and_up_repairs_drift(k3s: PulumiStack, cluster: Cluster) 
 def test_the_policy_pack_runs_in_the_real_analyzer(k3s: PulumiStack) -> None:
     """The CrossGuard pack passes the stack as it is. No stack setting gets a violation past
     the program's own rules (an unpinned `tag` stops the program before the analyzer sees a
-    resource), so the violation is an adapter bug: claims registered without `protect`, which
-    the analyzer rejects before anything changes."""
+    resource), so the violations are adapter or mapping bugs: claims registered without
+    `protect`, rolling updates that may drop a replica (the stack policy `self-healing`), each
+    rejected by the analyzer before anything changes."""
     analyzer = str(k3s.workdir / "policy" / "analyzer")
     clean = k3s.preview("--policy-pack", analyzer)
     assert "manacore-conventions" in clean.stdout
@@ -179,32 +180,31 @@ def test_the_policy_pack_runs_in_the_real_analyzer(k3s: PulumiStack) -> None:
         assert "must be a pinned release" in unpinned.stderr
     finally:
         k3s.config({"tag": resolved("k3s").settings.tag})
-    adapter = k3s.workdir / "components" / "kubernetes.py"
-    source = adapter.read_text()
-    assert source.count("protect=obj.stateful or None") == 1
-    adapter.write_text(source.replace("protect=obj.stateful or None", "protect=None"))
-    try:
-        bug = k3s.preview("--policy-pack", analyzer, check=False)
-    finally:
-        adapter.write_text(source)
-    assert bug.returncode != 0
-    assert "stateful claim is not protected" in bug.stdout + bug.stderr
-    assert "mandatory" in (bug.stdout + bug.stderr).lower()
+
+    def preview_with_bug(path: str, right: str, wrong: str) -> str:
+        """The pack's verdict on a preview of the project with `right` replaced by `wrong` in
+        one file (an adapter or mapping bug): refused, and its output."""
+        file = k3s.workdir / path
+        source = file.read_text()
+        assert source.count(right) == 1
+        file.write_text(source.replace(right, wrong))
+        try:
+            bug = k3s.preview("--policy-pack", analyzer, check=False)
+        finally:
+            file.write_text(source)
+        assert bug.returncode != 0
+        return bug.stdout + bug.stderr
+
+    unprotected = preview_with_bug("components/kubernetes.py", "protect=obj.stateful or None",
+                                   "protect=None")
+    assert "stateful claim is not protected" in unprotected
+    assert "mandatory" in unprotected.lower()
     # the stack policy too (it sees every resource at once): a mapping whose rolling updates
     # may drop a replica is stopped before anything changes
-    mapping = k3s.workdir / "exports" / "kubernetes.py"
-    source = mapping.read_text()
     surge = '"rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}'
-    assert source.count(surge) == 1
-    mapping.write_text(source.replace(surge, surge.replace('"maxUnavailable": 0',
-                                                           '"maxUnavailable": 1')))
-    try:
-        dropping = k3s.preview("--policy-pack", analyzer, check=False)
-    finally:
-        mapping.write_text(source)
-    assert dropping.returncode != 0
-    assert "self-healing" in dropping.stdout + dropping.stderr
-    assert "must never drop below its replicas" in dropping.stdout + dropping.stderr
+    dropping = preview_with_bug("exports/kubernetes.py", surge,
+                                surge.replace('"maxUnavailable": 0', '"maxUnavailable": 1'))
+    assert "self-healing" in dropping and "must never drop below its replicas" in dropping
 
 
 def test_protected_claims_refuse_destroy_and_survive_it(
