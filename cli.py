@@ -229,12 +229,14 @@ def budget_cmd(stack: str) -> None:
         lines = reports.budget(resolved)
     total = sum(line.limit_bytes for line in lines)
     allowed = resolved.settings.memory_budget_bytes
-    columns = ("group", "containers", "limits", "seed estimate")
+    columns = ("group", "services", "pods" if resolved.target == "kubernetes" else
+               "containers", "limits", "seed estimate")
     _table(f"memory on stack {stack} ({resolved.target})", columns,
-           [*((line.group, str(line.containers), format_bytes(line.limit_bytes),
-               f"{line.seed_gb:.1f} GB") for line in lines),
-            ("total", str(sum(x.containers for x in lines)), format_bytes(total),
-             f"{sum(x.seed_gb for x in lines):.1f} GB")], right=columns[1:])
+           [*((line.group, str(line.containers), str(line.pods),
+               format_bytes(line.limit_bytes), f"{line.seed_gb:.1f} GB") for line in lines),
+            ("total", str(sum(x.containers for x in lines)), str(sum(x.pods for x in lines)),
+             format_bytes(total), f"{sum(x.seed_gb for x in lines):.1f} GB")],
+           right=columns[1:])
     over = reports.budget_violations(resolved)  # the same check validate and Pulumi run
     if over:
         raise _fail([str(v) for v in over], 1)

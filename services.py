@@ -26,6 +26,8 @@ from catalog.model import (
     image,
     internal,
     lazy,
+    many,
+    once,
     own,
     port,
     port_of,
@@ -35,6 +37,19 @@ from catalog.model import (
     service,
     url_of,
 )
+
+# --- availability: the assumptions our own images rest on, written once -------------------
+# (third-party images say where upstream confirms theirs, next to each declaration)
+
+OWN_STATELESS = ("assumed of our own HTTP services (NestJS backends, SvelteKit frontends, auth, "
+                 "gateway, search): no state in the process, sessions, tokens and data live in "
+                 "PostgreSQL and Redis, so copies are interchangeable")
+OWN_MATRIX_BOT = ("assumed of our own Matrix bots: each follows its account's /sync and answers "
+                  "every command, keeping its sync token in /data; a second copy would answer "
+                  "twice and race on that token")
+OWN_TELEGRAM_BOT = ("assumed of our own Telegram bots: they poll getUpdates, which Telegram "
+                    "grants one poller per token (a second gets 409 Conflict, 'make sure that "
+                    "only one bot instance is running': yagop/node-telegram-bot-api#550)")
 
 # --- infrastructure ---------------------------------------------------------------------
 
@@ -72,6 +87,10 @@ INFRA = [
         health=cmd("pg_isready", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres",
                    start_period=10),
         memory="768Mi",
+        availability=once("user-facing", "one postmaster per data directory (it locks "
+                          "postmaster.pid); a second server is a standby only through streaming "
+                          "replication, which an operator such as CloudNativePG runs, not "
+                          "obtainable here (postgresql.org/docs/16/high-availability.html)"),
         legacy=Legacy(containers=["manacore-postgres"], ports=[5432],
                       volumes=["manacore-postgres"]),
     ),
@@ -106,6 +125,9 @@ INFRA = [
         health=cmd("sh", "-c",
                    'REDISCLI_AUTH="$REDIS_PASSWORD" redis-cli ping | grep -q PONG'),
         memory="256Mi",
+        availability=once("user-facing", "a second redis-server is another database, not a "
+                          "copy; replicas need Redis replication with Sentinel failover "
+                          "(redis.io/docs/latest/operate/oss_and_stack/management/sentinel/)"),
         legacy=Legacy(containers=["manacore-redis"], ports=[6379], volumes=["manacore-redis"]),
     ),
     service(
@@ -129,6 +151,11 @@ INFRA = [
                            "/minio/health/live", port="api", start_period=10),
         memory="512Mi",
         public=Public(host="minio", port="console", access=True),
+        # the apps' files: contacts and storage read them for their users
+        availability=once("user-facing", "a single-node single-drive deployment; several "
+                          "servers form one deployment only as erasure-coded distributed MinIO "
+                          "(min.io/docs/minio/container/operations/install-deploy-manage/"
+                          "deploy-minio-single-node-single-drive.html)"),
         legacy=Legacy(containers=["manacore-minio"], ports=[9000, 9001],
                       volumes=["manacore-minio"]),
     ),
@@ -147,8 +174,11 @@ INFRA = [
         # distroless: Docker asks cloudflared itself; the kubelet probes /ready on metrics
         health=cmd_or_http(("cloudflared", "tunnel", "--metrics", "127.0.0.1:2000", "ready"),
                            "/ready", port="metrics"),
-        replicas=2,
         memory="128Mi",
+        availability=many("user-facing", "replicas of one tunnel: each connector holds its own "
+                          "connections to the edge, which sends a request to any of them "
+                          "(developers.cloudflare.com/cloudflare-one/connections/connect-"
+                          "networks/deploy-tunnels/deploy-cloudflared-replicas/)"),
         internet="Cloudflare's edge: the tunnel (QUIC or HTTP/2 on port 7844)",
     ),
 ]
@@ -168,6 +198,7 @@ CORE = [
         needs=[hard("postgres"), hard("redis")],
         health=http("/health", start_period=20),
         memory="256Mi",
+        availability=many("user-facing", OWN_STATELESS),
         public=Public(host="auth"),
         legacy=Legacy(containers=["mana-core-auth"], ports=[3001]),
     ),
@@ -183,6 +214,7 @@ CORE = [
         needs=[hard("auth"), lazy("search"), lazy("postgres"), lazy("redis")],
         health=http("/health", start_period=20),
         memory="192Mi",
+        availability=many("user-facing", OWN_STATELESS),
         public=Public(host="api"),
         legacy=Legacy(containers=["mana-api-gateway"], ports=[3030]),
     ),
@@ -196,6 +228,7 @@ CORE = [
         needs=[hard("searxng"), lazy("redis")],
         health=http("/health", start_period=15),
         memory="128Mi",
+        availability=many("user-facing", OWN_STATELESS),
         legacy=Legacy(containers=["mana-search"], ports=[3021]),
     ),
     service(
@@ -227,6 +260,10 @@ CORE = [
                             "'http://127.0.0.1:8080/healthz', timeout=4)"),
                            "/healthz", start_period=10),
         memory="192Mi",
+        availability=many("user-facing", "stateless: preferences live in the user's cookie; "
+                          "the one shared state, the limiter's counters in Valkey, is off here "
+                          "(docs.searxng.org/admin/settings/settings_valkey.html; "
+                          "catalog/configs.py)"),
         internet="the public search engines it queries",
         legacy=Legacy(containers=["mana-searxng"]),
     ),
@@ -288,6 +325,7 @@ def _backend(app: str, new: int, legacy: int) -> Service | Broken:
         needs=[hard("postgres"), hard("auth"), *extra.get("needs", [])],
         health=http("/health", start_period=20),
         memory=extra.get("memory", "192Mi"),
+        availability=many("user-facing", OWN_STATELESS),
         internet=extra.get("internet"),
         public=Public(host=f"{app}-api"),
         legacy=Legacy(containers=[sid], ports=[legacy]),
@@ -305,6 +343,7 @@ def _web(app: str, new: int, legacy: int) -> Service | Broken:
         needs=[lazy(backend), lazy("auth")],
         health=http("/", start_period=10),
         memory="96Mi",
+        availability=many("user-facing", OWN_STATELESS),
         public=Public(host=app),
         legacy=Legacy(containers=[sid], ports=[legacy]),
     )
@@ -324,6 +363,7 @@ APP = [
         needs=[lazy("auth"), lazy("gateway")],
         health=http("/", start_period=10),
         memory="96Mi",
+        availability=many("user-facing", OWN_STATELESS),
         public=Public(host="app"),
         legacy=Legacy(containers=["manacore-web"], ports=[5173]),
     ),
@@ -337,6 +377,7 @@ APP = [
         needs=[lazy("ollama")],
         health=http("/", start_period=10),
         memory="96Mi",
+        availability=many("operator", OWN_STATELESS),
         # anyone reaching it spends the Mac Mini's Ollama compute: behind Access like the admin UIs
         public=Public(host="playground", access=True),
         legacy=Legacy(containers=["llm-playground"], ports=[5190]),
@@ -375,6 +416,10 @@ MATRIX = [
         needs=[hard("postgres")],
         health=http("/health", start_period=30),
         memory="512Mi",
+        availability=once("user-facing", "one main process (monolith mode); Synapse scales by "
+                          "workers with roles of their own and a Redis replication stream, never "
+                          "by copies of the main process, and its media store is this volume "
+                          "(element-hq.github.io/synapse/latest/workers.html)"),
         internet="Matrix federation with other homeservers",
         # the admin API (users, rooms, media deletion) only from inside: the tunnel answers 404
         public=Public(host="matrix", closed_paths=["/_synapse/admin"]),
@@ -396,6 +441,7 @@ MATRIX = [
                lazy("clock-backend"), lazy("nutriphi-backend"), lazy("tts")],
         health=http("/health", start_period=15),
         memory="256Mi",
+        availability=once("user-facing", OWN_MATRIX_BOT),
         legacy=Legacy(
             containers=["manacore-matrix-mana-bot", "manacore-matrix-ollama-bot",
                         "manacore-matrix-todo-bot", "manacore-matrix-calendar-bot",
@@ -418,6 +464,7 @@ MATRIX = [
         needs=[hard("synapse"), lazy("victoriametrics")],
         health=http("/health", start_period=15),
         memory="128Mi",
+        availability=once("background", OWN_MATRIX_BOT),  # scheduled reports
         legacy=Legacy(containers=["manacore-matrix-stats-bot"], ports=[3312],
                       volumes=["matrix_stats_bot_data"]),
     ),
@@ -434,6 +481,7 @@ MATRIX = [
         needs=[hard("synapse"), hard("postgres"), lazy("ollama")],
         health=http("/health", start_period=15),
         memory="256Mi",
+        availability=once("user-facing", OWN_MATRIX_BOT),
         legacy=Legacy(containers=["manacore-matrix-project-doc-bot"], ports=[3313],
                       volumes=["matrix_project_doc_bot_data"]),
     ),
@@ -453,6 +501,9 @@ MATRIX = [
         needs=[lazy("synapse")],
         health=http("/"),
         memory="64Mi",
+        availability=many("user-facing", "static files served by nginx (element-hq/element-web "
+                          "Dockerfile: the built app in nginx-unprivileged); nothing is kept "
+                          "between requests"),
         public=Public(host="element"),
         legacy=Legacy(containers=["manacore-element"], ports=[8087]),
     ),
@@ -466,6 +517,7 @@ MATRIX = [
         needs=[lazy("synapse")],
         health=http("/", start_period=10),
         memory="128Mi",
+        availability=many("user-facing", OWN_STATELESS),
         public=Public(host="messenger"),
         legacy=Legacy(containers=["manacore-matrix-web"], ports=[5180]),
     ),
@@ -490,6 +542,9 @@ MON = [
         volumes=[Volume(path="/storage", size="20Gi")],
         health=http("/health"),
         memory="512Mi",
+        availability=once("background", "single-node VictoriaMetrics keeps its data on this "
+                          "volume; HA is several nodes each fed all the traffic, or the cluster "
+                          "version (docs.victoriametrics.com/victoriastack/deployment/)"),
         legacy=Legacy(containers=["manacore-victoriametrics"], ports=[8428],
                       volumes=["victoriametrics_data"], unverified=["victoriametrics_data"]),
     ),
@@ -510,6 +565,9 @@ MON = [
         needs=[lazy("victoriametrics")],
         health=http("/api/health", start_period=15),
         memory="256Mi",
+        availability=once("operator", "users and dashboards in an embedded SQLite on its "
+                          "volume; several copies need a shared MySQL or PostgreSQL (grafana.com/"
+                          "docs/grafana/v11.3/setup-grafana/set-up-for-high-availability/)"),
         public=Public(host="grafana", access=True),
         legacy=Legacy(containers=["manacore-grafana"], ports=[3100], volumes=["grafana_data"],
                       unverified=["grafana_data"]),
@@ -530,6 +588,9 @@ MON = [
         needs=[hard("postgres")],
         health=http("/api/heartbeat", start_period=20),
         memory="256Mi",
+        availability=many("operator", "its login tokens are signed with APP_SECRET and its "
+                          "data is in PostgreSQL (umami-software/umami src/lib/auth.ts, v2: "
+                          "createSecureToken; Redis only when REDIS_URL is set, unset here)"),
         # the tracker that every frontend loads stays open; the dashboard needs a login
         public=Public(host="umami", access=True, open_paths=["/script.js", "/api/send"]),
         legacy=Legacy(containers=["manacore-umami"], ports=[3200]),
@@ -546,6 +607,9 @@ MON = [
         ports=[port(9091)],
         health=http("/-/healthy"),
         memory="64Mi",
+        availability=once("background", "a metrics cache in memory (prometheus/pushgateway "
+                          "README, Non-goals): a push to one copy behind the Service would be "
+                          "missing from the other"),
         legacy=Legacy(containers=["manacore-pushgateway"], ports=[9091]),
     ),
     service(
@@ -569,6 +633,8 @@ MON = [
                      HostMount(source="/", path="/rootfs", arg="--path.rootfs=/rootfs")],
         health=http("/", port="metrics"),
         memory="64Mi",
+        availability=once("background", "one pod per node reports that node (a DaemonSet); "
+                          "a second on the node would report it twice"),
         legacy=Legacy(containers=["manacore-node-exporter"], ports=[9100]),
     ),
     service(
@@ -585,6 +651,8 @@ MON = [
              "REDIS_PASSWORD": secret("REDIS_PASSWORD")},
         needs=[lazy("redis")],
         memory="32Mi",
+        availability=many("background", "stateless: every scrape asks Redis afresh "
+                          "(oliver006/redis_exporter README)"),
         legacy=Legacy(containers=["manacore-redis-exporter"], ports=[9121]),
     ),
     service(
@@ -610,6 +678,8 @@ MON = [
         health=cmd("sh", "-c",
                    "wget -qO- http://127.0.0.1:9187/metrics | grep -q '^pg_up 1'"),
         memory="64Mi",
+        availability=many("background", "stateless: every scrape queries PostgreSQL afresh "
+                          "(prometheus-community/postgres_exporter README)"),
         legacy=Legacy(containers=["manacore-postgres-exporter"], ports=[9187]),
     ),
     service(
@@ -635,6 +705,8 @@ MON = [
                      HostMount(source="/var/lib/docker", path="/var/lib/docker")],
         health=http("/healthz", port="metrics"),
         memory="128Mi",
+        availability=once("background", "it reads its host's containers: one per host "
+                          "(google/cadvisor README, Quick Start)"),
         legacy=Legacy(containers=["manacore-cadvisor"], ports=[8080]),
     ),
 ]
@@ -668,6 +740,10 @@ TOOLS = [
         needs=[hard("postgres")],
         health=http("/healthz", start_period=20),
         memory="384Mi",
+        availability=once("operator", "regular mode runs triggers, schedules and executions in "
+                          "its one main process; several instances need queue mode with Redis "
+                          "and workers, and several mains the multi-main setup of n8n's "
+                          "Enterprise plan (docs.n8n.io/hosting/scaling/queue-mode/)"),
         internet="the APIs and webhooks its workflows call",
         # webhooks called by other services (Telegram, GitHub …) stay open; the editor does not
         public=Public(host="n8n", access=True, open_paths=["/webhook"]),
@@ -685,6 +761,7 @@ TOOLS = [
         needs=[lazy("victoriametrics")],
         health=http("/health"),
         memory="96Mi",
+        availability=once("background", OWN_TELEGRAM_BOT),  # scheduled reports
         internet="the Telegram Bot API",
         legacy=Legacy(containers=["manacore-telegram-stats-bot"], ports=[3300]),
     ),
@@ -698,6 +775,7 @@ TOOLS = [
         needs=[lazy("ollama")],
         health=http("/health"),
         memory="96Mi",
+        availability=once("user-facing", OWN_TELEGRAM_BOT),
         internet="the Telegram Bot API",
         # not in the seed's inventory tables: only its port 3301 in the seed's port list
         legacy=Legacy(containers=["manacore-telegram-ollama-bot"], ports=[3301],
@@ -726,6 +804,8 @@ TOOLS = [
                                "through the Docker API (monitor-only)")],
         health=cmd("/watchtower", "--health-check"),
         memory="64Mi",
+        availability=once("background", "it watches its host's Docker engine: a second copy "
+                          "would report every new image twice"),
         internet="the image registries it watches, and Telegram for its notices",
         legacy=Legacy(containers=["manacore-watchtower"]),
     ),

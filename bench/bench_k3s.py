@@ -1,6 +1,8 @@
-"""Benchmark (not a test): the k3s figures. How long the k3s program takes to evaluate under
-mocks, the Helm chart to render, and real `helm template` to expand it, for the catalogue and
-for the synthetic estate of bench/bench.py (`--scale` times larger).
+"""Benchmark (not a test): the k3s figures. The estate's memory with every replica against the
+cluster's `memoryBudget` (and what is left of it when one of N equal nodes is lost); how long
+the k3s program takes to evaluate under mocks, the Helm chart to render, and real `helm
+template` to expand it, for the catalogue and for the synthetic estate of bench/bench.py
+(`--scale` times larger).
 
     .venv/bin/python bench/bench_k3s.py [--repeat N] [--scale 10]
 
@@ -30,6 +32,27 @@ def _bench_module():
     return module
 
 
+def memory(estate) -> None:
+    """The estate's memory limits, every replica counted (what the scheduler reserves), against
+    the cluster's budget, whole and with one of N equal nodes lost."""
+    from catalog.units import format_bytes
+    from exports.reports import budget
+
+    lines = budget(estate)
+    total, pods = sum(x.limit_bytes for x in lines), sum(x.pods for x in lines)
+    allowed = estate.settings.memory_budget_bytes
+    replicated = sum(1 for s in estate.containers if s.replicas > 1)
+    print(f"memory: {pods} pods of {len(estate.containers)} services ({replicated} replicated)"
+          f" reserve {format_bytes(total)} of the cluster's {estate.settings.memory_budget} "
+          f"({100 * total / allowed:.0f} %); one copy each would be "
+          f"{format_bytes(sum((s.memory or 0) for s in estate.containers))}")
+    for nodes in (2, 3, 4):
+        left = allowed * (nodes - 1) // nodes
+        verdict = "fits" if total <= left else "does NOT fit"
+        print(f"memory: one of {nodes} equal nodes lost: {format_bytes(left)} left, the estate "
+              f"{verdict}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
@@ -50,6 +73,7 @@ def main() -> None:
     print(f"imports (pulumi, pulumi_kubernetes, project): {time.perf_counter() - start:.2f} s")
 
     settings = load_settings("k3s")
+    memory(resolve(load_estate(), settings))
     helm = ROOT / ".venv" / "bin" / "helm"
     secrets = known_secrets()
     rows: list[tuple[str, str, str]] = []

@@ -362,6 +362,41 @@ class Public(_Part):
     closed_paths: tuple[str, ...] = ()
 
 
+Importance = Literal["user-facing", "operator", "background"]
+Copies = Literal["many", "one"]
+
+
+class Availability(_Part):
+    """How a service lives through the loss of a copy (self-healing on Kubernetes).
+
+    `copies`: whether several copies may run at once ("many": they are interchangeable, e.g. a
+    stateless HTTP server; "one": it must run once, e.g. a scheduler, a bot polling its
+    account, a single database process). `importance`: who misses it while it is down —
+    "user-facing" (a user's request passes through it or waits on it), "operator" (admin UIs
+    and tools behind Cloudflare Access), "background" (nobody waits on it: metrics, reports).
+    `why`: the evidence, next to the fact — for a third-party image where upstream says so
+    (a document or source file), for our own images the assumption they are built on.
+
+    On Kubernetes a user-facing stateless service with many copies runs several replicas, with
+    a disruption budget, surge-only rolling updates and a spread over nodes; one that must run
+    once is replaced, never doubled (`catalog.rules.replicas_of`, `exports.kubernetes`). Docker
+    runs one container per service whatever this says."""
+
+    copies: Copies
+    importance: Importance
+    why: str
+
+
+def many(importance: Importance, why: str) -> Availability:
+    """Several copies may run at once (see `Availability`)."""
+    return Availability(copies="many", importance=importance, why=why)
+
+
+def once(importance: Importance, why: str) -> Availability:
+    """It must run as one copy (see `Availability`); `why` says why."""
+    return Availability(copies="one", importance=importance, why=why)
+
+
 class Legacy(_Part):
     """What the service was called before the cleanup, for the migration. `ports` pair with
     the service's ports in order; a merged service (mana-bot) lists all of its forebears',
@@ -405,7 +440,11 @@ class Service(_Model):
     # the host's view on Kubernetes too: host network and PID namespaces and its host mounts,
     # read-only (SPEC allows it for node-exporter's DaemonSet alone; rule host-access)
     host_access: bool = False
-    replicas: int = 1  # Kubernetes only; Docker runs one container per service
+    # how it survives the loss of a copy (Kubernetes); every container declares it
+    availability: Availability | None = None
+    # Kubernetes pods; None: derived from `availability` (catalog.rules.replicas_of). Docker
+    # runs one container per service
+    replicas: int | None = Field(default=None, ge=1)
     legacy: Legacy = Legacy()
 
     @property

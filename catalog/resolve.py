@@ -16,6 +16,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict
 
 from catalog.model import (
+    Availability,
     Category,
     DbUrl,
     EnvValue,
@@ -42,6 +43,7 @@ from catalog.rules import (
     check,
     container_name,
     dependency_graph,
+    replicas_of,
     stage_failure,
     volume_name,
 )
@@ -192,7 +194,8 @@ class ResolvedService(_Frozen):
     internet: str | None  # why it reaches public addresses (None: it never does)
     tier: int  # startup tier from the dependency graph (native services: 0, always there)
     workload: Literal["service", "daemon"]
-    replicas: int  # Kubernetes only
+    replicas: int  # pods on Kubernetes (catalog.rules.replicas_of); 1 on Docker
+    availability: Availability | None = None  # None: a native service
     runs_as: str | None = None  # uid:gid the image's entrypoint steps down to (Image.runs_as)
     caps: tuple[str, ...] = ()  # capabilities added back after dropping all (Image.caps)
     default_caps: str = ""  # why it keeps Docker's default capabilities (Image.default_caps)
@@ -416,7 +419,9 @@ def _resolve_service(svc: Service, tier: int, estate: Estate,
         health=svc.health, memory=parse_memory(svc.memory) if svc.memory else None,
         memory_text=svc.memory, public=public, internet=svc.internet, tier=tier,
         workload=svc.workload,
-        replicas=svc.replicas,
+        # Docker runs one container per service; the budget counts what runs
+        replicas=replicas_of(svc) if settings.target == "kubernetes" else 1,
+        availability=svc.availability,
         labels={"manacore.service": svc.id, "manacore.category": svc.category,
                 "manacore.role": svc.role, "manacore.tier": str(tier)},
         legacy=svc.legacy,

@@ -73,6 +73,28 @@ def volume_name(svc: Service) -> str:
     return f"manacore-{svc.id}-data"
 
 
+# Copies of a user-facing stateless service that may run several (Kubernetes): one node's
+# loss, drain or upgrade leaves at least one serving while the other is replaced
+HA_REPLICAS = 2
+
+
+def stateful(svc: Service) -> bool:
+    return any(v.stateful for v in svc.volumes)
+
+
+def replicas_of(svc: Service) -> int:
+    """The one place the replica convention is written: the declared `replicas`, else
+    HA_REPLICAS for a user-facing stateless service whose copies are interchangeable, else
+    one (a service that must run once, one on its own ReadWriteOnce claim, or one few miss)."""
+    if svc.replicas is not None:
+        return svc.replicas
+    a = svc.availability
+    if svc.workload == "service" and a is not None and a.copies == "many" and \
+            a.importance == "user-facing" and not stateful(svc):
+        return HA_REPLICAS
+    return 1
+
+
 def _containers(estate: Estate) -> list[Service]:
     return [s for s in estate.valid_services if not s.native]
 
@@ -480,6 +502,47 @@ def _internet(estate: Estate, _settings) -> Iterator[Violation]:
         elif len(s.internet.split()) < 2:
             yield Violation(s.id, "internet", f"internet={s.internet!r}: say what it reaches "
                             "and why (e.g. 'Google's Gemini API')")
+
+
+@rule("availability")
+def _availability(estate: Estate, _settings) -> Iterator[Violation]:
+    """Every container says whether it may run as several copies and who misses it; the
+    replica count agrees with that, and importance agrees with the graph: a public service
+    without Access is user-facing, and so is whatever a user-facing service waits for."""
+    for s in _containers(estate):
+        a = s.availability
+        if a is None:
+            yield Violation(s.id, "availability", "declare availability=many(importance, why) "
+                            "or once(importance, why): whether several copies may run and who "
+                            "misses it (user-facing, operator, background)")
+            continue
+        if len(a.why.split()) < 3:
+            yield Violation(s.id, "availability", f"why={a.why!r}: say where upstream confirms "
+                            "it (a document or source file) or which assumption it rests on")
+        replicas = replicas_of(s)
+        if replicas > 1 and (a.copies == "one" or stateful(s) or s.workload == "daemon"):
+            reason = ("it must run once" if a.copies == "one" else "its pods run one per node"
+                      if s.workload == "daemon" else "it keeps data on a ReadWriteOnce claim, "
+                      "which one pod mounts")
+            yield Violation(s.id, "availability", f"replicas={replicas}, but {reason}; drop "
+                            "replicas")
+        if s.replicas is not None and s.replicas < HA_REPLICAS and a.copies == "many" and \
+                a.importance == "user-facing" and not stateful(s) and s.workload == "service":
+            yield Violation(s.id, "availability", f"replicas={s.replicas}: a user-facing "
+                            f"service that may run several copies runs at least {HA_REPLICAS}, "
+                            "so losing a node does not take it down")
+        if s.public is not None and not s.public.access and a.importance != "user-facing":
+            yield Violation(s.id, "availability", f"importance {a.importance!r}, but "
+                            f"{s.public.host} is public without Access: it is user-facing")
+        if a.importance == "user-facing":
+            for need in s.needs:
+                other = estate.get(need.service)
+                if need.hard and other is not None and not other.native and \
+                        other.availability is not None and \
+                        other.availability.importance != "user-facing":
+                    yield Violation(other.id, "availability", f"importance "
+                                    f"{other.availability.importance!r}, but user-facing {s.id} "
+                                    "waits for it (a hard dependency): it is user-facing too")
 
 
 @rule("database")

@@ -36,6 +36,14 @@ WAIT_RESOURCES = {"requests": {"cpu": "10m", "memory": "16Mi"},
                   "limits": {"cpu": "100m", "memory": "16Mi"}}
 PRIVATE = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "169.254.0.0/16"]
 UID = 10001  # a high UID nobody on the node has: every image that runs as any user gets it
+# Seconds a stateless pod stays bound to a node that stopped answering (the node lifecycle
+# controller taints it not-ready or unreachable after its node-monitor-grace-period, 50 s by
+# default) before it is evicted and replaced on another node: Kubernetes' default is 300 s
+# (the DefaultTolerationSeconds admission plugin). Per pod, so the chart does it on any
+# cluster; StatefulSets keep the default (their claims cannot follow them, see README "K3s").
+FAILOVER_SECONDS = 15
+NODE_LOSS_TAINTS = ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable")
+MAX_UNAVAILABLE = 1  # pods of a replicated service a voluntary disruption may take at once
 
 
 @dataclass(frozen=True)
@@ -85,7 +93,7 @@ class Raw(str):
 
 
 Cond = tuple[str, ...]  # ("enabled", id) ("secret", id) ("native-ip",) ("native-dns",)
-# ("external", id) ("split",) ("netpol",) — each form decides what holds
+# ("external", id) ("split",) ("netpol",) ("replicated", id) — each form decides what holds
 
 
 @dataclass
@@ -119,6 +127,8 @@ class Form(Protocol):
     def image(self, s: ResolvedService) -> str: ...
     def pull_policy(self) -> str: ...
     def replicas(self, s: ResolvedService) -> Any: ...
+    def max_unavailable(self, s: ResolvedService) -> Any: ...
+    def failover_seconds(self) -> Any: ...
     def resources(self, s: ResolvedService) -> Any: ...
     def claim(self, s: ResolvedService, v: ResolvedVolume) -> tuple[Any, Any]: ...
     def env_data(self, s: ResolvedService) -> Any: ...
@@ -410,9 +420,21 @@ def pod_template(s: ResolvedService, estate: ResolvedEstate, form: Form) -> dict
 # --- objects ------------------------------------------------------------------------------
 
 
+def interchangeable(s: ResolvedService) -> bool:
+    """A Deployment whose copies may run side by side (`Availability.copies == "many"`): it
+    rolls by surge, and with two replicas or more it has a disruption budget."""
+    return s.workload == "service" and not s.stateful and not s.native and \
+        s.availability is not None and s.availability.copies == "many"
+
+
 def workload(s: ResolvedService, estate: ResolvedEstate, form: Form) -> dict[str, Any]:
     """DaemonSet for daemons, StatefulSet for services with data (one pod at a time on its
-    ReadWriteOnce claims), Deployment for the rest."""
+    ReadWriteOnce claims), Deployment for the rest.
+
+    A Deployment is what self-heals (README "K3s: losing a node"): its replicas are spread
+    over nodes, it leaves a node that stopped answering after FAILOVER_SECONDS, and it is
+    updated without ever running fewer copies than it wants (surge one, none unavailable) —
+    or, when it must run once, replaced without ever running two (Recreate)."""
     meta = _meta(s, form, annotations=_skip_annotations(skips(s)))
     spec: dict[str, Any] = {"selector": {"matchLabels": selector(s, form)},
                             "template": pod_template(s, estate, form),
@@ -423,12 +445,37 @@ def workload(s: ResolvedService, estate: ResolvedEstate, form: Form) -> dict[str
     if s.stateful:
         return {"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": meta,
                 "spec": {**spec, "serviceName": s.name}}
-    # replicas (the tunnel connector has two) prefer different nodes: one node's loss keeps one
-    spec["template"]["spec"]["topologySpreadConstraints"] = [{
+    spec["strategy"] = ({"type": "RollingUpdate",
+                         "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}}
+                        if interchangeable(s) else {"type": "Recreate"})
+    pod = spec["template"]["spec"]
+    # Replicas on different nodes, so one node's loss, drain or upgrade keeps a copy serving.
+    # A spread constraint, not required anti-affinity: on one node (a single-node K3s) or two
+    # (a rolling update's surge pod) anti-affinity leaves pods Pending, a spread of skew 1 does
+    # not; DoNotSchedule makes it a rule, not a preference. Per ReplicaSet (pod-template-hash),
+    # so an update's new pods spread among themselves; nodes the pod does not tolerate
+    # (cordoned, NotReady, unreachable) are no domain (nodeTaintsPolicy Honor): otherwise an
+    # empty cordoned node would force the skew and leave a replacement Pending on a two-node
+    # cluster.
+    pod["topologySpreadConstraints"] = [{
         "maxSkew": 1, "topologyKey": "kubernetes.io/hostname",
-        "whenUnsatisfiable": "ScheduleAnyway",
+        "whenUnsatisfiable": "DoNotSchedule", "nodeTaintsPolicy": "Honor",
+        "matchLabelKeys": ["pod-template-hash"],
         "labelSelector": {"matchLabels": selector(s, form)}}]
+    pod["tolerations"] = [{"key": taint, "operator": "Exists", "effect": "NoExecute",
+                           "tolerationSeconds": form.failover_seconds()}
+                          for taint in NODE_LOSS_TAINTS]
     return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta, "spec": spec}
+
+
+def disruption_budget(s: ResolvedService, form: Form) -> dict[str, Any]:
+    """At most `max_unavailable` of the replicas go at once in a voluntary disruption (a drain,
+    a K3s upgrade); one that is not Ready may always be evicted (AlwaysAllow), so a broken pod
+    never blocks a drain."""
+    return {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": _meta(s, form),
+            "spec": {"maxUnavailable": form.max_unavailable(s),
+                     "selector": {"matchLabels": selector(s, form)},
+                     "unhealthyPodEvictionPolicy": "AlwaysAllow"}}
 
 
 def service_ports(s: ResolvedService) -> list[dict[str, Any]]:
@@ -579,6 +626,8 @@ def service_objects(s: ResolvedService, estate: ResolvedEstate, form: Form) -> l
         out.append(Obj({"apiVersion": "v1", "kind": "Service", "metadata": _meta(s, form),
                         "spec": spec}, (on,), s.id))
     out.append(Obj(workload(s, estate, form), (on,), s.id))
+    if interchangeable(s):  # with two replicas or more: a budget for one pod makes no sense
+        out.append(Obj(disruption_budget(s, form), (on, ("replicated", s.id)), s.id))
     return out + network_policies(s, estate, form)
 
 
@@ -655,6 +704,8 @@ class Concrete:
         self.instance = self.instance or f"manacore-{self.estate.settings.stack}"
 
     def holds(self, cond: Cond) -> bool:
+        if cond[0] == "replicated":
+            return self.estate[cond[1]].replicas > 1
         if cond[0] == "native-ip":
             return is_ip(self.estate.settings.native_host)
         if cond[0] == "native-dns":
@@ -682,6 +733,12 @@ class Concrete:
 
     def replicas(self, s: ResolvedService) -> Any:
         return s.replicas
+
+    def max_unavailable(self, s: ResolvedService) -> Any:
+        return MAX_UNAVAILABLE
+
+    def failover_seconds(self) -> Any:
+        return FAILOVER_SECONDS
 
     def resources(self, s: ResolvedService) -> Any:
         return resources(s)

@@ -98,18 +98,21 @@ def mermaid(estate: ResolvedEstate) -> str:
 
 class BudgetLine(NamedTuple):
     group: str
-    containers: int
-    limit_bytes: int
+    containers: int  # services
+    pods: int  # what runs: every replica on Kubernetes, one container each on Docker
+    limit_bytes: int  # the memory limits of all of them
     seed_gb: float
 
 
 def budget(estate: ResolvedEstate) -> list[BudgetLine]:
-    """Memory limits per seed group on this stack, against the seed's estimates."""
+    """Memory limits per seed group on this stack, against the seed's estimates. Every replica
+    counts (Kubernetes reserves each pod's limit: requests = limits); a per-node daemon counts
+    once, as on one node."""
     lines = []
     for group, seed_gb in SEED_ESTIMATE_GB.items():
         members = [s for s in estate.containers if budget_group(s.category, s.role) == group]
-        lines.append(BudgetLine(group, len(members), sum(s.memory or 0 for s in members),
-                                seed_gb))
+        lines.append(BudgetLine(group, len(members), sum(s.replicas for s in members),
+                                sum((s.memory or 0) * s.replicas for s in members), seed_gb))
     return lines
 
 

@@ -19,10 +19,13 @@ from typing import Any, NamedTuple, get_args
 import pulumi_policy.policy as _sdk
 from pulumi_policy import (
     EnforcementLevel,
+    PolicyResource,
     ReportViolation,
     ResourceValidationArgs,
     ResourceValidationPolicy,
     Secret,
+    StackValidationArgs,
+    StackValidationPolicy,
 )
 from pulumi_policy.deserialize import (
     SPECIAL_SECRET_SIG,
@@ -33,7 +36,7 @@ from pulumi_policy.proxy import UnknownValueError
 
 from catalog.load import load_estate
 from catalog.model import Category, Service
-from catalog.rules import container_name, volume_name
+from catalog.rules import HA_REPLICAS, container_name, stateful, volume_name
 from catalog.schema import NAMESPACES, allowed_ports, port_allowed, range_of
 from exports.compose import volume_init_name
 
@@ -44,10 +47,12 @@ VOLUME = "docker:index/volume:Volume"
 REMOTE_IMAGE = "docker:index/remoteImage:RemoteImage"
 PVC = "kubernetes:core/v1:PersistentVolumeClaim"
 CONFIG_MAP = "kubernetes:core/v1:ConfigMap"
+DEPLOYMENT = "kubernetes:apps/v1:Deployment"
 STATEFUL_SET = "kubernetes:apps/v1:StatefulSet"
+PDB = "kubernetes:policy/v1:PodDisruptionBudget"
 # Where a Kubernetes resource keeps its pod spec.
 POD_SPEC_PATHS: dict[str, tuple[str, ...]] = {
-    "kubernetes:apps/v1:Deployment": ("spec", "template", "spec"),
+    DEPLOYMENT: ("spec", "template", "spec"),
     STATEFUL_SET: ("spec", "template", "spec"),
     "kubernetes:apps/v1:DaemonSet": ("spec", "template", "spec"),
     "kubernetes:batch/v1:Job": ("spec", "template", "spec"),
@@ -366,7 +371,116 @@ def _env(args: ResourceValidationArgs) -> Iterator[str]:
                 yield f"ConfigMap {problem}; secrets belong in a Secret"
 
 
-POLICIES: list[ResourceValidationPolicy] = [
+# The rule itself (issue 26), not read from the adapter it must check: a stateless pod leaves a
+# node that stopped answering within about a minute (the node lifecycle controller's grace
+# period, 50 s by default, plus at most this), not after Kubernetes' default 300 s.
+MAX_FAILOVER_SECONDS = 60
+NODE_LOSS_TAINTS = ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable")
+HOSTNAME = "kubernetes.io/hostname"
+
+
+def _int(value: Any) -> int | None:
+    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) \
+        else None
+
+
+def _spread_over_nodes(pod: Any) -> bool:
+    """A topology spread over hostnames, or anti-affinity between its own pods by hostname."""
+    if any(get(c, "topologyKey") == HOSTNAME for c in items(pod, "topologySpreadConstraints")):
+        return True
+    anti = get(pod, "affinity", "podAntiAffinity")
+    terms = [*items(anti, "requiredDuringSchedulingIgnoredDuringExecution"),
+             *(get(w, "podAffinityTerm") for w in
+               items(anti, "preferredDuringSchedulingIgnoredDuringExecution"))]
+    return any(get(term, "topologyKey") == HOSTNAME for term in terms)
+
+
+def _fast_failover(pod: Any) -> list[str]:
+    """The node-loss taints the pod does not leave within MAX_FAILOVER_SECONDS."""
+    slow = []
+    for taint in NODE_LOSS_TAINTS:
+        seconds = [_int(get(t, "tolerationSeconds")) for t in items(pod, "tolerations")
+                   if get(t, "key") == taint and get(t, "effect") in ("NoExecute", None)]
+        if not seconds or any(s is None or s > MAX_FAILOVER_SECONDS for s in seconds):
+            slow.append(taint)
+    return slow
+
+
+def _budget_lets_one_go(budget: Any, replicas: int) -> bool:
+    """The budget allows a drain to evict at least one pod and keeps at least one."""
+    spec = get(budget, "spec")
+    most, least = _int(get(spec, "maxUnavailable")), _int(get(spec, "minAvailable"))
+    if most is not None:
+        return 1 <= most < replicas
+    return least is not None and 1 <= least < replicas
+
+
+def _selects(budget: Any, labels: Any) -> bool:
+    wanted = get(budget, "spec", "selector", "matchLabels")
+    return isinstance(wanted, Mapping) and isinstance(labels, Mapping) and bool(wanted) and \
+        all(labels.get(k) == v for k, v in wanted.items())
+
+
+def _self_healing(resources: list[PolicyResource]) -> Iterator[tuple[str, str]]:
+    """(urn, message) for every catalogue workload on Kubernetes that would not survive the
+    loss or drain of a node as its availability says (services.py, `availability`)."""
+    known = catalogue().services
+    budgets = [r for r in resources if r.resource_type == PDB]
+    for r in resources:
+        if r.resource_type not in (DEPLOYMENT, STATEFUL_SET):
+            continue
+        svc = known.get(get(r.props, "metadata", "name"))
+        if svc is None or svc.availability is None:
+            continue  # manacore-names reports a workload the catalogue does not know
+        a, spec = svc.availability, get(r.props, "spec")
+        replicas, pod = _int(get(spec, "replicas")), get(spec, "template", "spec")
+        if replicas is None:
+            continue  # unknown during a preview, or not set (one pod)
+        name = f"{r.name}: {svc.id}"
+        if a.copies == "one" or stateful(svc):
+            why = "must run once" if a.copies == "one" else "keeps data on a ReadWriteOnce claim"
+            if replicas > 1:
+                yield r.urn, f"{name} {why} but has {replicas} replicas"
+            if r.resource_type == DEPLOYMENT and get(spec, "strategy", "type") != "Recreate":
+                yield r.urn, (f"{name} must run once: use strategy Recreate (a rolling update "
+                              "would run two copies)")
+        else:
+            if a.importance == "user-facing" and replicas < HA_REPLICAS:
+                yield r.urn, (f"{name} is user-facing and may run several copies: it needs "
+                              f"{HA_REPLICAS} replicas or more, not {replicas}")
+            if get(spec, "strategy", "type") == "Recreate" or \
+                    get(spec, "strategy", "rollingUpdate", "maxUnavailable") not in (0, "0%"):
+                yield r.urn, (f"{name}: a rolling update must never drop below its replicas "
+                              "(rollingUpdate.maxUnavailable 0, maxSurge 1)")
+            if replicas > 1 and not _spread_over_nodes(pod):
+                yield r.urn, (f"{name}: its replicas must be spread over nodes (a topology "
+                              f"spread or anti-affinity on {HOSTNAME})")
+            labels = get(spec, "template", "metadata", "labels")
+            namespace = get(r.props, "metadata", "namespace")
+            if replicas > 1 and not any(
+                    _selects(b.props, labels) and get(b.props, "metadata", "namespace") == namespace
+                    and _budget_lets_one_go(b.props, replicas) for b in budgets):
+                yield r.urn, (f"{name}: no PodDisruptionBudget selects its pods that lets a "
+                              f"drain take one of its {replicas} replicas and keeps the rest")
+        if r.resource_type == DEPLOYMENT:
+            for taint in _fast_failover(pod):
+                yield r.urn, (f"{name}: tolerate {taint} (NoExecute) for at most "
+                              f"{MAX_FAILOVER_SECONDS} s, so it leaves a lost node within "
+                              "about a minute (Kubernetes' default is 300 s)")
+
+
+def _stack_policy(name: str, description: str,
+                  check: Callable[[list[PolicyResource]], Iterator[tuple[str, str]]]
+                  ) -> StackValidationPolicy:
+    def validate(args: StackValidationArgs, report_violation: ReportViolation) -> None:
+        for urn, message in check(args.resources):
+            report_violation(message, urn)
+
+    return StackValidationPolicy(name=name, description=description, validate=validate,
+                                 enforcement_level=EnforcementLevel.MANDATORY)
+
+
+POLICIES: list[ResourceValidationPolicy | StackValidationPolicy] = [
     _policy("manacore-names",
             "Containers are named manacore-{category}-{service}, volumes manacore-{service}-data "
             "(legacy volumes of the catalogue are adopted until migrated), Kubernetes workloads "
@@ -386,4 +500,10 @@ POLICIES: list[ResourceValidationPolicy] = [
             "Environment values that look like secrets (…PASSWORD, …SECRET, …TOKEN, …KEY, "
             "passwords in URLs) come from secret Outputs or Secret references, never literals.",
             _env),
+    _stack_policy("self-healing",
+                  "On Kubernetes, what services.py says of each service's availability holds: "
+                  "a user-facing service whose copies are interchangeable runs 2 replicas or "
+                  "more, spread over nodes, with a PodDisruptionBudget and surge-only rolling "
+                  "updates; one that must run once runs one pod, replaced, never doubled; "
+                  "stateless pods leave a lost node within a minute.", _self_healing),
 ]

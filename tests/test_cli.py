@@ -93,6 +93,29 @@ def test_budget_fits_and_fails_when_the_host_is_too_small(stack_dir) -> None:
     assert "more than the host budget 4Gi" in tight.output
 
 
+def test_the_k3s_budget_counts_every_replica(stack_dir) -> None:
+    """Issue 26: on Kubernetes every replica reserves its memory; the budget, validate and the
+    program count pods, Docker one container per service."""
+    from catalog.units import format_bytes
+    from tests.conftest import resolved
+
+    k3s = resolved("k3s")
+    pods = sum(s.replicas for s in k3s.containers)
+    total = sum((s.memory or 0) * s.replicas for s in k3s.containers)
+    assert pods > len(k3s.containers)
+    ok = invoke("budget", "--stack", "k3s")
+    assert ok.exit_code == 0, ok.output
+    assert re.search(rf"^total +{len(k3s.containers)} +{pods} +{re.escape(format_bytes(total))} ",
+                     ok.output, re.M), ok.output
+    path = stack_dir / "Pulumi.k3s.yaml"
+    # room for one copy of each, not for the replicas: refused by budget and validate alike
+    one_each = sum(s.memory or 0 for s in k3s.containers) // 2**20 + 1
+    path.write_text(path.read_text().replace("memoryBudget: 24Gi", f"memoryBudget: {one_each}Mi"))
+    for command in ("budget", "validate"):
+        tight = invoke(command, "--stack", "k3s")
+        assert tight.exit_code == 1 and "memory-budget" in tight.output, (command, tight.output)
+
+
 def test_render_defaults_to_the_stack_of_its_export_and_refuses_the_other(tmp_path) -> None:
     helm = invoke("render", "helm", "--out", str(tmp_path / "h"))
     assert helm.exit_code == 0, helm.output

@@ -205,6 +205,40 @@ def test_schema_rejects_unknown_values(chart):
     assert result.returncode != 0 and "nope" in result.stderr
 
 
+def test_replicas_budgets_and_failover_are_values(chart, estate, default):
+    """Issue 26: replicas, each budget and the failover time are values the schema checks; a
+    budget exists only while its service has two replicas or more; a service that must run
+    once cannot be given a second pod."""
+    values = yaml.safe_load((chart / "values.yaml").read_text())
+    schema = json.loads((chart / "values.schema.json").read_text())
+    assert values["failoverSeconds"] == 15
+    budgets = {o["metadata"]["name"] for o in default if o["kind"] == "PodDisruptionBudget"}
+    assert budgets == {s.name for s in estate.containers if s.replicas > 1}
+    for s in estate.containers:
+        v = values["services"][key(s.id)]
+        assert v.get("replicas") == (None if s.workload == "daemon" else s.replicas), s.id
+        assert ("podDisruptionBudget" in v) == (s.availability.copies == "many" and
+                                                not s.stateful and s.workload == "service")
+    assert "podDisruptionBudget" in schema["$defs"]["Scalable"]["properties"]
+    assert schema["$defs"]["Single"]["properties"]["replicas"]["maximum"] == 1
+    one = template(chart, "--set", "services.chatWeb.replicas=1", "--set", "failoverSeconds=30",
+                   "--set", "services.auth.replicas=3",
+                   "--set", "services.auth.podDisruptionBudget.maxUnavailable=2")
+    objs = by_key(one)
+    assert ("PodDisruptionBudget", "manacore-apps", "chat-web") not in objs
+    assert objs[("Deployment", "manacore-apps", "chat-web")]["spec"]["replicas"] == 1
+    assert objs[("Deployment", "manacore-core", "auth")]["spec"]["replicas"] == 3
+    assert objs[("PodDisruptionBudget", "manacore-core", "auth")]["spec"]["maxUnavailable"] == 2
+    tolerations = objs[("Deployment", "manacore-apps", "chat-web")]["spec"]["template"][
+        "spec"]["tolerations"]
+    assert {t["tolerationSeconds"] for t in tolerations} == {30}
+    for wrong, word in (("services.postgres.replicas=2", "replicas"),
+                        ("services.auth.podDisruptionBudget.maxUnavailable=0", "maxUnavailable"),
+                        ("failoverSeconds=-1", "failoverSeconds")):
+        result = helm("template", RELEASE, str(chart), "--set", wrong, check=False)
+        assert result.returncode != 0 and word in result.stderr, (wrong, result.stderr)
+
+
 def test_single_namespace_mode(chart):
     objs = template(chart, "--set", "namespaces.mode=single")
     assert {o["metadata"].get("namespace") for o in objs} == {NAMESPACE}

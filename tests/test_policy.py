@@ -20,8 +20,11 @@ from pulumi.runtime.proto import analyzer_pb2_grpc
 from pulumi_policy import (
     EnforcementLevel,
     PolicyCustomTimeouts,
+    PolicyResource,
     PolicyResourceOptions,
     ResourceValidationArgs,
+    StackValidationArgs,
+    StackValidationPolicy,
 )
 from pulumi_policy.deserialize import SPECIAL_SECRET_SIG, SPECIAL_SIG_KEY
 from pulumi_policy.proxy import UnknownValueError, unknown_checking_proxy
@@ -32,6 +35,7 @@ POLICY_DIR = Path(__file__).resolve().parent.parent / "policy"
 sys.path.insert(0, str(POLICY_DIR))  # how `pulumi` runs the pack: policy/ first on sys.path
 mp = importlib.import_module("manacore_policies")
 POLICIES = {p.name: p for p in mp.POLICIES}
+RESOURCE_POLICIES = {n for n, p in POLICIES.items() if not isinstance(p, StackValidationPolicy)}
 
 CONTAINER, VOLUME, IMAGE = mp.CONTAINER, mp.VOLUME, mp.REMOTE_IMAGE
 DEPLOYMENT, STATEFUL_SET = "kubernetes:apps/v1:Deployment", mp.STATEFUL_SET
@@ -179,11 +183,13 @@ def test_policy_case(policy, type_, props, protect, expected):
 
 def test_every_policy_has_a_passing_and_a_failing_case():
     outcomes = {(c[0], c[4] is None) for c in CASES}
-    assert {(name, ok) for name in POLICIES for ok in (True, False)} <= outcomes
+    assert {(name, ok) for name in RESOURCE_POLICIES for ok in (True, False)} <= outcomes
+    # the stack policy: test_self_healing_*
+    assert set(POLICIES) - RESOURCE_POLICIES == {"self-healing"}
 
 
 def test_the_hard_rules_are_mandatory():
-    assert len(POLICIES) == len(mp.POLICIES) == 6
+    assert len(POLICIES) == len(mp.POLICIES) == 7
     assert {p.enforcement_level for p in mp.POLICIES} == {EnforcementLevel.MANDATORY}
 
 
@@ -282,19 +288,29 @@ def test_the_served_pack_blocks_literal_secrets_and_lets_secret_outputs_pass(ser
 
 def check_registrations(registrations: list[Registration]) -> dict[str, list[str]]:
     """Every policy over every registration, as the engine would send them to the pack (reads
-    of existing resources, `Resource.get`, are not analysed: they create nothing)."""
+    of existing resources, `Resource.get`, are not analysed: they create nothing): resource
+    policies one by one, stack policies over all of them (their inputs standing for the
+    outputs, as the mocks return them)."""
     found: dict[str, list[str]] = {}
+    resources = []
     for r in (r for r in registrations if not r.read_id):
         opts = PolicyResourceOptions(r.protect, r.ignore_changes, None, [],
                                      PolicyCustomTimeouts(0, 0, 0), [], r.parent or None)
-        args = ResourceValidationArgs(r.type, unknown_checking_proxy(mp.marked(r.inputs)),
-                                      r.urn, r.name, opts, None)
+        props = unknown_checking_proxy(mp.marked(r.inputs))
+        args = ResourceValidationArgs(r.type, props, r.urn, r.name, opts, None)
+        resources.append(PolicyResource(r.type, props, r.urn, r.name, opts, None, None, [], {}))
         for policy in mp.POLICIES:
+            if isinstance(policy, StackValidationPolicy):
+                continue
             try:
                 policy.validate(args, lambda message, urn=None, p=policy.name:
                                 found.setdefault(p, []).append(message))
             except UnknownValueError as exc:  # the SDK would downgrade this to advisory
                 found.setdefault(policy.name, []).append(f"unknown: {exc.message}")
+    for policy in mp.POLICIES:
+        if isinstance(policy, StackValidationPolicy):
+            policy.validate(StackValidationArgs(resources), lambda message, urn=None,
+                            p=policy.name: found.setdefault(p, []).append(message))
     return found
 
 
@@ -325,3 +341,74 @@ def test_a_breach_in_the_real_program_is_caught(stack_run):
                           "stateful-storage-protected"}
     assert all(m.startswith(("manacore-infra-postgres:", f"{volume.name}:"))
                for messages in found.values() for m in messages)
+
+
+def k3s_workloads(registrations: list[Registration]) -> dict[str, Registration]:
+    """The k3s registrations of workloads and disruption budgets, by Kubernetes kind/name."""
+    return {f"{r.type.rsplit(':', 1)[1]}/{r.inputs['metadata']['name']}": r
+            for r in registrations if r.type in (DEPLOYMENT, STATEFUL_SET, mp.PDB)}
+
+
+def test_self_healing_holds_for_the_real_k3s_program_and_is_not_vacuous(stack_run):
+    """What services.py says of availability, on what the k3s program registers: each breach
+    an adapter bug could bring is named with its workload."""
+    regs = copy.deepcopy(stack_run("k3s").registrations)
+    k = k3s_workloads(regs)
+    assert "PodDisruptionBudget/auth" in k and "PodDisruptionBudget/postgres" not in k
+    del regs[regs.index(k["PodDisruptionBudget/auth"])]  # auth loses its budget
+    k["Deployment/gateway"].inputs["spec"]["replicas"] = 1.0  # user-facing with one copy
+    k["Deployment/chat-web"].inputs["spec"]["strategy"] = {"type": "Recreate"}
+    del k["Deployment/todo-web"].inputs["spec"]["template"]["spec"]["topologySpreadConstraints"]
+    k["Deployment/search"].inputs["spec"]["template"]["spec"]["tolerations"][1][
+        "tolerationSeconds"] = 300.0  # Kubernetes' default for unreachable
+    k["StatefulSet/postgres"].inputs["spec"]["replicas"] = 2.0  # a second postmaster
+    k["Deployment/telegram-ollama-bot"].inputs["spec"]["strategy"] = {
+        "type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1.0, "maxUnavailable": 0.0}}
+    budget = k["PodDisruptionBudget/matrix-web"].inputs["spec"]
+    budget["maxUnavailable"] = 0.0  # a budget that blocks every drain
+    found = check_registrations(regs)
+    assert set(found) == {"self-healing"}
+    messages = sorted(found["self-healing"])
+    expected = [
+        ("auth", "no PodDisruptionBudget"), ("chat-web", "must never drop below"),
+        ("gateway", "needs 2 replicas or more, not 1"), ("matrix-web", "no PodDisruptionBudget"),
+        ("postgres", "must run once but has 2 replicas"),
+        ("search", "tolerate node.kubernetes.io/unreachable"),
+        ("telegram-ollama-bot", "use strategy Recreate"), ("todo-web", "spread over nodes")]
+    assert len(messages) == len(expected), messages
+    for service, fragment in expected:
+        assert [m for m in messages if m.split(": ")[1].split()[0].rstrip(":") == service
+                and fragment in m], (service, messages)
+
+
+def test_self_healing_accepts_anti_affinity_and_min_available():
+    """Other spellings of the same promise pass: required anti-affinity instead of a spread,
+    a budget by minAvailable."""
+    labels = {"app.kubernetes.io/name": "auth"}
+    pod = {"affinity": {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+        {"topologyKey": "kubernetes.io/hostname", "labelSelector": {"matchLabels": labels}}]}},
+        "tolerations": [{"key": t, "operator": "Exists", "effect": "NoExecute",
+                         "tolerationSeconds": 30.0} for t in mp.NODE_LOSS_TAINTS]}
+    deployment = {"metadata": {"name": "auth", "namespace": "manacore-core"}, "spec": {
+        "replicas": 3.0, "strategy": {"type": "RollingUpdate", "rollingUpdate": {
+            "maxUnavailable": 0.0, "maxSurge": 1.0}},
+        "template": {"metadata": {"labels": {**labels, "x": "y"}}, "spec": pod}}}
+    budget = {"metadata": {"name": "auth", "namespace": "manacore-core"},
+              "spec": {"minAvailable": 2.0, "selector": {"matchLabels": labels}}}
+
+    def check(*resources: tuple[str, dict[str, Any]]) -> list[str]:
+        opts = options()
+        found: list[str] = []
+        POLICIES["self-healing"].validate(StackValidationArgs([
+            PolicyResource(type_, unknown_checking_proxy(mp.marked(props)), f"urn:{i}",
+                           f"r{i}", opts, None, None, [], {})
+            for i, (type_, props) in enumerate(resources)]),
+            lambda message, urn=None: found.append(message))
+        return found
+
+    assert check((DEPLOYMENT, deployment), (mp.PDB, budget)) == []
+    budget["spec"]["minAvailable"] = 3.0  # all of them: a drain could never evict one
+    assert "no PodDisruptionBudget" in check((DEPLOYMENT, deployment), (mp.PDB, budget))[0]
+    budget["metadata"]["namespace"] = "manacore-apps"
+    budget["spec"]["minAvailable"] = 1.0  # right numbers, wrong namespace
+    assert "no PodDisruptionBudget" in check((DEPLOYMENT, deployment), (mp.PDB, budget))[0]

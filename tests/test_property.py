@@ -13,6 +13,8 @@ from catalog.model import (
     http,
     image,
     lazy,
+    many,
+    once,
     own,
     port,
     service,
@@ -62,6 +64,8 @@ def estates(draw) -> Estate:
             memory=draw(st.sampled_from(["32Mi", "128Mi", "1Gi"])),
             volumes=[Volume(path="/data")] if stateful else [],
             public=Public(host=sid) if draw(st.booleans()) else None,
+            availability=draw(st.sampled_from([many("user-facing", "a generated test service"),
+                                               once("user-facing", "a generated test service")])),
         ))
     return Estate(services=tuple(services))
 
@@ -75,6 +79,8 @@ def test_generated_estates_validate_and_resolve(generated: Estate) -> None:
         assert {s.id for s in r.services} == {s.id for s in generated.services}
         assert len({s.host for s in r.services}) == len(r.services)
         for s in r.services:
+            many_copies = s.availability.copies == "many" and not s.stateful
+            assert s.replicas == (2 if stack is K3S and many_copies else 1), s.id
             for dep in s.hard:
                 assert r[dep].tier < s.tier
             for key, value in s.env.items():

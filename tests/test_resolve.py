@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from catalog.load import load_stack
-from catalog.model import hard, http, lazy, own, port, service
+from catalog.model import hard, http, lazy, many, once, own, port, service
 from catalog.resolve import SecretRef, resolve
 from catalog.schema import NAMESPACES
 from tests.estates import K3S, MACMINI, base_services, estate
@@ -67,12 +67,26 @@ def test_tiers_follow_the_graph() -> None:
 
 def test_a_deeper_hard_chain_pushes_the_tier_up() -> None:
     bot = service(id="bot", category="matrix", role="matrix", image=own("bot"),
-                  ports=[port(4010)], needs=[hard("gateway")], health=http("/"), memory="64Mi")
+                  ports=[port(4010)], needs=[hard("gateway")], health=http("/"), memory="64Mi",
+                  availability=once("user-facing", "one bot account, one poller"))
     worker = service(id="worker", category="matrix", role="matrix", image=own("worker"),
-                     needs=[lazy("bot")], memory="64Mi")
+                     needs=[lazy("bot")], memory="64Mi",
+                     availability=many("background", "a stateless test worker"))
     r = resolve(estate([*base_services(), bot, worker]), MACMINI)
     assert r["bot"].tier == 4  # one after the gateway it waits for
     assert r["worker"].tier == 1  # lazy needs never delay a start
+
+
+def test_replicas_on_kubernetes_follow_availability_and_docker_runs_one() -> None:
+    """User-facing stateless services whose copies are interchangeable run two pods on
+    Kubernetes; what must run once, keeps data or few miss runs one; Docker always one."""
+    k3s = resolve(estate(gateway={"replicas": 3}), K3S)
+    assert {s.id: s.replicas for s in k3s.containers} == {
+        "postgres": 1, "redis": 1, "auth": 2, "gateway": 3, "notes-backend": 2, "notes-web": 2}
+    operator = resolve(estate(**{"notes-web": {"public": None, "availability": many(
+        "operator", "assumed of our test apps: stateless")}}), K3S)
+    assert operator["notes-web"].replicas == 1
+    assert {s.replicas for s in resolve(estate(), MACMINI).containers} == {1}
 
 
 @pytest.mark.parametrize("stack", ["macmini", "k3s"])

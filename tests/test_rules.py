@@ -13,12 +13,14 @@ from catalog.model import (
     hard,
     image,
     lazy,
+    many,
+    once,
     port,
     secret,
     url_of,
 )
 from catalog.rules import EstateError, check, validate
-from tests.estates import MACMINI, base_services, estate
+from tests.estates import MACMINI, STATELESS, base_services, estate
 
 # (rule, changes to the base estate, a fragment the message must contain, the service named)
 BROKEN = [
@@ -75,6 +77,17 @@ BROKEN = [
      "notes-backend"),
     ("internet", {"ollama": {"internet": "model downloads"}}, "drop internet", "ollama"),
     ("internet", {"auth": {"internet": "yes"}}, "say what it reaches and why", "auth"),
+    ("availability", {"gateway": {"availability": None}}, "declare availability", "gateway"),
+    ("availability", {"gateway": {"availability": many("user-facing", "stateless")}},
+     "where upstream confirms it", "gateway"),
+    ("availability", {"postgres": {"replicas": 2}}, "it must run once", "postgres"),
+    ("availability", {"notes-backend": {"volumes": [Volume(path="/data")], "replicas": 2}},
+     "ReadWriteOnce claim", "notes-backend"),
+    ("availability", {"gateway": {"replicas": 1}}, "runs at least 2", "gateway"),
+    ("availability", {"notes-web": {"availability": many("operator", STATELESS)}},
+     "public without Access", "notes-web"),
+    ("availability", {"redis": {"availability": once("background", "one server, one copy")}},
+     "user-facing auth waits for it", "redis"),
 ]
 
 

@@ -73,6 +73,8 @@ class HelmForm:
             return ".Values.namespaces.create"
         if kind == "netpol":
             return ".Values.networkPolicy.enabled"
+        if kind == "replicated":
+            return f"gt (int {_svc(self.estate[args[0]])}.replicas) 1"
         raise ValueError(f"unknown condition {cond}")
 
     def condition(self, when: tuple[Cond, ...]) -> str | None:
@@ -111,6 +113,12 @@ class HelmForm:
 
     def replicas(self, s: ResolvedService) -> Any:
         return Raw(f"{{{{ {_svc(s)}.replicas }}}}")
+
+    def max_unavailable(self, s: ResolvedService) -> Any:
+        return Raw(f"{{{{ {_svc(s)}.podDisruptionBudget.maxUnavailable }}}}")
+
+    def failover_seconds(self) -> Any:
+        return Raw("{{ .Values.failoverSeconds }}")
 
     def resources(self, s: ResolvedService) -> Any:
         return Raw(f"{{{{ toJson {_svc(s)}.resources }}}}")

@@ -8,7 +8,15 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from catalog.resolve import URL_SAFE, ResolvedEstate, ResolvedService
-from exports.kubernetes import PULL_POLICY, WAIT_IMAGE, namespaces, plain_env, resources
+from exports.kubernetes import (
+    MAX_UNAVAILABLE,
+    PULL_POLICY,
+    WAIT_IMAGE,
+    interchangeable,
+    namespaces,
+    plain_env,
+    resources,
+)
 
 
 class _Values(BaseModel):
@@ -43,10 +51,17 @@ class External(_Values):
     ports: dict[str, int] = Field({}, description="port name → port, where it differs")
 
 
+class DisruptionBudget(_Values):
+    maxUnavailable: int = Field(MAX_UNAVAILABLE, ge=1, description="pods a drain or upgrade may "
+                                "take at once (1 or more: 0 would block every drain of their "
+                                "nodes); the budget exists while replicas is 2 or more")
+
+
 class Workload(_Values):
+    """A service that runs on every node (a DaemonSet): no replica count."""
+
     enabled: bool = True
     image: Image
-    replicas: int | None = Field(None, ge=0)
     resources: Resources
     persistence: dict[str, Claim] = {}
     hostnames: list[str] = Field([], description="public hostnames (empty: <host>.<domain>); "
@@ -59,6 +74,32 @@ class Workload(_Values):
     secretKeys: list[str] = Field([], description="informational: the keys this service "
                                                   "reads from its Secret")
     external: External = External()
+
+
+class Single(Workload):
+    """A service that runs as one pod: it must run once (a single database or server process,
+    a bot, a scheduler), or one pod mounts its ReadWriteOnce claim. The chart README says
+    why for each."""
+
+    replicas: int = Field(1, ge=0, le=1, description="0 or 1: this service runs as one pod "
+                          "(see the chart README, Availability)")
+
+
+class Scalable(Workload):
+    """A service whose copies are interchangeable: several replicas spread over nodes, with a
+    disruption budget and surge-only rolling updates."""
+
+    replicas: int = Field(ge=0, description="pods, spread over nodes; 2 or more keep it "
+                          "serving through the loss, drain or upgrade of a node")
+    podDisruptionBudget: DisruptionBudget = DisruptionBudget()
+
+
+def workload_model(s: ResolvedService) -> type[_Values]:
+    if s.native:
+        return Native
+    if s.workload == "daemon":
+        return Workload
+    return Scalable if interchangeable(s) else Single
 
 
 class Native(_Values):
@@ -89,7 +130,7 @@ def model(estate: ResolvedEstate) -> type[BaseModel]:
     """The values model: one field per service and per secret, so a typo is an error."""
     services = create_model(  # type: ignore[call-overload]
         "Services", __config__=ConfigDict(extra="forbid"),
-        **{key(s.id): (Native if s.native else Workload, ...) for s in estate.services})
+        **{key(s.id): (workload_model(s), ...) for s in estate.services})
     in_urls = set(estate.url_secrets)
     secrets = create_model(  # type: ignore[call-overload]
         "Secrets", __config__=ConfigDict(extra="forbid"),
@@ -127,6 +168,8 @@ def service_values(s: ResolvedService, text: Any) -> dict[str, Any]:
     out: dict[str, Any] = {"enabled": True, "image": _image(s.image)}
     if s.workload != "daemon":
         out["replicas"] = s.replicas
+    if interchangeable(s):
+        out["podDisruptionBudget"] = {"maxUnavailable": MAX_UNAVAILABLE}
     out["resources"] = resources(s)
     claims = {v.claim: {"size": v.size, "storageClass": ""} for v in s.volumes if v.stateful}
     if claims:

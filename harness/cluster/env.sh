@@ -11,7 +11,9 @@ PKI=$RUN/pki
 LOGS=$RUN/logs
 KUBECONFIG_FILE=$RUN/admin.kubeconfig
 
-NODES=${MANACORE_NODES:-2}           # real nodes node-1 … node-$NODES
+# real nodes node-1 … node-$NODES: three, so that the estate (two copies of each user-facing
+# service) still fits on the others' CPU requests while one is drained or lost
+NODES=${MANACORE_NODES:-3}
 BRIDGE=mcnodes0                      # the nodes' network, on this host
 HOST_IP=100.64.100.1                 # this host on it: the API server's address
 NODE_PREFIX=24

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shutil
 import subprocess
@@ -189,9 +190,57 @@ def node_images(engine: Engine, cluster: Cluster,
     return refs
 
 
+REAL_NODE = re.compile(r"node-\d+")  # harness/cluster/env.sh: real nodes node-1 … node-N
+
+
+@dataclass
+class Nodes:
+    """The real nodes a test may drain or lose (`scripts/cluster node …`)."""
+
+    cluster: Cluster
+    names: tuple[str, ...]
+
+    def _node(self, verb: str, name: str) -> None:
+        subprocess.run([ROOT / "scripts" / "cluster", "node", verb, name.removeprefix("node-")],
+                       check=True, capture_output=True, timeout=300)
+
+    def stop(self, name: str) -> None:
+        """The node dies at once, as when its power goes: every process of it, its pods too,
+        SIGKILLed; its Node stops answering."""
+        self._node("kill", name)
+
+    def start(self, name: str) -> None:
+        """The node boots again (its disk kept) and rejoins; a no-op on a running one."""
+        self._node("up", name)
+
+
+@pytest.fixture(scope="module")
+def nodes(cluster: Cluster) -> Iterator[Nodes]:
+    """The real nodes of the self-healing tests; afterwards every one runs and is schedulable
+    again."""
+    names = tuple(sorted(n["metadata"]["name"] for n in cluster.items("nodes")
+                         if REAL_NODE.fullmatch(n["metadata"]["name"])))
+    if len(names) < 2:
+        _unavailable(f"real nodes: {names}; a node's loss needs two at least")
+    found = Nodes(cluster, names)
+    yield found
+    for name in names:
+        found.start(name)
+        cluster.kubectl("uncordon", name)
+
+
 HELM = ROOT / ".venv" / "bin" / "helm"
 RELEASE = "manacore"  # the chart's release in the suite's cluster
 RELEASE_NS = "manacore-release"  # where helm keeps its record
+
+
+@pytest.fixture(scope="module")
+def chart(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The chart as `manacore render helm --stack k3s` writes it."""
+    out = tmp_path_factory.mktemp("chart")
+    subprocess.run([ROOT / ".venv" / "bin" / "manacore", "render", "helm", "--stack", "k3s",
+                    "--out", str(out)], check=True, capture_output=True)
+    return out / "manacore"
 
 
 WORKLOADS = "deployments,statefulsets,daemonsets"

@@ -7,7 +7,6 @@ Names, ports and hosts come from the resolved model (`catalog.resolve`), never r
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -19,7 +18,6 @@ from catalog.resolve import ResolvedService
 from catalog.settings import ROOT
 from tests.realengine.conftest import Cluster
 
-REAL_NODE = re.compile(r"node-\d+")  # harness/cluster/env.sh: real nodes node-1 … node-N
 T = TypeVar("T")
 
 

@@ -27,8 +27,8 @@ import pytest
 import yaml
 
 from catalog.settings import ROOT
-from tests.realengine.conftest import Cluster
-from tests.realengine.pods import REAL_NODE, cluster_fact, until
+from tests.realengine.conftest import REAL_NODE, Cluster
+from tests.realengine.pods import cluster_fact, until
 
 pytestmark = pytest.mark.kube_cluster
 

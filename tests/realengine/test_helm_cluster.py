@@ -29,6 +29,7 @@ from exports.helm.values import key as values_key
 from tests.conftest import resolved
 from tests.realengine.conftest import (
     HELM,
+    REAL_NODE,
     RELEASE,
     RELEASE_NS,
     WORKLOADS,
@@ -38,7 +39,6 @@ from tests.realengine.conftest import (
     not_ready,
 )
 from tests.realengine.pods import (
-    REAL_NODE,
     can_connect,
     exec_in,
     instance_pods,
@@ -89,12 +89,6 @@ def diagnose(cluster: Cluster) -> str:
     return "\n".join(lines)
 
 
-def chart_dir(tmp: Path) -> Path:
-    subprocess.run([ROOT / ".venv" / "bin" / "manacore", "render", "helm", "--stack", "k3s",
-                    "--out", str(tmp)], check=True, capture_output=True)
-    return tmp / "manacore"
-
-
 def ours(cluster: Cluster, kinds: str) -> list[dict[str, Any]]:
     return cluster.items(kinds, "-A", "-l", f"app.kubernetes.io/instance={RELEASE}")
 
@@ -113,11 +107,6 @@ def install(cluster: Cluster, chart: Path, *args: str, verb: str = "install") ->
     cluster.kubectl("apply", "--server-side", "--force-conflicts", "--dry-run=server",
                     "--validate=strict", "-f", "-", input=rendered, timeout=600)
     return took
-
-
-@pytest.fixture(scope="module")
-def chart(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return chart_dir(tmp_path_factory.mktemp("chart"))
 
 
 @pytest.fixture(scope="module")

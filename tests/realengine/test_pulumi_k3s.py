@@ -23,6 +23,7 @@ from tests.conftest import resolved
 from tests.harness import run_program
 from tests.realengine.conftest import (
     HELM,
+    REAL_NODE,
     RELEASE_NS,
     WORKLOADS,
     Cluster,
@@ -31,7 +32,7 @@ from tests.realengine.conftest import (
     not_ready,
     random_env,
 )
-from tests.realengine.pods import REAL_NODE, exec_in, ready, restarts, until
+from tests.realengine.pods import exec_in, ready, restarts, until
 from tests.realengine.pulumi_cli import PulumiStack
 
 
@@ -146,10 +147,12 @@ def test_a_memory_change_rolls_exactly_that_workload(k3s: PulumiStack, cluster: 
     """A user edits one service's memory in services.py: the preview updates that Deployment
     (and nothing else), and `up` rolls it."""
     catalogue = (ROOT / "services.py").read_text()
-    before = 'memory="192Mi",\n        public=Public(host="api"),'
-    assert catalogue.count(before) == 1
+    at = catalogue.index('id="gateway"')  # the gateway's declaration: its memory follows
+    memory = catalogue.index('memory="192Mi"', at)
+    assert catalogue.index("service(", at) > memory  # still inside the gateway's declaration
     copy = k3s.workdir / "services.py"
-    copy.write_text(catalogue.replace(before, before.replace("192Mi", "320Mi")))
+    copy.write_text(catalogue[:memory] + 'memory="320Mi"' +
+                    catalogue[memory + len('memory="192Mi"'):])
     try:
         plan = k3s.preview_json()
         changed = sorted(f"{s['op']} {s['urn'].rsplit('::', 1)[-1]}" for s in plan["steps"]
@@ -190,8 +193,9 @@ def test_refresh_shows_and_up_repairs_drift(k3s: PulumiStack, cluster: Cluster) 
 def test_the_policy_pack_runs_in_the_real_analyzer(k3s: PulumiStack) -> None:
     """The CrossGuard pack passes the stack as it is. No stack setting gets a violation past
     the program's own rules (an unpinned `tag` stops the program before the analyzer sees a
-    resource), so the violation is an adapter bug: claims registered without `protect`, which
-    the analyzer rejects before anything changes."""
+    resource), so the violations are adapter or mapping bugs: claims registered without
+    `protect`, rolling updates that may drop a replica (the stack policy `self-healing`), each
+    rejected by the analyzer before anything changes."""
     analyzer = str(k3s.workdir / "policy" / "analyzer")
     clean = k3s.preview("--policy-pack", analyzer)
     assert "manacore-conventions" in clean.stdout
@@ -202,17 +206,31 @@ def test_the_policy_pack_runs_in_the_real_analyzer(k3s: PulumiStack) -> None:
         assert "must be a pinned release" in unpinned.stderr
     finally:
         k3s.config({"tag": resolved("k3s").settings.tag})
-    adapter = k3s.workdir / "components" / "kubernetes.py"
-    source = adapter.read_text()
-    assert source.count("protect=obj.stateful or None") == 1
-    adapter.write_text(source.replace("protect=obj.stateful or None", "protect=None"))
-    try:
-        bug = k3s.preview("--policy-pack", analyzer, check=False)
-    finally:
-        adapter.write_text(source)
-    assert bug.returncode != 0
-    assert "stateful claim is not protected" in bug.stdout + bug.stderr
-    assert "mandatory" in (bug.stdout + bug.stderr).lower()
+
+    def preview_with_bug(path: str, right: str, wrong: str) -> str:
+        """The pack's verdict on a preview of the project with `right` replaced by `wrong` in
+        one file (an adapter or mapping bug): refused, and its output."""
+        file = k3s.workdir / path
+        source = file.read_text()
+        assert source.count(right) == 1
+        file.write_text(source.replace(right, wrong))
+        try:
+            bug = k3s.preview("--policy-pack", analyzer, check=False)
+        finally:
+            file.write_text(source)
+        assert bug.returncode != 0
+        return bug.stdout + bug.stderr
+
+    unprotected = preview_with_bug("components/kubernetes.py", "protect=obj.stateful or None",
+                                   "protect=None")
+    assert "stateful claim is not protected" in unprotected
+    assert "mandatory" in unprotected.lower()
+    # the stack policy too (it sees every resource at once): a mapping whose rolling updates
+    # may drop a replica is stopped before anything changes
+    surge = '"rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}'
+    dropping = preview_with_bug("exports/kubernetes.py", surge,
+                                surge.replace('"maxUnavailable": 0', '"maxUnavailable": 1'))
+    assert "self-healing" in dropping and "must never drop below its replicas" in dropping
 
 
 def test_protected_claims_refuse_destroy_and_survive_it(
@@ -231,7 +249,7 @@ def test_protected_claims_refuse_destroy_and_survive_it(
 
 
 KINDS = "namespaces,configmaps,secrets,services,deployments,statefulsets,daemonsets,pvc," \
-        "networkpolicies,endpointslices"
+        "networkpolicies,endpointslices,poddisruptionbudgets"
 DROP_META = ("uid", "resourceVersion", "generation", "creationTimestamp", "managedFields")
 DROP_PREFIXES = ("meta.helm.sh/", "pulumi.com/", "deployment.kubernetes.io/",
                  "kubectl.kubernetes.io/", "pv.kubernetes.io/", "volume.kubernetes.io/",
