@@ -7,7 +7,8 @@ or a replacement after `pulumi refresh`.
 Compose and the provider build the create request themselves, and differ where neither is the
 engine's doing: Compose creates a container on its first network, the provider on `bridge` and
 then moves it (`networkMode` is compared only where the adapter sets it); Compose adds labels of
-its own and writes extra hosts as `host=ip` (read both ways).
+its own, writes extra hosts as `host=ip` (read both ways) and sends a mount without options as
+a `Binds` line (`name:/path:rw`) where the provider sends `Mounts` (read as the mount it is).
 """
 
 from __future__ import annotations
@@ -66,13 +67,26 @@ def mismatches(estate: Estate, run: Run) -> tuple[list[str], int]:
         inputs = {**inputs, "image": image_ids[image]}
         if "networkMode" not in inputs:  # the provider's default, not Compose's: see above
             inputs["networkMode"] = inspect["HostConfig"]["NetworkMode"]
-        state = reported(inspect)
+        state = reported(binds_as_mounts(inspect))
         for field, (want, have) in differences(state, inputs).items():
             problems.append(f"{name}: {field}: registered {json.dumps(want)}, the engine "
                             f"reports {json.dumps(have)}")
         compared += len(inputs)
         problems += [f"{name}: {p}" for p in _kept(estate, inspect, inputs, image)]
     return problems, compared
+
+
+def binds_as_mounts(inspect: dict[str, Any]) -> dict[str, Any]:
+    """`inspect` with each `HostConfig.Binds` line as the `Mounts` entry the provider would
+    have sent for it: `source:target[:options]`, a bind when the source is a path."""
+    host = inspect["HostConfig"]
+    mounts = list(host.get("Mounts") or [])
+    for line in host.get("Binds") or []:
+        source, target, *rest = line.split(":")
+        options = rest[0].split(",") if rest else []
+        mounts.append({"Type": "bind" if source.startswith("/") else "volume",
+                       "Source": source, "Target": target, "ReadOnly": "ro" in options})
+    return {**inspect, "HostConfig": {**host, "Mounts": mounts, "Binds": None}}
 
 
 def _kept(estate: Estate, inspect: dict[str, Any], inputs: dict[str, Any],
