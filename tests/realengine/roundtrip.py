@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import subprocess
 import tarfile
 from typing import Any
@@ -24,6 +25,7 @@ from tests.harness import Registration, Run, unwrap
 from tests.realengine.conftest import Estate
 
 CONTAINER = "docker:index/container:Container"
+IMAGE_ID = re.compile(r"sha256:[0-9a-f]{64}")
 IMAGE = "docker:index/remoteImage:RemoteImage"
 
 
@@ -53,7 +55,6 @@ def mismatches(estate: Estate, run: Run) -> tuple[list[str], int]:
     regs = run.of_type(CONTAINER)
     names = [r.plain()["name"] for r in regs]
     found = {c["Name"].lstrip("/"): c for c in estate.engine.inspect(*names)}
-    image_ids = {}
     problems: list[str] = []
     compared = 0
     for reg in regs:
@@ -61,10 +62,13 @@ def mismatches(estate: Estate, run: Run) -> tuple[list[str], int]:
         name = inputs["name"]
         inspect = found[name]
         image = _image_name(run, reg)
-        if image not in image_ids:
-            image_ids[image] = estate.engine.inspect(image, kind="image")[0]["Id"]
-        # the adapter registers the RemoteImage's ID, which mocks cannot know
-        inputs = {**inputs, "image": image_ids[image]}
+        # The adapter registers the RemoteImage's `imageId`, the pulled image's ID (mocks cannot
+        # know it; and on the shared engine a tag may move after the container was created):
+        # the provider compares it with the container's image ID, which must be spelled alike
+        if not IMAGE_ID.fullmatch(inspect["Image"]):
+            problems.append(f"{name}: image: the engine reports {inspect['Image']!r}, not an "
+                            "image ID like RemoteImage's imageId")
+        inputs = {**inputs, "image": inspect["Image"]}
         if "networkMode" not in inputs:  # the provider's default, not Compose's: see above
             inputs["networkMode"] = inspect["HostConfig"]["NetworkMode"]
         state = reported(binds_as_mounts(inspect))
