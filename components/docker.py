@@ -2,8 +2,11 @@
 container on one Docker host, through an explicit `docker.Provider` (`dockerHost` setting).
 
 Container facts come from the resolved spec; how they are spelt for the Docker engine (health
-probe, durations, MiB, host gateway, subpath preparation) comes from `exports.compose`, so the
-Pulumi stack and the Compose export cannot drift apart.
+probe, durations, MiB and memory+swap, capabilities, stop grace, port order, host gateway,
+subpath preparation) comes from `exports.compose`, so the Pulumi stack and the Compose export
+cannot drift apart. Every input is spelled as the engine reports it back: the provider refreshes
+its state from `docker inspect`, so the next preview compares the engine's spelling with the
+program's (tests/realengine/test_compose_estate.py, tests/test_docker_state.py).
 """
 
 from __future__ import annotations
@@ -29,14 +32,16 @@ from exports.compose import (
     healthcheck,
     inits_needed,
     memory_mb,
+    memory_swap_mb,
     networks,
     privileges,
+    published,
+    stop_grace,
     uses_host_gateway,
     volume_init_command,
     volume_init_name,
     volume_inits,
     wait_timeout,
-    waited_on,
 )
 
 
@@ -53,7 +58,6 @@ class DockerAdapter:
         self.legacy_volumes: dict[str, docker.Volume] = {}
         self.inits: dict[str, docker.Container] = {}
         self.containers: dict[str, docker.Container] = {}
-        self._waited = waited_on(estate)
         self._inits = volume_inits(estate)
         self._stateful = {v.final for s in estate.containers for v in s.volumes if v.stateful}
 
@@ -90,7 +94,7 @@ class DockerAdapter:
                                              read_only=m.read_only)
                    for m in service.host_mounts]
         check = healthcheck(service)
-        waited = service.id in self._waited
+        memory = memory_mb(service)
         container = docker.Container(
             service.container_name,
             name=service.container_name,
@@ -99,14 +103,16 @@ class DockerAdapter:
             envs=self._envs(service),
             ports=[docker.ContainerPortArgs(internal=p.container, external=p.published,
                                             ip=LOOPBACK, protocol="tcp")
-                   for p in service.ports if p.published] or None,
+                   for p in published(service)] or None,
             healthcheck=docker.ContainerHealthcheckArgs(
                 tests=check["test"], interval=check["interval"], timeout=check["timeout"],
                 retries=check["retries"], start_period=check["start_period"],
                 start_interval=check["start_interval"]) if check else None,
             restart=RESTART,
+            stop_timeout=stop_grace(service),  # `docker stop`, a host shutdown
+            destroy_grace_seconds=stop_grace(service),  # when Pulumi replaces or removes it
             **self._privileges(privileges(service)),
-            memory=memory_mb(service),
+            memory=memory, memory_swap=memory_swap_mb(memory),
             labels=[docker.ContainerLabelArgs(label=k, value=v)
                     for k, v in sorted(service.labels.items())],
             mounts=mounts or None,
@@ -117,8 +123,10 @@ class DockerAdapter:
             uploads=[docker.ContainerUploadArgs(file=f.path, content=self._value(f.content),
                                                 permissions=f"{f.mode:04o}")
                      for f in service.files] or None,
-            wait=waited or None,  # a hard dependent starts only once this one is healthy
-            wait_timeout=wait_timeout(service) if waited else None,
+            # `up` returns once every container is healthy, as `docker compose up --wait` and
+            # the k3s stack do; a hard dependent is created only after this one is healthy
+            wait=True if check else None,
+            wait_timeout=wait_timeout(service) if check else None,
             opts=self._opts(parent, depends_on=[*self._depends_on(service),
                                                 *dict.fromkeys(used)]))
         self.containers[service.id] = container
@@ -204,7 +212,8 @@ class DockerAdapter:
         return docker.Container(
             volume_init_name(name), name=volume_init_name(name), image=image.image_id,
             command=volume_init_command(self._inits[name]), attach=True, must_run=False,
-            restart="no", memory=VOLUME_INIT_MEMORY_MB, network_mode="none",
+            restart="no", memory=VOLUME_INIT_MEMORY_MB,
+            memory_swap=memory_swap_mb(VOLUME_INIT_MEMORY_MB), network_mode="none",
             **self._privileges(VOLUME_INIT_PRIVILEGES),
             labels=[docker.ContainerLabelArgs(label="manacore.volume-init", value=name)],
             mounts=[docker.ContainerMountArgs(type="volume", source=name,

@@ -1,9 +1,13 @@
 """The Compose export: `compose.yaml` and `.env.example`, so `docker compose up -d` starts the
 estate in dependency order on one Docker host, with no secret value written anywhere.
 
-This module also holds the Docker engine's vocabulary (health probe, durations, memory, host
-gateway, volume subpath preparation) as pure functions: `components.docker` uses the same ones,
-so a Pulumi container and its Compose service agree by construction, not by copy.
+This module also holds the Docker engine's vocabulary (health probe, durations, memory and swap,
+capabilities, stop grace, port order, host gateway, volume subpath preparation) as pure
+functions: `components.docker` uses the same ones, so a Pulumi container and its Compose service
+agree by construction, not by copy. Each value is spelled the way the engine reports it back
+(`docker inspect`): the docker provider keeps what the engine reports in its state, so any other
+spelling of the same setting is a change on every preview, or a replacement after a refresh
+(tests/realengine/test_compose_estate.py compares the two field by field).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from catalog.resolve import (
     URL_SAFE_TEXT,
     ResolvedEstate,
     ResolvedFile,
+    ResolvedPort,
     ResolvedService,
     ResolvedVolume,
     Template,
@@ -41,6 +46,13 @@ VOLUME_INIT_IMAGE = "busybox:1.37.0"
 VOLUME_INIT_MOUNT = "/volume"
 VOLUME_INIT_MEMORY_MB = 16
 NO_NEW_PRIVILEGES = "no-new-privileges:true"
+ALL_CAPABILITIES = "ALL"
+# Seconds a container gets to stop on SIGTERM (its image's STOPSIGNAL) before it is killed,
+# when it is replaced, removed or stopped: the docker provider otherwise kills at once
+# (`destroy_grace_seconds` unset is 0) and Docker's default is 10 s. A database flushes and
+# checkpoints on a clean shutdown, so stateful services get longer.
+STOP_GRACE_SECONDS = 10
+STOP_GRACE_STATEFUL_SECONDS = 60
 
 
 class Privileges(NamedTuple):
@@ -51,8 +63,22 @@ class Privileges(NamedTuple):
     cap_add: tuple[str, ...]
 
 
+def capability(name: str) -> str:
+    """A capability as the engine stores and reports it: `CAP_CHOWN` for `CHOWN`, `ALL` as it
+    is (moby's `NormalizeLegacyCapabilities`: upper case, `CAP_` prefix). The docker provider
+    reads the engine's spelling back into its state, and a capability change replaces the
+    container: any other spelling would restart PostgreSQL after every `pulumi refresh`."""
+    name = name.upper()
+    return name if name == ALL_CAPABILITIES or name.startswith("CAP_") else f"CAP_{name}"
+
+
+def _confined(add: tuple[str, ...]) -> Privileges:
+    return Privileges((NO_NEW_PRIVILEGES,), (ALL_CAPABILITIES,),
+                      tuple(sorted({capability(c) for c in add})))
+
+
 # a volume's init only creates and chowns directories as root in a root-owned volume
-VOLUME_INIT_PRIVILEGES = Privileges((NO_NEW_PRIVILEGES,), ("ALL",), ("CHOWN",))
+VOLUME_INIT_PRIVILEGES = _confined(("CHOWN",))
 
 
 def privileges(svc: ResolvedService) -> Privileges:
@@ -61,7 +87,7 @@ def privileges(svc: ResolvedService) -> Privileges:
     reason (`Image.default_caps`: cAdvisor)."""
     if svc.default_caps:
         return Privileges((NO_NEW_PRIVILEGES,), (), ())
-    return Privileges((NO_NEW_PRIVILEGES,), ("ALL",), tuple(sorted(svc.caps)))
+    return _confined(svc.caps)
 
 
 def compose_privileges(p: Privileges) -> dict[str, list[str]]:
@@ -74,8 +100,18 @@ def compose_privileges(p: Privileges) -> dict[str, list[str]]:
 
 
 def duration(seconds: int) -> str:
-    """A Docker duration ("30s"), as both the engine API and Compose read it."""
-    return f"{seconds}s"
+    """A Docker duration as the engine reports it back, Go's `time.Duration.String()`: "30s",
+    "1m30s", "1h0m0s" (the docker provider stores the engine's spelling, so "90s" would differ
+    on every preview). Compose and the engine API read the same text."""
+    if seconds < 0:
+        raise ValueError(f"a negative duration: {seconds}")
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes}m{secs}s"
+    if minutes:
+        return f"{minutes}m{secs}s"
+    return f"{secs}s"
 
 
 def health_test(svc: ResolvedService) -> list[str] | None:
@@ -118,15 +154,33 @@ def memory_mb(svc: ResolvedService) -> int | None:
     return None if svc.memory is None else mebibytes(svc.memory)
 
 
+def memory_swap_mb(memory: int | None) -> int | None:
+    """Memory plus swap, in MiB: the memory limit itself, so no container swaps, and its limits
+    follow the catalogue alone. Left unset, the engine picks twice the memory when the
+    container is created and keeps that allowance across later memory changes (a container's
+    limits would depend on its history), and the docker provider shows the engine's figure as a
+    change on every preview. (A host without swap accounting reports -1 instead: Docker Desktop
+    and Linux with cgroup v2 or `swapaccount=1` have it.)"""
+    return memory
+
+
+def stop_grace(svc: ResolvedService) -> int:
+    """Seconds between the stop signal and a kill (STOP_GRACE_*)."""
+    return STOP_GRACE_STATEFUL_SECONDS if svc.stateful else STOP_GRACE_SECONDS
+
+
+def published(svc: ResolvedService) -> list[ResolvedPort]:
+    """Published ports in the engine's order (by container port, as the provider reads them
+    back), so the registered list is the list refreshed into the state."""
+    return sorted((p for p in svc.ports if p.published), key=lambda p: p.container)
+
+
 def hard_containers(svc: ResolvedService, estate: ResolvedEstate) -> list[str]:
     """Ids of the containers `svc` must wait for (native hard dependencies are always there)."""
     containers = {s.id for s in estate.containers}
     return [d for d in svc.hard if d in containers]
 
 
-def waited_on(estate: ResolvedEstate) -> set[str]:
-    """Containers some other container waits for: they must report health to their starter."""
-    return {d for s in estate.containers for d in hard_containers(s, estate)}
 
 
 def uses_host_gateway(svc: ResolvedService, estate: ResolvedEstate) -> bool:
@@ -219,7 +273,7 @@ def _service(svc: ResolvedService, estate: ResolvedEstate) -> dict[str, Any]:
     environment = svc.environment
     if environment:
         entry["environment"] = {k: interpolated(t) for k, t in environment.items()}
-    ports = [f"{LOOPBACK}:{p.published}:{p.container}" for p in svc.ports if p.published]
+    ports = [f"{LOOPBACK}:{p.published}:{p.container}" for p in published(svc)]
     if ports:
         entry["ports"] = ports
     check = healthcheck(svc)
@@ -232,10 +286,9 @@ def _service(svc: ResolvedService, estate: ResolvedEstate) -> dict[str, Any]:
     if depends:
         entry["depends_on"] = depends
     entry["restart"] = RESTART
+    entry["stop_grace_period"] = duration(stop_grace(svc))
     entry |= compose_privileges(privileges(svc))
-    memory = memory_mb(svc)
-    if memory is not None:  # honoured by `docker compose up` without swarm since Compose v2
-        entry["deploy"] = {"resources": {"limits": {"memory": f"{memory}m"}}}
+    entry |= _memory(memory_mb(svc))
     mounts: list[dict[str, Any]] = []
     for v in svc.volumes:
         mount: dict[str, Any] = {"type": "volume", "source": v.name, "target": v.path}
@@ -277,6 +330,15 @@ def edge_scrapers(estate: ResolvedEstate) -> set[str]:
     return {c.id for c in estate.containers if c.id == SCRAPER}
 
 
+def _memory(memory: int | None) -> dict[str, Any]:
+    """The memory limit (honoured by `docker compose up` without swarm since Compose v2) and
+    memory+swap (memory_swap_mb), as the docker adapter sets them."""
+    if memory is None:
+        return {}
+    return {"deploy": {"resources": {"limits": {"memory": f"{memory}m"}}},
+            "memswap_limit": f"{memory_swap_mb(memory)}m"}
+
+
 def _init_key(volume: str) -> str:
     return volume_init_name(volume).removeprefix(f"{PROJECT}-")
 
@@ -285,7 +347,7 @@ def _init_service(volume: str, init: VolumeInit) -> dict[str, Any]:
     return {"container_name": volume_init_name(volume), "image": VOLUME_INIT_IMAGE,
             "command": volume_init_command(init), "restart": "no",
             **compose_privileges(VOLUME_INIT_PRIVILEGES),
-            "deploy": {"resources": {"limits": {"memory": f"{VOLUME_INIT_MEMORY_MB}m"}}},
+            **_memory(VOLUME_INIT_MEMORY_MB),
             "volumes": [{"type": "volume", "source": volume, "target": VOLUME_INIT_MOUNT}],
             "network_mode": "none", "labels": {"manacore.volume-init": volume}}
 

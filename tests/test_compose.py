@@ -240,13 +240,15 @@ def pulumi_view(run: Run, reg: Registration) -> dict[str, Any]:
         "name": inputs["name"],
         "image": image_of(run, reg).plain()["name"],
         "command": inputs.get("command"),
-        "ports": sorted((p["ip"], int(p["external"]), int(p["internal"]))
-                        for p in inputs.get("ports", [])),
+        "ports": [(p["ip"], int(p["external"]), int(p["internal"]))  # in the engine's order
+                  for p in inputs.get("ports", [])],
         "env": env_of(reg),
         "health": check and [check["tests"], check["interval"], check["timeout"],
                              int(check["retries"]), check["startPeriod"],
                              check["startInterval"]],
         "memory": int(inputs["memory"]),
+        "memory_swap": int(inputs["memorySwap"]),
+        "stop_grace": inputs.get("stopTimeout"),
         "volumes": sorted((m["type"], m["source"], m["target"],
                            (m.get("volumeOptions") or {}).get("subpath"), bool(m.get("readOnly")))
                           for m in inputs.get("mounts", [])),
@@ -265,13 +267,15 @@ def compose_view(entry: dict[str, Any]) -> dict[str, Any]:
         "name": entry["container_name"],
         "image": entry["image"],
         "command": entry["command"] and [unescape(c) for c in entry["command"]],
-        "ports": sorted((p["host_ip"], int(p["published"]), p["target"])
-                        for p in entry.get("ports", [])),
+        "ports": [(p["host_ip"], int(p["published"]), p["target"])
+                  for p in entry.get("ports", [])],
         "env": {k: unescape(v) for k, v in (entry.get("environment") or {}).items()},
         "health": check and [[unescape(t) for t in check["test"]], check["interval"],
                              check["timeout"], check["retries"], check["start_period"],
                              check["start_interval"]],
         "memory": int(entry["deploy"]["resources"]["limits"]["memory"]) // 2**20,
+        "memory_swap": int(entry["memswap_limit"]) // 2**20,
+        "stop_grace": entry.get("stop_grace_period") and seconds(entry["stop_grace_period"]),
         "volumes": sorted((m["type"], m["source"], m["target"],
                            (m.get("volume") or {}).get("subpath"), bool(m.get("read_only")))
                           for m in entry.get("volumes", [])),
@@ -283,9 +287,18 @@ def compose_view(entry: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def seconds(text: str) -> int:
+    """A Go duration Compose normalised ("1m0s") in seconds."""
+    parts = re.fullmatch(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?", text)
+    assert parts and text, text
+    h, m, s = (int(x or 0) for x in parts.groups())
+    return h * 3600 + m * 60 + s
+
+
 def test_every_service_agrees_with_its_pulumi_container(stage) -> None:
-    """Name, image, command, ports, env (keys and, with the same secret values, every value),
-    health check, memory, volumes, hosts, labels and restart policy; init containers too."""
+    """Name, image, command, ports (in order), env (keys and, with the same secret values,
+    every value), health check, memory and memory+swap, stop grace, volumes, hosts, labels and
+    restart policy; init containers too."""
     estate, run, _, seen = stage
     found = containers(run)
     assert estate.containers
@@ -297,7 +310,8 @@ def test_every_service_agrees_with_its_pulumi_container(stage) -> None:
     assert inits.keys() == composed.keys()
     for name, reg in inits.items():
         ours, theirs = pulumi_view(run, reg), compose_view(composed[name])
-        for key in ("image", "command", "memory", "volumes", "labels", "restart", "privileges"):
+        for key in ("image", "command", "memory", "memory_swap", "volumes", "labels", "restart",
+                    "privileges"):
             assert ours[key] == theirs[key], (name, key)
 
 
@@ -407,15 +421,17 @@ def test_least_privilege_every_container_drops_every_capability_it_does_not_need
             continue
         assert not svc.default_caps, svc.id
         assert entry["cap_drop"] == ["ALL"], svc.id
-        assert entry.get("cap_add", []) == sorted(svc.caps), svc.id
+        # spelled as the engine reports them back (issue 25): CAP_CHOWN, not CHOWN
+        assert entry.get("cap_add", []) == sorted(f"CAP_{c}" for c in svc.caps), svc.id
     caps = {sid: services[sid].get("cap_add") for sid in ("postgres", "redis", "synapse",
                                                           "grafana", "cloudflared")}
-    assert caps == {"postgres": ["CHOWN", "DAC_OVERRIDE", "FOWNER", "SETGID", "SETUID"],
-                    "redis": ["CHOWN", "DAC_READ_SEARCH", "SETGID", "SETUID"],
-                    "synapse": ["SETGID", "SETUID"], "grafana": None, "cloudflared": None}
+    assert caps == {"postgres": ["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER", "CAP_SETGID",
+                                 "CAP_SETUID"],
+                    "redis": ["CAP_CHOWN", "CAP_DAC_READ_SEARCH", "CAP_SETGID", "CAP_SETUID"],
+                    "synapse": ["CAP_SETGID", "CAP_SETUID"], "grafana": None, "cloudflared": None}
     inits = [e for e in to_compose(migrated_estate)["services"].values()
              if "manacore.volume-init" in e["labels"]]
-    assert inits and all(e["cap_drop"] == ["ALL"] and e["cap_add"] == ["CHOWN"] and
+    assert inits and all(e["cap_drop"] == ["ALL"] and e["cap_add"] == ["CAP_CHOWN"] and
                          e["security_opt"] == ["no-new-privileges:true"] for e in inits)
 
 

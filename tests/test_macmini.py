@@ -144,11 +144,29 @@ def test_health_checks_as_resolved(macmini_run: Run, macmini_estate: ResolvedEst
             assert target in check["tests"][1], svc.id
 
 
-def test_memory_limit_in_mebibytes(macmini_run: Run, macmini_estate: ResolvedEstate) -> None:
+def test_memory_limit_in_mebibytes_and_no_swap(macmini_run: Run,
+                                              macmini_estate: ResolvedEstate) -> None:
+    """memory+swap is the memory itself (issue 25): left unset the engine picks twice the
+    memory at creation and keeps it across memory changes, and reports it back as a change."""
     found = containers(macmini_run)
     for svc in macmini_estate.containers:
         assert svc.memory is not None
-        assert found[svc.id].plain()["memory"] == svc.memory // 2**20, svc.id
+        inputs = found[svc.id].plain()
+        assert inputs["memory"] == inputs["memorySwap"] == svc.memory // 2**20, svc.id
+    for init in (r for r in macmini_run.of_type(CONTAINER) if r.plain().get("attach")):
+        assert init.plain()["memory"] == init.plain()["memorySwap"] > 0, init.name
+
+
+def test_containers_stop_cleanly_when_replaced_or_removed(
+        macmini_run: Run, macmini_estate: ResolvedEstate) -> None:
+    """The provider kills a container it deletes at once unless told otherwise; a stateful one
+    gets a minute to shut down cleanly (PostgreSQL checkpoints), the others 10 s."""
+    found = containers(macmini_run)
+    for svc in macmini_estate.containers:
+        inputs = found[svc.id].plain()
+        grace = 60 if svc.stateful else 10
+        assert inputs["stopTimeout"] == inputs["destroyGraceSeconds"] == grace, svc.id
+    assert found["postgres"].plain()["destroyGraceSeconds"] == 60
 
 
 # --- volumes: as they are now (legacy data adopted) and after the migration ----------------
@@ -295,13 +313,26 @@ def test_hard_dependencies_wait_for_a_healthy_dependency(
                 continue
             waited.add(dep)
             assert found[dep].urn in found[svc.id].dependencies, (svc.id, dep)
+            assert found[dep].plain()["wait"] is True, (svc.id, dep)
     assert {"postgres", "redis", "auth", "synapse", "searxng"} <= waited
-    for sid, reg in found.items():
-        inputs = reg.plain()
-        assert bool(inputs.get("wait")) == (sid in waited), sid
-        if sid in waited:
-            h = macmini_estate[sid].health
-            assert inputs["waitTimeout"] > h.start_period + h.interval * h.retries, sid
+
+
+def test_up_waits_for_every_container_with_a_health_check(
+        macmini_run: Run, macmini_estate: ResolvedEstate) -> None:
+    """Issue 25: `pulumi up` returned while leaf services (the Matrix bots) were still starting;
+    like `docker compose up --wait` and the k3s stack it waits for every container, each for
+    as long as its health check may take to pass."""
+    found = containers(macmini_run)
+    for svc in macmini_estate.containers:
+        inputs, h = found[svc.id].plain(), svc.health
+        if h is None:  # the provider refuses `wait` without a health check
+            assert "wait" not in inputs and "waitTimeout" not in inputs, svc.id
+            continue
+        assert inputs["wait"] is True, svc.id
+        assert inputs["waitTimeout"] >= h.start_period + (h.retries + 1) * (
+            h.interval + h.timeout), svc.id
+    assert found["mana-bot"].plain()["wait"] is True, "a leaf service nobody depends on"
+    assert sum(s.health is not None for s in macmini_estate.containers) >= 44
 
 
 def test_native_services_are_reached_through_the_host_gateway(

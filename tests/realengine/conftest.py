@@ -30,6 +30,7 @@ from catalog.model import ED25519_KEY_ID
 from catalog.resolve import ResolvedEstate
 from catalog.settings import ROOT, stack_file
 from exports.kubernetes import WAIT_IMAGE
+from exports.migration import HELPER_IMAGE as MIGRATION_HELPER
 from tests.conftest import COMPOSE_BINARY, resolved
 
 TEST_LABEL = "manacore.test=1"  # on everything the suite creates itself (volumes, containers)
@@ -355,6 +356,25 @@ class Estate:
     def container_names(self) -> list[str]:
         return [s["container_name"] for s in self.model["services"].values()
                 if s.get("restart") != "no"]
+
+    def legacy_volumes(self) -> list[str]:
+        """The legacy volumes the estate mounts (external in the Compose file)."""
+        return sorted(n for n, v in (self.model.get("volumes") or {}).items()
+                      if v.get("external"))
+
+    def seed_legacy_volumes(self) -> None:
+        """The legacy volumes the Mac Mini has, here empty (an earlier run's are removed first,
+        so PostgreSQL's init runs), owned as the old containers left them (Synapse: its
+        991:991). Needs the migration scripts' helper image (render's extra_images)."""
+        self.engine.remove_volumes(*self.legacy_volumes())
+        for name in self.legacy_volumes():
+            self.engine.volume(name)
+        for s in self.resolved.containers:
+            for v in s.volumes:
+                if not v.migrated and s.runs_as:
+                    self.engine.docker("run", "--rm", "--label", TEST_LABEL, "-v",
+                                       f"{v.name}:/v", MIGRATION_HELPER, "chown", s.runs_as,
+                                       "/v")
 
 
 def render(engine: Engine, resolved: ResolvedEstate, folder: Path,

@@ -25,13 +25,12 @@ from exports.migration import HELPER_IMAGE as MIGRATION_HELPER
 from exports.tunnel import CONNECTOR
 from harness.images import recipe_of
 from tests.conftest import resolved
-from tests.realengine.conftest import Engine, Estate, benchmark, clear_project, render
+from tests.docker_state import engine_inspect, reported
+from tests.harness import run_program
+from tests.realengine.conftest import TEST_LABEL, Engine, Estate, benchmark, clear_project, render
+from tests.realengine.roundtrip import mismatches, same_spelling
 
 POSTGRES_INIT_LINE = "running /docker-entrypoint-initdb.d/"
-
-
-def legacy_volumes(estate: Estate) -> list[str]:
-    return sorted(n for n, v in estate.model["volumes"].items() if v.get("external"))
 
 
 @pytest.fixture(scope="module")
@@ -39,21 +38,14 @@ def estate(engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     clear_project(engine)
     est = render(engine, resolved("macmini"), tmp_path_factory.mktemp("compose") / "estate",
                  extra_images=(MIGRATION_HELPER,))
-    engine.remove_volumes(*legacy_volumes(est))  # a fresh cluster: init must run in this test
-    for name in legacy_volumes(est):  # the Mac Mini has them; here they start empty,
-        engine.volume(name)  # owned as the old containers left them (Synapse: its 991:991)
-    for s in est.resolved.containers:
-        for v in s.volumes:
-            if not v.migrated and s.runs_as:
-                engine.docker("run", "--rm", "--label", "manacore.test=1", "-v",
-                              f"{v.name}:/v", MIGRATION_HELPER, "chown", s.runs_as, "/v")
+    est.seed_legacy_volumes()  # a fresh cluster: init must run in this test
     took = est.up()
     benchmark(f"compose estate healthy in {took:.1f} s "
           f"({len(est.container_names())} containers, Docker Engine "
           f"{engine.docker('version', '--format', '{{.Server.Version}}').strip()})")
     yield est
     est.compose("down", "-v", "-t", "5", check=False)
-    engine.remove_volumes(*legacy_volumes(est))
+    engine.remove_volumes(*est.legacy_volumes())
 
 
 def test_every_container_named_as_declared_healthy_on_its_networks(estate: Estate) -> None:
@@ -76,6 +68,52 @@ def test_every_container_named_as_declared_healthy_on_its_networks(estate: Estat
         assert set(c["NetworkSettings"]["Networks"]) == expected, name
         assert expected == set(networks(svc, estate.resolved)), name
         assert c["Config"]["Labels"]["manacore.service"] == want[name].id
+
+
+def test_the_engine_reports_back_what_the_docker_adapter_registers(estate: Estate) -> None:
+    """Issue 25's round trip: every container as `docker inspect` reports it, read the way the
+    docker provider reads it into its state, equals what the docker adapter registers for the
+    same service with the same secrets (capabilities as CAP_…, memory and memory+swap, health
+    durations, ports in order, stop grace, mounts, hosts, restart, security options, and the
+    defaults the provider assumes), and the container runs the registered env, labels,
+    networks and uploaded files. A field the engine rewrote would be a change on every preview
+    or a replacement after `pulumi refresh`."""
+    run = run_program("macmini", secrets=estate.env)
+    problems, compared = mismatches(estate, run)
+    assert not problems, "\n".join(problems)
+    assert compared >= 46 * 15
+
+
+def test_the_mock_tests_engine_model_is_the_engine(estate: Estate) -> None:
+    """tests/docker_state.engine_inspect, which the mock tests refresh their state with,
+    against Docker Engine itself, for a request in the spellings issue 25 found: capabilities
+    in lower case without CAP_, memory without memory+swap, health durations past a minute."""
+    name, image = "manacore-test-spellings", estate.resolved["auth"].image or ""
+    estate.engine.run("docker", "rm", "-f", name, check=False)
+    estate.engine.docker(
+        "create", "--name", name, "--label", TEST_LABEL, "--cap-drop", "all", "--cap-add",
+        "chown", "--cap-add", "setuid", "--memory", "64m", "--health-cmd", "true",
+        "--health-interval", "90s", "--health-timeout", "5s", "--health-start-period", "3661s",
+        "--health-retries", "2", "--stop-timeout", "15", "--restart", "unless-stopped",
+        "--security-opt", "no-new-privileges:true", image)
+    try:
+        [real] = estate.engine.inspect(name)
+    finally:
+        estate.engine.run("docker", "rm", "-f", name, check=False)
+    inputs = {"name": name, "image": real["Image"], "memory": 64, "stopTimeout": 15,
+              "capabilities": {"adds": ["chown", "setuid"], "drops": ["all"]},
+              "healthcheck": {"tests": ["CMD-SHELL", "true"], "interval": "90s",
+                              "timeout": "5s", "startPeriod": "3661s", "retries": 2},
+              "restart": "unless-stopped", "securityOpts": ["no-new-privileges:true"]}
+    fields = ["capabilities", "memory", "memorySwap", "healthcheck", "stopTimeout", "restart",
+              "securityOpts"]
+    assert same_spelling(fields, real, engine_inspect(inputs)) == {}
+    state = reported(real)  # what the engine made of it, as the provider reads it
+    assert sorted(state["capabilities"]["adds"]) == ["CAP_CHOWN", "CAP_SETUID"]
+    assert state["capabilities"]["drops"] == ["ALL"]
+    assert state["memorySwap"] == 128, "twice the memory when left unset"
+    check = state["healthcheck"]
+    assert (check["interval"], check["startPeriod"]) == ("1m30s", "1h1m1s")
 
 
 def test_the_tunnel_connector_reaches_only_what_it_routes_to(estate: Estate) -> None:
@@ -329,7 +367,7 @@ def test_data_survives_down_and_up_and_init_runs_once(estate: Estate) -> None:
 
 
 def test_down_v_never_removes_a_legacy_volume(estate: Estate) -> None:
-    legacy = legacy_volumes(estate)
+    legacy = estate.legacy_volumes()
     assert "manacore-postgres" in legacy
     estate.compose("down", "-v", "-t", "10")
     for name in legacy:

@@ -10,7 +10,9 @@ import pytest
 from catalog.load import load_estate
 from catalog.resolve import resolve
 from catalog.settings import load_settings
+from tests.harness import run_program
 from tests.realengine.conftest import Engine, Estate, benchmark, clear_project, render, stack_copy
+from tests.realengine.roundtrip import mismatches
 
 
 @pytest.fixture(scope="module")
@@ -54,3 +56,14 @@ def test_the_estate_comes_up_healthy_from_nothing(fresh: Estate) -> None:
         v = next(v for v in s.volumes if v.shared)
         seen = fresh.engine.docker("exec", s.container_name, "cat", f"{v.path}/whoami").strip()
         assert seen == s.id, f"{s.id} shares its directory with {seen}"
+
+
+def test_the_engine_reports_back_what_the_docker_adapter_registers(fresh: Estate) -> None:
+    """Issue 25's round trip on a fresh host: also the shared bot volume's subpath mounts and
+    the volume inits (exited), as test_compose_estate.py does for the Mac Mini's estate."""
+    run = run_program("macmini", secrets=fresh.env, config={"adoptLegacy": "false"})
+    inits = [r for r in run.registrations if r.plain().get("attach")]
+    assert inits, "a fresh host prepares its volumes"
+    problems, compared = mismatches(fresh, run)
+    assert not problems, "\n".join(problems)
+    assert compared >= 46 * 15
