@@ -172,6 +172,7 @@ class DockerAdapter:
             volume = self._legacy(v.name, parent)  # read: must exist (the container needs it)
         return docker.ContainerMountArgs(
             type="volume", source=v.name, target=v.path,  # the volume to mount now
+            read_only=v.read_only or None,  # the backup service's copies
             volume_options=docker.ContainerMountVolumeOptionsArgs(subpath=v.subpath)
             if v.subpath else None), volume
 

@@ -44,6 +44,23 @@ PACKAGES = {  # recipe → Debian trixie packages of its root filesystem
 }
 
 
+# Our own images with a Dockerfile in the project (images/NAME): built here from the same file,
+# on a root filesystem holding the packages its `ARG PACKAGES="…"` names (containers here have
+# no route to the archive, so its apt-get step finds them installed and does nothing).
+OWN_IMAGES = HARNESS.parent / "images"
+
+
+def dockerfile_packages(folder: Path) -> tuple[str, ...]:
+    found = re.search(r'^ARG PACKAGES="([^"]+)"', (folder / "Dockerfile").read_text(), re.M)
+    if found is None:
+        sys.exit(f"{folder}/Dockerfile: no ARG PACKAGES=\"…\" line")
+    return tuple(found.group(1).split())
+
+
+for _own in sorted(OWN_IMAGES.glob("*/Dockerfile")):
+    PACKAGES[_own.parent.name] = dockerfile_packages(_own.parent)
+
+
 def pip_requirements(recipe: str, ref: str) -> tuple[str, ...]:
     """What PyPI adds to a recipe's root filesystem, pinned by the image's tag."""
     if recipe == "synapse":
@@ -157,6 +174,8 @@ def recipe_of(ref: str) -> str:
         return last
     if last == "synapse":
         return "synapse"
+    if last.startswith("manacore-") and (OWN_IMAGES / last.removeprefix("manacore-")).is_dir():
+        return last.removeprefix("manacore-")
     return "standin"
 
 
@@ -275,8 +294,11 @@ def build(ref: str, recipe: str, service_name: str, service: dict,
             key = digest(base, (ctx / "Dockerfile").read_text())
         else:
             base = rootfs_image(recipe, pip_requirements(recipe, ref))
-            shutil.copytree(HARNESS / "images" / recipe, ctx, dirs_exist_ok=True)
-            key = digest(base, files_digest(HARNESS / "images" / recipe))
+            folder = HARNESS / "images" / recipe
+            if not folder.is_dir():
+                folder = OWN_IMAGES / recipe
+            shutil.copytree(folder, ctx, dirs_exist_ok=True)
+            key = digest(base, files_digest(folder))
         if existing(ref) == key:
             return False
         docker("build", "-q", "--build-arg", f"BASE={base if recipe != 'standin' else ''}",
