@@ -41,6 +41,8 @@ PACKAGES = {  # recipe → Debian trixie packages of its root filesystem
     # + matrix-synapse from PyPI at the image's tag (pip_requirements)
     "synapse": ("python3", "python3-venv", "python3-psycopg2", "busybox", "curl",
                 "ca-certificates"),
+    # + versitygw (harness/s3.sh), a real S3 server playing MinIO
+    "minio": ("busybox", "curl", "ca-certificates"),
 }
 
 
@@ -161,6 +163,12 @@ def standin_binary() -> Path:
     return out
 
 
+def s3_server() -> Path:
+    """versitygw, built once per module set by harness/s3.sh."""
+    return Path(subprocess.run([str(HARNESS / "s3.sh"), "build"], check=True,
+                               capture_output=True, text=True).stdout.strip())
+
+
 def recipe_of(ref: str) -> str:
     name = ref.rsplit(":", 1)[0].split("@")[0]
     last = name.rsplit("/", 1)[-1]
@@ -172,8 +180,8 @@ def recipe_of(ref: str) -> str:
         return "busybox"
     if last in SERVERS:
         return last
-    if last == "synapse":
-        return "synapse"
+    if last in ("synapse", "minio"):
+        return last
     if last.startswith("manacore-") and (OWN_IMAGES / last.removeprefix("manacore-")).is_dir():
         return last.removeprefix("manacore-")
     return "standin"
@@ -298,7 +306,9 @@ def build(ref: str, recipe: str, service_name: str, service: dict,
             if not folder.is_dir():
                 folder = OWN_IMAGES / recipe
             shutil.copytree(folder, ctx, dirs_exist_ok=True)
-            key = digest(base, files_digest(folder))
+            if recipe == "minio":
+                shutil.copy(s3_server(), ctx / "versitygw")
+            key = digest(base, files_digest(ctx))
         if existing(ref) == key:
             return False
         docker("build", "-q", "--build-arg", f"BASE={base if recipe != 'standin' else ''}",

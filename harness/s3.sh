@@ -8,6 +8,8 @@
 #   harness/s3.sh up      start it unless it runs (idempotent); last line: the endpoint URL
 #   harness/s3.sh down    stop the server this script started; delete its data
 #   harness/s3.sh status  print the endpoint if it runs, exit 1 if not
+#   harness/s3.sh build   build versitygw unless the cache has it; print the binary (the
+#                         harness's MinIO image is versitygw too: harness/images/minio)
 # Credentials are fixed test values (the `access_key=`, `secret_key=` lines).
 set -euo pipefail
 # shellcheck source=harness/lib.sh
@@ -75,5 +77,6 @@ case ${1:-} in
   up) up ;;
   down) down ;;
   status) alive versitygw && answers && report ;;
+  build) binary ;;
   *) echo "usage: $0 up|down|status" >&2; exit 2 ;;
 esac

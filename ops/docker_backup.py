@@ -85,13 +85,13 @@ class DockerBackup:
         env = dict(e.split("=", 1) for e in json.loads(found.stdout)[0]["Config"]["Env"])
         return {k: env[k] for k in self.service.environment if k in env}
 
-    def restore_args(self, values: dict[str, str]) -> list[str]:
+    def restore_args(self, values: dict[str, str], phase: str) -> list[str]:
         """`docker run` arguments of a restore container: the backup's image, network, mounts
         (writable) and environment (names only: the values come from this process's env)."""
         args = ["run", "--rm", "--network", self.estate.settings.network,
                 "--security-opt", NO_NEW_PRIVILEGES, "--cap-drop", "ALL",
                 *(a for c in RESTORE_CAPS for a in ("--cap-add", c)),
-                "--label", "manacore.restore=1"]
+                "--label", f"manacore.restore={phase}"]
         for v in self.service.volumes:
             spec = f"type=volume,src={v.name},dst={v.path}"
             if v.subpath:
@@ -105,7 +105,8 @@ class DockerBackup:
 
     def in_restore_container(self, values: dict[str, str], *args: str) -> int:
         env = {**self.env, **values, "MANACORE_BACKUP_PLAN_JSON": self.plan.model_dump_json()}
-        return subprocess.run(["docker", *self.restore_args(values), *args], env=env
+        phase = "dry-run" if "--dry-run" in args else args[0]
+        return subprocess.run(["docker", *self.restore_args(values, phase), *args], env=env
                               ).returncode
 
     def restore(self, services: list[str], snapshot: str | None, from_stack: str | None,
