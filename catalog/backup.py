@@ -182,8 +182,9 @@ def attach(services: list[ResolvedService], settings: StackSettings) -> list[Res
         raise EstateError([Violation("settings", "backup", f"stack {settings.stack}: no backup "
                                      "repository: set manacore:backup with s3Endpoint and "
                                      "bucket (off the host), or a local path")])
+    # a reader, not an owner: no legacy data moves into it (Phase 0), nothing to chown
     mounts = tuple(v.model_copy(update={"path": mount_path(s, v), "read_only": True,
-                                        "owner": None})
+                                        "owner": None, "sources": ()})
                    for s, v in copied_volumes(services))
     dumps = [s for s in services if s.dump is not None]
     env = {**backup.env, "RESTIC_REPOSITORY": Template(parts=(repository(settings),))}
