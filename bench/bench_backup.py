@@ -52,13 +52,20 @@ def main() -> None:
     parser.add_argument("--gb", type=float, default=2.0, help="size of the seeded files")
     parser.add_argument("--rows", type=int, default=3_000_000, help="rows of the database")
     args = parser.parse_args()
-    os.environ["DOCKER_HOST"] = sh(str(ROOT / "scripts" / "engine"), "status").strip()
+    engine_running = subprocess.run([ROOT / "scripts" / "engine", "status"],
+                                    capture_output=True).returncode == 0
+    os.environ["DOCKER_HOST"] = sh(str(ROOT / "scripts" / "engine"), "up").strip().splitlines()[-1]
     s3_running = subprocess.run([ROOT / "scripts" / "s3", "status"],
                                 capture_output=True).returncode == 0
     s3 = dict(line.split("=", 1) for line in sh(str(ROOT / "scripts" / "s3"), "up")
               .strip().splitlines()[:-1])
     _, estate = load_stack("macmini")
     image, pg_image = estate["backup"].image or "", estate["postgres"].image or ""
+    wanted = ROOT / "out" / "bench-backup-images.yaml"  # the images it runs, built if missing
+    wanted.parent.mkdir(exist_ok=True)
+    wanted.write_text(json.dumps({"services": {"backup": {"image": image},
+                                               "postgres": {"image": pg_image}}}))
+    sh(str(ROOT / "scripts" / "images"), str(wanted), HELPER)
     run_id = uuid.uuid4().hex[:8]
     net, pg = f"{PREFIX}-{run_id}", f"{PREFIX}-pg-{run_id}"
     vols = {k: f"{PREFIX}-{k}-{run_id}" for k in ("data", "copy", "restored", "cache")}
@@ -67,10 +74,11 @@ def main() -> None:
         for v in vols.values():
             sh("docker", "volume", "create", "--label", "manacore.test=1", v)
         big = int(args.gb * 1024 * 0.6)  # MiB: 60 % in big files, the rest in 1 MiB and 16 KiB
-        seed = (f"set -e; cd /v; head -c {big}M /dev/urandom > big.bin; mkdir m s; "
-                f"for i in $(seq 1 {int(args.gb * 1024 * 0.3)}); do head -c 1M /dev/urandom "
-                f"> m/$i; done; for i in $(seq 1 {int(args.gb * 1024 * 0.1 * 64)}); do "
-                "head -c 16K /dev/urandom > s/$i; done")
+        seed = (f"set -e; cd /v; dd if=/dev/urandom of=big.bin bs=1048576 count={big} "
+                f"2>/dev/null; mkdir m s; for i in $(seq 1 {int(args.gb * 1024 * 0.3)}); do "
+                "head -c 1048576 /dev/urandom > m/$i; done; "
+                f"for i in $(seq 1 {int(args.gb * 1024 * 0.1 * 64)}); do "
+                "head -c 16384 /dev/urandom > s/$i; done")
         took = timed("docker", "run", "--rm", "-v", f"{vols['data']}:/v", HELPER, "sh", "-c",
                      seed)
         size = int(sh("docker", "run", "--rm", "-v", f"{vols['data']}:/v", HELPER, "du", "-sb",
@@ -145,6 +153,8 @@ def main() -> None:
         subprocess.run(["docker", "network", "rm", net], capture_output=True)
         if not s3_running:
             subprocess.run([ROOT / "scripts" / "s3", "down"], capture_output=True)
+        if not engine_running:
+            subprocess.run([ROOT / "scripts" / "engine", "down"], capture_output=True)
 
 
 if __name__ == "__main__":
