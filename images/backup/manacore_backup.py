@@ -71,23 +71,49 @@ class Job:
 
     # --- restic ------------------------------------------------------------------------
 
-    def restic(self, *args: str, json_out: bool = False) -> str:
-        argv = ["restic", "--cache-dir", str(self.cache / "restic-cache"), "-o",
+    def argv(self, *args: str, json_out: bool = False) -> list[str]:
+        return ["restic", "--cache-dir", str(self.cache / "restic-cache"), "-o",
                 "s3.bucket-lookup=path", *(["--json"] if json_out else []), *args]
-        proc = subprocess.run(argv, capture_output=True, text=True)
-        if proc.returncode in RESTIC_CODES and proc.returncode != 11:
-            hint = ("the password (secret BACKUP_REPOSITORY_PASSWORD) does not open it"
-                    if proc.returncode == 12 else
-                    "create it once with `manacore backup --init`, or check the setting "
-                    "backup and the disk or bucket")
-            raise Refused(f"repository {self.repo}: {RESTIC_CODES[proc.returncode]}: {hint}")
+
+    def restic(self, *args: str, json_out: bool = False) -> str:
+        proc = subprocess.run(self.argv(*args, json_out=json_out), capture_output=True,
+                              text=True)
+        self.refuse(proc.returncode)
         if proc.returncode != 0:
             raise Failed(f"restic {args[0]} failed ({proc.returncode}): "
                          f"{proc.stderr.strip()[-1500:]}")
         return proc.stdout
 
-    def open(self) -> None:
-        self.restic("cat", "config")
+    def refuse(self, code: int, why: str = "") -> None:
+        if code in RESTIC_CODES and code != 11:
+            hint = ("the password (secret BACKUP_REPOSITORY_PASSWORD) does not open it"
+                    if code == 12 else
+                    "create it once with `manacore backup --init`, or check the setting "
+                    "backup and the disk or bucket")
+            raise Refused(f"repository {self.repo}: {why or RESTIC_CODES[code]}: {hint}")
+
+    def open(self, retries: int = 4) -> None:
+        """The repository opens with the password. restic retries a missing bucket or an
+        unreachable endpoint for up to 15 minutes: a missing bucket is said at once, and
+        after a few retries the endpoint is called unreachable."""
+        proc = subprocess.Popen(self.argv("cat", "config"), stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, text=True)
+        assert proc.stderr is not None
+        seen: list[str] = []
+        for line in proc.stderr:
+            seen.append(line.strip())
+            if "bucket does not exist" in line or "NoSuchBucket" in line:
+                proc.kill()
+                proc.wait()
+                self.refuse(10, "no repository there (the bucket does not exist)")
+            if sum("retrying after" in x for x in seen) >= retries:
+                proc.kill()
+                proc.wait()
+                raise Failed(f"repository {self.repo} does not answer: {seen[-1]}")
+        code = proc.wait()
+        self.refuse(code)
+        if code != 0:
+            raise Failed(f"restic cat config failed ({code}): {' '.join(seen)[-1500:]}")
 
     # --- backup ------------------------------------------------------------------------
 

@@ -65,8 +65,13 @@ def s3() -> Iterator[dict[str, str]]:
         subprocess.run([script, "down"], capture_output=True, timeout=120)
 
 
+# the schedule must not fire in the middle of a test that counts snapshots (the hourly default
+# would at the full hour): the backups here are taken by `manacore backup`
+SCHEDULE = "0 0 1 1 *"
+
+
 def settings_for(s3: dict[str, str], bucket: str, **update: object):
-    backup = BackupSettings(s3_endpoint=s3["containers"], bucket=bucket)
+    backup = BackupSettings(s3_endpoint=s3["containers"], bucket=bucket, schedule=SCHEDULE)
     return load_settings("macmini").model_copy(update={"backup": backup, **update})
 
 
@@ -183,7 +188,7 @@ def source(engine: Engine, s3: dict[str, str], tmp_path_factory: pytest.TempPath
     bucket = f"manacore-test-{uuid.uuid4().hex[:8]}"
     resolved = resolve(load_estate(), settings_for(s3, bucket))
     stacks = stack_copy(tmp / "stacks", backup={"s3Endpoint": s3["containers"],
-                                                "bucket": bucket})
+                                                "bucket": bucket, "schedule": SCHEDULE})
     est = render(engine, resolved, tmp / "source", stacks=stacks, extra_images=(HELPER_IMAGE,))
     write_env(est, BACKUP_S3_ACCESS_KEY=s3["access_key"], BACKUP_S3_SECRET_KEY=s3["secret_key"])
     legacy = sorted(n for n, v in est.model["volumes"].items() if v.get("external"))
@@ -287,7 +292,8 @@ def target(source: dict) -> Iterator[Estate]:
     s3 = {"containers": str(src.resolved.settings.backup.s3_endpoint)}
     resolved = resolve(load_estate(), settings_for(s3, source["bucket"], adopt_legacy=False))
     stacks = stack_copy(tmp / "target-stacks", adoptLegacy=False,
-                        backup={"s3Endpoint": s3["containers"], "bucket": source["bucket"]})
+                        backup={"s3Endpoint": s3["containers"], "bucket": source["bucket"],
+                                "schedule": SCHEDULE})
     est = render(engine, resolved, tmp / "target", stacks=stacks)
     moved = ("BACKUP_REPOSITORY_PASSWORD", "BACKUP_S3_ACCESS_KEY", "BACKUP_S3_SECRET_KEY")
     write_env(est, **{k: src.env[k] for k in moved})
