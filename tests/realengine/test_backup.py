@@ -308,14 +308,21 @@ def target(source: dict) -> Iterator[Estate]:
 
 
 def test_a_non_empty_target_is_refused_and_left_alone(source: dict, target: Estate) -> None:
-    synapse_tables = tables(target, "synapse")
-    assert synapse_tables, "Synapse made its schema at its first start"
+    assert tables(target, "synapse"), "Synapse made its schema at its first start"
+    psql(target, "auth", "set role auth; create table mine (v text); insert into mine "
+         "values ('the target''s')")
+    bot = target.resolved["mana-bot"].container_name
+    target.engine.docker("exec", bot, "sh", "-c", "echo mine > /data/mine")
+    before = {"auth": tables(target, "auth"), "mana-bot": volume_sums(target, "mana-bot")}
     proc = cli(target.engine, source["target_stacks"], "restore", check=False)
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "not empty, nothing restored" in proc.stderr
     assert "database:synapse: database synapse has" in proc.stderr
     assert "--force" in proc.stderr
-    assert tables(target, "synapse") == synapse_tables
+    assert "database:auth: database auth has 1 tables" in proc.stderr
+    assert "volume:mana-bot:/data: /volumes/mana-bot/data holds 1 entries" in proc.stderr
+    assert {"auth": tables(target, "auth"),
+            "mana-bot": volume_sums(target, "mana-bot")} == before, "nothing changed"
     assert target.diagnose() == "", "nothing was stopped"
 
 
