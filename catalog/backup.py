@@ -196,7 +196,7 @@ def attach(services: list[ResolvedService], settings: StackSettings) -> list[Res
         secrets |= set(S3_SECRETS)
     else:
         host_mounts = (*host_mounts, HostMount(source=b.path, path=REPOSITORY_MOUNT,
-                                               read_only=False))
+                                               read_only=False, create=True))
     lazy = tuple(dict.fromkeys((*backup.lazy, *(s.id for s in dumps))))
     updated = backup.model_copy(update={
         "volumes": (*backup.volumes, *mounts), "env": dict(sorted(env.items())),

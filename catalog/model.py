@@ -368,6 +368,10 @@ class HostMount(_Part):
     # its directory): whoever talks to it controls the host's Docker, so it is root-equivalent,
     # read-only or not (a read-only bind mount does not stop connect() on a socket)
     root_equivalent: str = ""
+    # made when missing (a local backup repository): Docker's bind mounts refuse a missing
+    # source; the backup never initialises a repository by itself, so a missing disk is an
+    # error of every run, not a silent new repository
+    create: bool = False
 
 
 class Public(_Part):

@@ -88,7 +88,11 @@ class DockerAdapter:
                 *(self.networks[n] for n in networks(service, self.estate))]
         mounts += [docker.ContainerMountArgs(type="bind", source=m.source, target=m.path,
                                              read_only=m.read_only)
-                   for m in service.host_mounts]
+                   for m in service.host_mounts if not m.create]
+        # a bind that makes its missing source: the engine's Binds do, its Mounts refuse
+        made = [docker.ContainerVolumeArgs(host_path=m.source, container_path=m.path,
+                                           read_only=m.read_only)
+                for m in service.host_mounts if m.create]
         check = healthcheck(service)
         waited = service.id in self._waited
         container = docker.Container(
@@ -110,6 +114,7 @@ class DockerAdapter:
             labels=[docker.ContainerLabelArgs(label=k, value=v)
                     for k, v in sorted(service.labels.items())],
             mounts=mounts or None,
+            volumes=made or None,
             networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=n)
                                for n in networks(service, self.estate)],
             hosts=[docker.ContainerHostArgs(host=NATIVE_ALIAS, ip=HOST_GATEWAY)]

@@ -244,7 +244,8 @@ def _service(svc: ResolvedService, estate: ResolvedEstate) -> dict[str, Any]:
         if v.read_only:
             mount["read_only"] = True
         mounts.append(mount)
-    mounts += [{"type": "bind", "source": m.source, "target": m.path, "read_only": m.read_only}
+    mounts += [{"type": "bind", "source": m.source, "target": m.path, "read_only": m.read_only,
+                **({"bind": {"create_host_path": True}} if m.create else {})}
                for m in svc.host_mounts]
     if mounts:
         entry["volumes"] = mounts

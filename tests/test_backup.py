@@ -94,8 +94,11 @@ def test_the_backup_service_mounts_what_it_copies_read_only_through_each_subpath
 def test_repository_from_the_stack_settings() -> None:
     local = resolved("macmini")["backup"]
     assert local.env["RESTIC_REPOSITORY"].plain == REPOSITORY_MOUNT
-    assert [(m.source, m.path, m.read_only) for m in local.host_mounts] == [
-        ("/Volumes/Backup/manacore-restic", REPOSITORY_MOUNT, False)]
+    assert [(m.source, m.path, m.read_only, m.create) for m in local.host_mounts] == [
+        ("/Volumes/Backup/manacore-restic", REPOSITORY_MOUNT, False, True)]
+    [bind] = [m for m in to_compose(resolved("macmini"))["services"]["backup"]["volumes"]
+              if m["type"] == "bind"]
+    assert bind["bind"] == {"create_host_path": True}  # a missing path: no refused start
     assert "AWS_ACCESS_KEY_ID" not in local.env
     s3 = with_backup(**S3)
     backup = s3["backup"]

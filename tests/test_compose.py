@@ -247,9 +247,11 @@ def pulumi_view(run: Run, reg: Registration) -> dict[str, Any]:
                              int(check["retries"]), check["startPeriod"],
                              check["startInterval"]],
         "memory": int(inputs["memory"]),
-        "volumes": sorted((m["type"], m["source"], m["target"],
-                           (m.get("volumeOptions") or {}).get("subpath"), bool(m.get("readOnly")))
-                          for m in inputs.get("mounts", [])),
+        "volumes": sorted([(m["type"], m["source"], m["target"],
+                            (m.get("volumeOptions") or {}).get("subpath"),
+                            bool(m.get("readOnly"))) for m in inputs.get("mounts", [])] +
+                          [("bind", b["hostPath"], b["containerPath"], None,  # made if missing
+                            bool(b.get("readOnly"))) for b in inputs.get("volumes", [])]),
         "hosts": sorted(f"{h['host']}={h['ip']}" for h in inputs.get("hosts", [])),
         "labels": {x["label"]: x["value"] for x in inputs["labels"]},
         "restart": inputs["restart"],

@@ -200,9 +200,11 @@ def test_mounts_as_resolved_with_subpaths_and_read_only_host_paths(
     found = containers(run)
     for svc in estate.containers:
         mounts = found[svc.id].plain().get("mounts", [])
-        got = sorted((m["type"], m["source"], m["target"],
-                      (m.get("volumeOptions") or {}).get("subpath"), m.get("readOnly", False))
-                     for m in mounts)
+        got = sorted([(m["type"], m["source"], m["target"],
+                       (m.get("volumeOptions") or {}).get("subpath"), m.get("readOnly", False))
+                      for m in mounts] +
+                     [("bind", b["hostPath"], b["containerPath"], None, b.get("readOnly", False))
+                      for b in found[svc.id].plain().get("volumes", [])])  # made when missing
         want = sorted([("volume", v.name, v.path, v.subpath, v.read_only)
                        for v in svc.volumes] +
                       [("bind", m.source, m.path, None, m.read_only) for m in svc.host_mounts])
