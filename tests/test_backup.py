@@ -212,3 +212,20 @@ def test_restore_refuses_without_an_engine_what_it_cannot_do() -> None:
     unknown = invoke("restore", "nothing-here")
     assert unknown.exit_code == 2 and "nothing is backed up of nothing-here" in unknown.stderr
     assert "services with data:" in unknown.stderr and "synapse" in unknown.stderr
+
+
+def test_a_file_written_while_a_live_volume_was_backed_up_is_the_snapshots(
+        tmp_path: Path) -> None:
+    """VictoriaMetrics writes parts while restic reads (seen on the real engine): the listing
+    taken before restic lacks them. The snapshot's files count, and a file the listing read
+    unchanged must still have its checksum."""
+    m = _image_script()
+    (tmp_path / "old").write_bytes(b"old")
+    (tmp_path / "kept").write_bytes(b"kept")
+    want = m.listing(tmp_path)
+    (tmp_path / "old").unlink()  # merged away before restic read the folder
+    (tmp_path / "part").write_bytes(b"new part")
+    got = m.listing(tmp_path)
+    assert m.compare(got, want, held={"kept", "part"}) == []
+    assert m.changed(got, want) == 1
+    assert m.compare(got, want, held={"kept", "part", "lost"}) == ["lost: missing"]

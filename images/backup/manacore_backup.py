@@ -441,13 +441,25 @@ class Job:
             objects += listed["files"]
         return {"buckets": len(want["buckets"]), "objects": objects, "differs": differs}
 
+    def held(self, snap: dict[str, Any], path: str) -> set[str]:
+        """The files (and links) the snapshot holds under path, relative to it."""
+        out = self.restic("ls", "--recursive", snap["id"], path, json_out=True)
+        nodes = (json.loads(line) for line in out.splitlines() if line.startswith("{"))
+        return {str(Path(n["path"]).relative_to(path)) for n in nodes
+                if "node" in (n.get("struct_type"), n.get("message_type"))
+                and n.get("type") in ("file", "symlink")
+                and n["path"] != path}
+
     def restore_volume(self, item: dict[str, Any], snap: dict[str, Any], want: dict[str, Any],
                        limit: int | None) -> dict[str, Any]:
         target = Path(item["path"])
         clear(target)
         self.extract(snap, item["path"], "/", limit)
         got = listing(target)
-        return {"files": got["files"], "bytes": got["bytes"], "differs": compare(got, want)}
+        report = {"files": got["files"], "bytes": got["bytes"]}
+        if n := changed(got, want):
+            report["written while backed up"] = n
+        return {**report, "differs": compare(got, want, self.held(snap, item["path"]))}
 
     def check(self, services: list[str], snapshot: str | None, stack: str) -> bool:
         """What can only be read once the restored services run again: Redis's keys."""
@@ -530,16 +542,27 @@ def listing(root: Path) -> dict[str, Any]:
     return {"files": len(entries), "bytes": total, "entries": entries}
 
 
-def compare(got: dict[str, Any], want: dict[str, Any]) -> list[str]:
-    """What differs between a restored tree and the backup's listing. A file whose size or
-    time changed while the backup read it was taken as restic read it: not a difference."""
-    differs = [f"{p}: missing" for p in want["entries"] if p not in got["entries"]]
-    differs += [f"{p}: not in the backup" for p in got["entries"] if p not in want["entries"]]
+def compare(got: dict[str, Any], want: dict[str, Any],
+            held: set[str] | None = None) -> list[str]:
+    """What differs between a restored tree and the backup: its files are exactly those the
+    snapshot holds (`held`; the listing's when none is given), and every file whose size and
+    time are those the listing read has the listing's SHA-256. A live volume changes while it
+    is backed up: a file written or removed between the listing and restic's read is the
+    snapshot's (restic's own hashes, `restore --verify`), not a difference."""
+    held = set(want["entries"]) if held is None else held
+    differs = [f"{p}: missing" for p in sorted(held) if p not in got["entries"]]
+    differs += [f"{p}: not in the backup" for p in got["entries"] if p not in held]
     for p, (size, mtime, digest) in want["entries"].items():
         have = got["entries"].get(p)
         if have is not None and have[2] != digest and (have[0], have[1]) == (size, mtime):
             differs.append(f"{p}: checksum differs")
     return differs
+
+
+def changed(got: dict[str, Any], want: dict[str, Any]) -> int:
+    """Files the snapshot holds otherwise than the listing read them (written meanwhile)."""
+    return sum(1 for p, have in got["entries"].items()
+               if (want["entries"].get(p) or [None, None])[:2] != have[:2])
 
 
 def clear(path: Path) -> None:
