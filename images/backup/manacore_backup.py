@@ -385,7 +385,9 @@ class Job:
             for (schema,) in cur.fetchall():
                 cur.execute(f'DROP SCHEMA "{schema}" CASCADE')
             cur.execute("CREATE SCHEMA public AUTHORIZATION pg_database_owner")
-            cur.execute(f'GRANT ALL ON SCHEMA public TO "{db}"')
+            cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (db,))
+            if cur.fetchone():  # the database's role, as the estate's init grants it
+                cur.execute(f'GRANT ALL ON SCHEMA public TO "{db}"')
         conn.close()
         pg = self.plan["postgres"]
         run(["pg_restore", "--single-transaction", "--exit-on-error", "-h", pg["host"], "-p",
