@@ -252,6 +252,43 @@ def migrate_cmd(stack: str, output: Path, force: bool) -> None:
     _write(lambda d: migration.render(_resolved(stack), d), output, force, "migrate")
 
 
+def backup_cmd(stack: str, init: bool, snapshots: bool, limit_upload: int | None) -> None:
+    """Take a backup now in the stack's backup container (what its schedule does every
+    interval): one restic snapshot of every database, Redis, the buckets and every stateful
+    volume. --init creates the repository (once); --snapshots lists what it holds."""
+    from ops.docker_backup import DockerBackup, OpsError
+
+    resolved = _resolved(stack)
+    args = ["init"] if init else ["snapshots"] if snapshots else [
+        "run", *(["--limit-upload", str(limit_upload)] if limit_upload else [])]
+    try:
+        code = DockerBackup(resolved, _say).backup(*args)
+    except OpsError as exc:
+        raise _fail([f"backup: {exc}"], exc.code) from None
+    if code:
+        raise SystemExit(code)
+
+
+def restore_cmd(stack: str, services: list[str], snapshot: str | None, from_stack: str | None,
+                force: bool, dry_run: bool, limit_download: int | None) -> None:
+    """Restore a snapshot (default: the stack's latest) of the given services (default: all)
+    and verify it: each database's tables and row counts, Redis's keys, every bucket's objects,
+    each volume's files and checksums. A non-empty target is refused, nothing changed, unless
+    --force; the services an item needs stopped are stopped, and started again afterwards. An
+    interrupted restore can be run again (without --force) and leaves the repository as it
+    was. Exit 0 restored and verified, 1 a step failed or something differs, 2 refused."""
+    from ops.docker_backup import DockerBackup, OpsError
+
+    resolved = _resolved(stack)
+    try:
+        code = DockerBackup(resolved, _say).restore(services, snapshot, from_stack, force,
+                                                    dry_run, limit_download)
+    except OpsError as exc:
+        raise _fail([f"restore: {exc}"], exc.code) from None
+    if code:
+        raise SystemExit(code)
+
+
 def _write(render: Callable[[Path], object], output: Path, force: bool, stage: str,
            stderr: bool = False) -> None:
     """Render into `output`, where manacore owns what it wrote: stale files of the last render
@@ -341,6 +378,27 @@ def parser() -> argparse.ArgumentParser:
                  migrate_cmd.__doc__)
     _stack(p)
     _out(p, "migration")
+
+    p = _command(commands, "backup", lambda a: backup_cmd(a.stack, a.init, a.snapshots,
+                                                          a.limit_upload), backup_cmd.__doc__)
+    _stack(p)
+    p.add_argument("--init", action="store_true", help="create the repository (once)")
+    p.add_argument("--snapshots", action="store_true", help="list the stack's snapshots")
+    p.add_argument("--limit-upload", type=int, metavar="KIB", help="upload at most KiB/s")
+    p = _command(commands, "restore", lambda a: restore_cmd(
+        a.stack, a.services, a.snapshot, a.from_stack, a.force, a.dry_run, a.limit_download),
+        restore_cmd.__doc__)
+    _stack(p)
+    p.add_argument("services", nargs="*", metavar="SERVICE",
+                   help="services whose data to restore (postgres: the roles and every "
+                   "database); default: all")
+    p.add_argument("--snapshot", metavar="ID", help="restic snapshot id; default: the latest")
+    p.add_argument("--from-stack", metavar="STACK", help="restore a snapshot another stack "
+                   "took (the Phase 1 move); default: this stack's")
+    p.add_argument("--force", action="store_true", help="replace what a target holds")
+    p.add_argument("--dry-run", action="store_true", help="check the snapshot and the targets "
+                   "only; stop and change nothing")
+    p.add_argument("--limit-download", type=int, metavar="KIB", help="read at most KiB/s")
 
     render = _command(commands, "render", None, "Write an export of the estate for a stack.")
     render.set_defaults(help_of=render)

@@ -20,6 +20,7 @@ from catalog.model import (
     cmd,
     cmd_or_http,
     db_url,
+    dump,
     hard,
     host_of,
     http,
@@ -81,6 +82,8 @@ INFRA = [
              "PGDATA": f"{PG_MOUNT}/{PG_DIR}"},
         secrets=["POSTGRES_PASSWORD"],
         volumes=[Volume(path=PG_MOUNT, size="20Gi", legacy_dir=PG_DIR)],
+        # backed up through the server: every database (pg_dump) and the roles (pg_dumpall)
+        dump=dump("postgres", "POSTGRES_PASSWORD", port="postgres", user="postgres"),
         # over TCP: the entrypoint runs the init scripts on a socket-only server, which a
         # socket probe would already call ready (dependents then fail to connect: seen with
         # the real Synapse on a fresh volume; docker-library/postgres docker-entrypoint.sh)
@@ -121,6 +124,7 @@ INFRA = [
         ports=[port(6379, "redis")],
         secrets=["REDIS_PASSWORD"],
         volumes=[Volume(path="/data", size="2Gi")],
+        dump=dump("redis", "REDIS_PASSWORD", port="redis"),  # its RDB, through the server
         # redis-cli reads the password from REDISCLI_AUTH: it never shows in a process list
         health=cmd("sh", "-c",
                    'REDISCLI_AUTH="$REDIS_PASSWORD" redis-cli ping | grep -q PONG'),
@@ -144,6 +148,8 @@ INFRA = [
         ports=[port(9000, "api"), port(9001, "console")],
         secrets=["MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD"],
         volumes=[Volume(path="/data", size="50Gi")],
+        # the object store: every bucket is backed up through its S3 API
+        dump=dump("s3", "MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD", port="api"),
         # the image has no shell but a static curl (Dockerfile.release: download-static-curl):
         # Docker runs it directly, the kubelet probes the same path
         health=cmd_or_http(("curl", "-fsS", "-o", "/dev/null",
@@ -436,7 +442,7 @@ MATRIX = [
              "CLOCK_API_URL": url_of("clock-backend"),
              "NUTRIPHI_API_URL": url_of("nutriphi-backend"), "TTS_URL": url_of("tts")},
         secrets=["MATRIX_MANA_BOT_TOKEN"],
-        volumes=[Volume(path="/data", name=BOTS_VOLUME, subpath="mana-bot")],
+        volumes=[Volume(path="/data", name=BOTS_VOLUME, subpath="mana-bot", shared=True)],
         needs=[hard("synapse"), lazy("ollama"), lazy("todo-backend"), lazy("calendar-backend"),
                lazy("clock-backend"), lazy("nutriphi-backend"), lazy("tts")],
         health=http("/health", start_period=15),
@@ -460,7 +466,7 @@ MATRIX = [
         env={"PORT": port_of("stats-bot"), **MATRIX_ENV,
              "VICTORIAMETRICS_URL": url_of("victoriametrics")},
         secrets=["MATRIX_STATS_BOT_TOKEN"],
-        volumes=[Volume(path="/data", name=BOTS_VOLUME, subpath="stats-bot")],
+        volumes=[Volume(path="/data", name=BOTS_VOLUME, subpath="stats-bot", shared=True)],
         needs=[hard("synapse"), lazy("victoriametrics")],
         health=http("/health", start_period=15),
         memory="128Mi",
@@ -477,7 +483,8 @@ MATRIX = [
              "DATABASE_URL": db_url()},
         secrets=["MATRIX_PROJECT_DOC_BOT_TOKEN"],
         database="project_doc",
-        volumes=[Volume(path="/data", name=BOTS_VOLUME, subpath="project-doc-bot")],
+        volumes=[Volume(path="/data", name=BOTS_VOLUME, subpath="project-doc-bot",
+                       shared=True)],
         needs=[hard("synapse"), hard("postgres"), lazy("ollama")],
         health=http("/health", start_period=15),
         memory="256Mi",
@@ -811,6 +818,31 @@ TOOLS = [
     ),
 ]
 
+# --- backup: restic snapshots of every stateful service (catalog/backup.py) ---------------
+
+BACKUP = [
+    service(
+        id="backup", category="tools", role="backup",
+        description="Scheduled restic backup of every stateful service (databases, Redis, "
+        "buckets, volumes) into the stack's repository; `manacore restore` restores it",
+        # images/backup/Dockerfile: restic, the PostgreSQL 17 client, redis-tools, rclone
+        # root reading every volume whatever its owner and mode: DAC_READ_SEARCH, nothing else
+        # (the volumes are mounted read-only; a restore runs in a container of its own)
+        image=own("manacore-backup", caps=("DAC_READ_SEARCH",)),
+        # what it backs up, its mounts, the repository and the servers' credentials are
+        # derived from the resolved estate and the stack's `backup` settings
+        env={"PUSHGATEWAY_URL": url_of("pushgateway"),
+             "RESTIC_PASSWORD": secret("BACKUP_REPOSITORY_PASSWORD")},
+        # staging (dumps), the mirror of the buckets, restic's cache: rebuilt when lost
+        volumes=[Volume(path="/backup", size="20Gi", stateful=False)],
+        needs=[lazy("pushgateway")],
+        memory="512Mi",
+        # Docker for now; on Kubernetes a CronJob (stage 2 of issue 27)
+        targets=["docker"],
+        internet="the S3 endpoint of the backup repository, off the host",
+    ),
+]
+
 SECRETS = [
     Secret(name="POSTGRES_PASSWORD", description="PostgreSQL superuser password"),
     Secret(name="REDIS_PASSWORD", description="Redis requirepass"),
@@ -839,6 +871,12 @@ SECRETS = [
     Secret(name="TELEGRAM_OLLAMA_BOT_TOKEN", description="Telegram bot token", generate=False),
     Secret(name="WATCHTOWER_NOTIFICATION_URL", description="shoutrrr URL (Telegram)",
            generate=False),
+    Secret(name="BACKUP_REPOSITORY_PASSWORD", description="restic repository password of the "
+           "backups: without it no backup can be read; keep a copy off the host"),
+    Secret(name="BACKUP_S3_ACCESS_KEY", description="access key of the backup bucket",
+           generate=False),
+    Secret(name="BACKUP_S3_SECRET_KEY", description="secret key of the backup bucket",
+           generate=False),
     Secret(name="TUNNEL_TOKEN", description="Cloudflare tunnel connector token (set by the "
            "CloudflareTunnel component on Pulumi stacks; by hand for Compose)", generate=False),
 ]
@@ -847,7 +885,7 @@ SECRETS = [
 def estate() -> Estate:
     """The whole estate as declared (not yet validated)."""
     return Estate(
-        services=(*INFRA, *CORE, *NATIVE, *APP, *MATRIX, *MON, *TOOLS),
+        services=(*INFRA, *CORE, *NATIVE, *APP, *MATRIX, *MON, *TOOLS, *BACKUP),
         secrets=tuple(SECRETS),
         reserved_ports={4011: "former matrix-ollama-bot, kept free after the consolidation"},
     )

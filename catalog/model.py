@@ -29,6 +29,7 @@ Role = Literal[
     "exporter",
     "llm",  # native LLM runtime on 11000+
     "updater",  # watchtower
+    "backup",  # the scheduled backup job: publishes nothing, runs after what it backs up
 ]
 Target = Literal["docker", "kubernetes"]
 TARGETS: tuple[Target, ...] = ("docker", "kubernetes")
@@ -128,9 +129,10 @@ class Image(_Part):
     default_caps: str = ""
 
 
-def own(name: str) -> Image:
-    """One of ManaCore's own images: `<registry>/<name>:<tag>` from the stack settings."""
-    return Image(repository=name, own=True)
+def own(name: str, *, caps: tuple[str, ...] = ()) -> Image:
+    """One of ManaCore's own images: `<registry>/<name>:<tag>` from the stack settings; `caps`
+    as for a third-party image (our Dockerfile says why it needs them)."""
+    return Image(repository=name, own=True, caps=caps)
 
 
 def image(ref: str, *, scheme: str | None = None, family: str | None = None,
@@ -318,6 +320,8 @@ class Volume(_Part):
 
     `name` is the Docker volume (`manacore-{service}-data` unless shared by several services,
     as the Matrix bots' volume is); `subpath` is the directory inside a shared volume.
+    `shared` declares that several services mount this volume on purpose (each its own
+    `subpath`): a service's own volume is mounted by that service alone (rule data-safety).
     `legacy_dir` is where the root of the service's legacy volume belongs inside this one, when
     the new layout keeps the data one level down (PostgreSQL's `PGDATA=…/pgdata`, while the
     legacy volume held the cluster at its root).
@@ -329,6 +333,26 @@ class Volume(_Part):
     stateful: bool = True
     size: str = "1Gi"
     legacy_dir: str | None = None
+    shared: bool = False
+
+
+class Dump(_Part):
+    """How the backup takes a service's data through the server itself, because a copy of its
+    volume's files would not be consistent while it runs (catalog/backup.py): `postgres` (every
+    database and the roles, pg_dump/pg_dumpall), `redis` (its RDB, through the replication
+    protocol) or `s3` (every bucket through the S3 API: the object store). `port` is the port
+    it connects to; `secrets` the credentials, in the order that kind needs them (postgres,
+    redis: the password; s3: access key, secret key)."""
+
+    kind: Literal["postgres", "redis", "s3"]
+    port: str
+    secrets: tuple[str, ...]
+    user: str | None = None  # postgres: the superuser the dump logs in as
+
+
+def dump(kind: Literal["postgres", "redis", "s3"], *secrets: str, port: str,
+         user: str | None = None) -> Dump:
+    return Dump(kind=kind, port=port, secrets=secrets, user=user)
 
 
 class HostMount(_Part):
@@ -344,6 +368,10 @@ class HostMount(_Part):
     # its directory): whoever talks to it controls the host's Docker, so it is root-equivalent,
     # read-only or not (a read-only bind mount does not stop connect() on a socket)
     root_equivalent: str = ""
+    # made when missing (a local backup repository): Docker's bind mounts refuse a missing
+    # source; the backup never initialises a repository by itself, so a missing disk is an
+    # error of every run, not a silent new repository
+    create: bool = False
 
 
 class Public(_Part):
@@ -446,6 +474,8 @@ class Service(_Model):
     # runs one container per service
     replicas: int | None = Field(default=None, ge=1)
     legacy: Legacy = Legacy()
+    # the backup takes this service's data through the server (its volumes are not copied)
+    dump: Dump | None = None
 
     @property
     def native(self) -> bool:

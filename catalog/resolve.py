@@ -19,6 +19,7 @@ from catalog.model import (
     Availability,
     Category,
     DbUrl,
+    Dump,
     EnvValue,
     Estate,
     Health,
@@ -135,6 +136,7 @@ class ResolvedVolume(_Frozen):
     # `uid:gid` to hand a managed volume to before its service starts (the image's `runs_as`);
     # never set on a legacy volume, which is read as it is
     owner: str | None = None
+    read_only: bool = False  # the backup service's mounts of the volumes it copies
 
 
 class ResolvedFile(_Frozen):
@@ -205,6 +207,7 @@ class ResolvedService(_Frozen):
     writable: tuple[str, ...] = ()  # paths the image writes outside its volumes
     labels: dict[str, str]
     legacy: Legacy
+    dump: Dump | None = None  # the backup takes its data through the server (catalog/backup.py)
 
     def port(self, name: str = "http") -> ResolvedPort:
         for p in self.ports:
@@ -425,6 +428,7 @@ def _resolve_service(svc: Service, tier: int, estate: Estate,
         labels={"manacore.service": svc.id, "manacore.category": svc.category,
                 "manacore.role": svc.role, "manacore.tier": str(tier)},
         legacy=svc.legacy,
+        dump=svc.dump,
         host_mounts=_host_mounts(svc, settings),
         host_access=svc.host_access and settings.target == "kubernetes",
         writable=svc.image.writes if svc.image is not None else (),
@@ -465,6 +469,9 @@ def resolve(estate: Estate, settings: StackSettings) -> ResolvedEstate:
         raise EstateError(failed)
     resolved.sort(key=lambda r: (r.tier, r.id))
     _check_migrated(resolved, settings)
+    from catalog.backup import attach  # imports this module: not at the top
+
+    resolved = attach(resolved, settings)  # the backup service's mounts, repository, secrets
     databases = tuple(Database(name=s.database, owner=s.id,
                                password_secret=database_secret(s.database))
                       for s in resolved if s.database)

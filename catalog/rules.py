@@ -163,6 +163,37 @@ def _volume_naming(estate: Estate, _settings) -> Iterator[Violation]:
             yield Violation(s.id, "volume-naming", f"volume size: {exc}")
 
 
+@rule("data-safety")
+def _data_safety(estate: Estate, _settings) -> Iterator[Violation]:
+    """A service's own volume is mounted by that service alone. A volume shared on purpose (the
+    Matrix bots', a subdirectory each) is declared `shared` on every mount, and never one that
+    holds a database's files (a service whose data the backup takes through its server, its
+    `dump`: two writers corrupt it, and only the server can copy it consistently)."""
+    mounts: dict[str, list[tuple[Service, bool]]] = defaultdict(list)
+    for s in estate.valid_services:
+        for v in s.volumes:
+            mounts[v.name or volume_name(s)].append((s, v.shared))
+    for name, users in mounts.items():
+        ids = list(dict.fromkeys(s.id for s, _ in users))
+        databases = [s.id for s, _ in users if s.dump is not None]
+        for s, shared in users:
+            others = ", ".join(i for i in ids if i != s.id)
+            if s.dump is not None and (shared or others):
+                yield Violation(s.id, "data-safety", f"volume {name} holds the files of "
+                                f"{s.id}'s {s.dump.kind} server" + (f" and is also mounted "
+                                f"by {others}" if others else " and is declared shared") +
+                                "; a database's volume is mounted by its server alone")
+            elif others and databases and s.id not in databases:
+                yield Violation(s.id, "data-safety", f"mounts volume {name}, which holds the "
+                                f"files of {', '.join(databases)}'s server; give {s.id} a "
+                                "volume of its own")
+            elif others and not shared:
+                yield Violation(s.id, "data-safety", f"volume {name} is also mounted by "
+                                f"{others}; a service's own volume is mounted by it alone: "
+                                "give each its own volume, or declare the sharing on every "
+                                "mount (Volume(shared=True, subpath=…))")
+
+
 @rule("port-range")
 def _port_range(estate: Estate, _settings) -> Iterator[Violation]:
     for s in estate.valid_services:

@@ -14,7 +14,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel, to_snake
 
 from catalog import yamltext
@@ -52,6 +59,12 @@ EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 SECRET_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
 
 
+CRON = re.compile(r"^(@(hourly|daily|weekly|monthly)|(\S+\s+){4}\S+)$")  # 5 fields, or a macro
+CRON_FIELD = re.compile(r"^[0-9*/,-]+$")
+S3_ENDPOINT = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?/?$")
+BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")  # S3 bucket naming rules
+
+
 def _matches(pattern: re.Pattern[str], what: str) -> Callable[[str], str]:
     def check(value: str) -> str:
         if not pattern.fullmatch(value):
@@ -59,6 +72,73 @@ def _matches(pattern: re.Pattern[str], what: str) -> Callable[[str], str]:
         return value
 
     return check
+
+
+class Keep(BaseModel):
+    """Retention: how many of the newest snapshots to keep per hour, day, week, month and year
+    (restic forget --keep-*); every other snapshot is forgotten and its data pruned."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    hourly: int = Field(default=24, ge=0)
+    daily: int = Field(default=7, ge=0)
+    weekly: int = Field(default=5, ge=0)
+    monthly: int = Field(default=12, ge=0)
+    yearly: int = Field(default=2, ge=0)
+
+
+class BackupSettings(BaseModel):
+    """Where and when the backup job writes its restic repository (catalog/backup.py).
+
+    The repository is off the host in an S3 bucket (`s3Endpoint` + `bucket`, the stack's
+    snapshots under the prefix `<stack>`, keys from the secrets BACKUP_S3_ACCESS_KEY and
+    BACKUP_S3_SECRET_KEY), or a local `path` on the Docker host (a second disk), never both.
+    The repository password is the secret BACKUP_REPOSITORY_PASSWORD. `schedule` is a cron
+    expression (default: every hour, so at most one hour of data is at risk)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, alias_generator=to_camel,
+                              populate_by_name=True)
+
+    s3_endpoint: str | None = None
+    bucket: str | None = None
+    path: str | None = None
+    schedule: str = "0 * * * *"
+    keep: Keep = Keep()
+
+    _endpoint = field_validator("s3_endpoint")(_matches(
+        S3_ENDPOINT, "an S3 endpoint like https://s3.example.com (scheme, host, port only)"))
+    _bucket = field_validator("bucket")(_matches(
+        BUCKET, "an S3 bucket name (3-63 lowercase letters, digits, '.', '-')"))
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        if not value.startswith("/") or any(c.isspace() or c == ":" for c in value):
+            raise ValueError(f"{value!r} is not an absolute host path without spaces or ':'")
+        return value
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule(cls, value: str) -> str:
+        if not CRON.fullmatch(value) or not (value.startswith("@") or all(
+                CRON_FIELD.fullmatch(f) for f in value.split())):
+            raise ValueError(f"{value!r} is not a cron expression like '0 * * * *' (minute "
+                             "hour day month weekday) or @hourly/@daily")
+        return value
+
+    @model_validator(mode="after")
+    def _one_repository(self) -> BackupSettings:
+        s3 = self.s3_endpoint is not None or self.bucket is not None
+        if s3 and (self.s3_endpoint is None or self.bucket is None):
+            raise ValueError("an S3 repository needs both s3Endpoint and bucket")
+        if s3 and self.path is not None:
+            raise ValueError("the repository is either on S3 (s3Endpoint, bucket) or a local "
+                             "path, not both")
+        return self
+
+    @property
+    def configured(self) -> bool:
+        return self.s3_endpoint is not None or self.path is not None
 
 
 class StackSettings(BaseModel):
@@ -91,6 +171,7 @@ class StackSettings(BaseModel):
     # Phase 0: mount the Mac Mini's legacy volumes (read, never created) until migrated. A new
     # Docker host (a customer, a test) starts fresh: every volume created and managed.
     adopt_legacy: bool | None = None  # default: true on stack macmini, false elsewhere
+    backup: BackupSettings = BackupSettings()  # the restic repository, schedule, retention
 
     @model_validator(mode="after")
     def _adopt_default(self) -> StackSettings:
@@ -192,7 +273,9 @@ def _secret_problems(values: dict[str, Any]) -> list[str]:
 def _message(error: Any) -> str:
     where = ".".join(str(p) for p in error["loc"])
     if error["type"] == "extra_forbidden":
-        known = ", ".join(f.alias or n for n, f in StackSettings.model_fields.items()
+        model = {("backup",): BackupSettings, ("backup", "keep"): Keep}.get(
+            tuple(error["loc"][:-1]), StackSettings)
+        known = ", ".join(f.alias or n for n, f in model.model_fields.items()
                           if n != "stack")
         return f"{where}: unknown setting; known: {known}"
     return f"{where}: {error['msg'].removeprefix('Value error, ')}"
@@ -302,6 +385,6 @@ def settings_from_config(stack: str, get: Callable[[str], str | None]) -> StackS
         raw = get(field.alias or name)
         if raw is None:
             continue
-        structured = ("migrated_volumes", "access_emails", "access_aud_tags")
+        structured = ("migrated_volumes", "access_emails", "access_aud_tags", "backup")
         values[field.alias or name] = yamltext.load(raw) if name in structured else raw
     return settings_from_values(stack, values)

@@ -78,6 +78,13 @@ class ToolsStack(ServiceGroup):
     TYPE = "manacore:stack:ToolsStack"
 
 
+class BackupJob(ServiceGroup):
+    """The scheduled backup (catalog/backup.py): created last, as it mounts the volumes of
+    every other component (which own them)."""
+
+    TYPE = "manacore:stack:BackupJob"
+
+
 class NativeServices(ServiceGroup):
     """The macOS host's services as the target reaches them (nothing to create on Docker)."""
 
@@ -107,10 +114,13 @@ def plan(estate: ResolvedEstate) -> list[tuple[type[ServiceGroup], str, list[Res
     for s in estate.services:
         if s.id in EDGE:
             continue
-        if s.category in ("core", "app"):
+        if s.role == "backup":
+            key = (BackupJob, s.id)
+        elif s.category in ("core", "app"):
             key = (AppService, app_of(s, estate))
         else:
             key = (GROUPS[s.category], s.category)
         groups.setdefault(key, []).append(s)
     return [(cls, name, members) for (cls, name), members in
-            sorted(groups.items(), key=lambda kv: (min(s.tier for s in kv[1]), kv[0][1]))]
+            sorted(groups.items(), key=lambda kv: (kv[0][0] is BackupJob,
+                                                   min(s.tier for s in kv[1]), kv[0][1]))]

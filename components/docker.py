@@ -92,7 +92,11 @@ class DockerAdapter:
                 *(self.networks[n] for n in networks(service, self.estate))]
         mounts += [docker.ContainerMountArgs(type="bind", source=m.source, target=m.path,
                                              read_only=m.read_only)
-                   for m in service.host_mounts]
+                   for m in service.host_mounts if not m.create]
+        # a bind that makes its missing source: the engine's Binds do, its Mounts refuse
+        made = [docker.ContainerVolumeArgs(host_path=m.source, container_path=m.path,
+                                           read_only=m.read_only)
+                for m in service.host_mounts if m.create]
         check = healthcheck(service)
         memory = memory_mb(service)
         container = docker.Container(
@@ -116,6 +120,7 @@ class DockerAdapter:
             labels=[docker.ContainerLabelArgs(label=k, value=v)
                     for k, v in sorted(service.labels.items())],
             mounts=mounts or None,
+            volumes=made or None,
             networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=n)
                                for n in networks(service, self.estate)],
             hosts=[docker.ContainerHostArgs(host=NATIVE_ALIAS, ip=HOST_GATEWAY)]
@@ -180,6 +185,7 @@ class DockerAdapter:
             volume = self._legacy(v.name, parent)  # read: must exist (the container needs it)
         return docker.ContainerMountArgs(
             type="volume", source=v.name, target=v.path,  # the volume to mount now
+            read_only=v.read_only or None,  # the backup service's copies
             volume_options=docker.ContainerMountVolumeOptionsArgs(subpath=v.subpath)
             if v.subpath else None), volume
 

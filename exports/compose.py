@@ -294,8 +294,11 @@ def _service(svc: ResolvedService, estate: ResolvedEstate) -> dict[str, Any]:
         mount: dict[str, Any] = {"type": "volume", "source": v.name, "target": v.path}
         if v.subpath:
             mount["volume"] = {"subpath": v.subpath}
+        if v.read_only:
+            mount["read_only"] = True
         mounts.append(mount)
-    mounts += [{"type": "bind", "source": m.source, "target": m.path, "read_only": m.read_only}
+    mounts += [{"type": "bind", "source": m.source, "target": m.path, "read_only": m.read_only,
+                **({"bind": {"create_host_path": True}} if m.create else {})}
                for m in svc.host_mounts]
     if mounts:
         entry["volumes"] = mounts

@@ -42,7 +42,26 @@ PACKAGES = {  # recipe → Debian trixie packages of its root filesystem
     # + matrix-synapse from PyPI at the image's tag (pip_requirements)
     "synapse": ("python3", "python3-venv", "python3-psycopg2", "busybox", "curl",
                 "ca-certificates"),
+    # + versitygw (harness/s3.sh), a real S3 server playing MinIO
+    "minio": ("busybox", "curl", "ca-certificates"),
 }
+
+
+# Our own images with a Dockerfile in the project (images/NAME): built here from the same file,
+# on a root filesystem holding the packages its `ARG PACKAGES="…"` names (containers here have
+# no route to the archive, so its apt-get step finds them installed and does nothing).
+OWN_IMAGES = HARNESS.parent / "images"
+
+
+def dockerfile_packages(folder: Path) -> tuple[str, ...]:
+    found = re.search(r'^ARG PACKAGES="([^"]+)"', (folder / "Dockerfile").read_text(), re.M)
+    if found is None:
+        sys.exit(f"{folder}/Dockerfile: no ARG PACKAGES=\"…\" line")
+    return tuple(found.group(1).split())
+
+
+for _own in sorted(OWN_IMAGES.glob("*/Dockerfile")):
+    PACKAGES[_own.parent.name] = dockerfile_packages(_own.parent)
 
 
 def pip_requirements(recipe: str, ref: str) -> tuple[str, ...]:
@@ -145,6 +164,12 @@ def standin_binary() -> Path:
     return out
 
 
+def s3_server() -> Path:
+    """versitygw, built once per module set by harness/s3.sh."""
+    return Path(subprocess.run([str(HARNESS / "s3.sh"), "build"], check=True,
+                               capture_output=True, text=True).stdout.strip())
+
+
 def recipe_of(ref: str) -> str:
     name = ref.rsplit(":", 1)[0].split("@")[0]
     last = name.rsplit("/", 1)[-1]
@@ -156,8 +181,10 @@ def recipe_of(ref: str) -> str:
         return "busybox"
     if last in SERVERS:
         return last
-    if last == "synapse":
-        return "synapse"
+    if last in ("synapse", "minio"):
+        return last
+    if last.startswith("manacore-") and (OWN_IMAGES / last.removeprefix("manacore-")).is_dir():
+        return last.removeprefix("manacore-")
     return "standin"
 
 
@@ -322,8 +349,13 @@ def build(ref: str, recipe: str, service_name: str, service: dict,
             key = digest(base, (ctx / "Dockerfile").read_text())
         else:
             base = rootfs_image(recipe, pip_requirements(recipe, ref))
-            shutil.copytree(HARNESS / "images" / recipe, ctx, dirs_exist_ok=True)
-            key = digest(base, files_digest(HARNESS / "images" / recipe))
+            folder = HARNESS / "images" / recipe
+            if not folder.is_dir():
+                folder = OWN_IMAGES / recipe
+            shutil.copytree(folder, ctx, dirs_exist_ok=True)
+            if recipe == "minio":
+                shutil.copy(s3_server(), ctx / "versitygw")
+            key = digest(base, files_digest(ctx))
         if existing(ref) == key:
             return False
         docker("build", "-q", "--build-arg", f"BASE={base if recipe != 'standin' else ''}",

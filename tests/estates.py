@@ -25,10 +25,11 @@ from catalog.model import (
     service,
     url_of,
 )
-from catalog.settings import StackSettings
+from catalog.settings import BackupSettings, StackSettings
 
 MACMINI = StackSettings(stack="macmini", target="docker", domain="example.org",
-                        registry="ghcr.io/acme", tag="1.2.3", memory_budget="4Gi")
+                        registry="ghcr.io/acme", tag="1.2.3", memory_budget="4Gi",
+                        backup=BackupSettings(path="/srv/manacore-backup"))
 K3S = MACMINI.model_copy(update={"stack": "k3s", "target": "kubernetes",
                                  "native_host": "10.0.0.5", "memory_budget": "8Gi"})
 

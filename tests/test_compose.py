@@ -192,7 +192,7 @@ def test_shared_volume_declared_once_its_subdirectories_made_first(
     model = to_compose(migrated_estate)
     assert list(model["volumes"]).count("manacore-matrix-bots-data") == 1
     bots = [m for s in model["services"].values() for m in s.get("volumes", [])
-            if m["source"] == "manacore-matrix-bots-data"]
+            if m["source"] == "manacore-matrix-bots-data" and not m.get("read_only")]
     assert sorted(m["volume"]["subpath"] for m in bots if "volume" in m) == [
         "mana-bot", "project-doc-bot", "stats-bot"]
     init = model["services"]["matrix-bots-data-init"]
@@ -249,9 +249,11 @@ def pulumi_view(run: Run, reg: Registration) -> dict[str, Any]:
         "memory": int(inputs["memory"]),
         "memory_swap": int(inputs["memorySwap"]),
         "stop_grace": inputs.get("stopTimeout"),
-        "volumes": sorted((m["type"], m["source"], m["target"],
-                           (m.get("volumeOptions") or {}).get("subpath"), bool(m.get("readOnly")))
-                          for m in inputs.get("mounts", [])),
+        "volumes": sorted([(m["type"], m["source"], m["target"],
+                            (m.get("volumeOptions") or {}).get("subpath"),
+                            bool(m.get("readOnly"))) for m in inputs.get("mounts", [])] +
+                          [("bind", b["hostPath"], b["containerPath"], None,  # made if missing
+                            bool(b.get("readOnly"))) for b in inputs.get("volumes", [])]),
         "hosts": sorted(f"{h['host']}={h['ip']}" for h in inputs.get("hosts", [])),
         "labels": {x["label"]: x["value"] for x in inputs["labels"]},
         "restart": inputs["restart"],

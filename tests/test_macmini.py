@@ -218,10 +218,13 @@ def test_mounts_as_resolved_with_subpaths_and_read_only_host_paths(
     found = containers(run)
     for svc in estate.containers:
         mounts = found[svc.id].plain().get("mounts", [])
-        got = sorted((m["type"], m["source"], m["target"],
-                      (m.get("volumeOptions") or {}).get("subpath"), m.get("readOnly", False))
-                     for m in mounts)
-        want = sorted([("volume", v.name, v.path, v.subpath, False) for v in svc.volumes] +
+        got = sorted([(m["type"], m["source"], m["target"],
+                       (m.get("volumeOptions") or {}).get("subpath"), m.get("readOnly", False))
+                      for m in mounts] +
+                     [("bind", b["hostPath"], b["containerPath"], None, b.get("readOnly", False))
+                      for b in found[svc.id].plain().get("volumes", [])])  # made when missing
+        want = sorted([("volume", v.name, v.path, v.subpath, v.read_only)
+                       for v in svc.volumes] +
                       [("bind", m.source, m.path, None, m.read_only) for m in svc.host_mounts])
         assert got == want, svc.id
     assert found["watchtower"].plain()["mounts"][0]["readOnly"] is True
@@ -231,8 +234,9 @@ def test_shared_volume_subdirectories_exist_before_consumers_start(
         migrated_run: Run, migrated_estate: ResolvedEstate, macmini_run: Run) -> None:
     init = migrated_run.named("manacore-matrix-bots-data-init")
     inputs = init.plain()
-    users = [s for s in migrated_estate.containers
-             if any(v.name == "manacore-matrix-bots-data" for v in s.volumes)]
+    users = [s for s in migrated_estate.containers  # the backup only reads it: no init needed
+             if any(v.name == "manacore-matrix-bots-data" and not v.read_only
+                    for v in s.volumes)]
     assert len(users) == 3
     assert inputs["command"][:2] == ["mkdir", "-p"]
     assert sorted(inputs["command"][2:]) == sorted(

@@ -10,6 +10,7 @@ from catalog.model import (
     Legacy,
     Public,
     Volume,
+    dump,
     hard,
     image,
     lazy,
@@ -75,6 +76,14 @@ BROKEN = [
      "does not depend on postgres", "notes-backend"),
     ("database", {"notes-backend": {"pg_monitor": "stats"}}, "no database of its own",
      "notes-backend"),
+    ("data-safety", {"gateway": {"volumes": [Volume(path="/d", name="manacore-auth-data")]},
+                     "auth": {"volumes": [Volume(path="/data")]}},
+     "also mounted by gateway", "auth"),
+    ("data-safety", {"postgres": {"dump": dump("postgres", "POSTGRES_PASSWORD",
+                                               port="postgres"),
+                                  "volumes": [Volume(path="/pg", name="manacore-shared-data",
+                                                     subpath="pg", shared=True)]}},
+     "declared shared", "postgres"),
     ("internet", {"ollama": {"internet": "model downloads"}}, "drop internet", "ollama"),
     ("internet", {"auth": {"internet": "yes"}}, "say what it reaches and why", "auth"),
     ("availability", {"gateway": {"availability": None}}, "declare availability", "gateway"),
@@ -189,3 +198,40 @@ def test_only_watchtower_and_cadvisor_reach_the_docker_socket_read_only() -> Non
         for m in s.host_mounts:
             assert m.read_only, (s.id, m.source)
             assert bool(m.root_equivalent) == ((s.id, m.source) in found), (s.id, m.source)
+
+
+def test_data_safety_names_both_services_and_every_violation_at_once() -> None:
+    """Item 4 of issue 27: a service's own volume is its alone; a shared one is declared on
+    every mount and never holds a database's files. Each line names the other service."""
+    pg_dump = dump("postgres", "POSTGRES_PASSWORD", port="postgres")
+    found = validate(estate(
+        postgres={"dump": pg_dump, "volumes": [Volume(path="/pg")]},
+        gateway={"volumes": [Volume(path="/peek", name="manacore-postgres-data")]},
+        auth={"volumes": [Volume(path="/a", name="manacore-group-data", subpath="auth",
+                                 shared=True)]},
+        **{"notes-backend": {"volumes": [Volume(path="/n", name="manacore-group-data",
+                                                subpath="notes")]}}), MACMINI)
+    lines = sorted(str(v) for v in found if v.rule == "data-safety")
+    assert lines == [
+        "gateway: data-safety: mounts volume manacore-postgres-data, which holds the files of "
+        "postgres's server; give gateway a volume of its own",
+        "notes-backend: data-safety: volume manacore-group-data is also mounted by auth; a "
+        "service's own volume is mounted by it alone: give each its own volume, or declare "
+        "the sharing on every mount (Volume(shared=True, subpath=…))",
+        "postgres: data-safety: volume manacore-postgres-data holds the files of postgres's "
+        "postgres server and is also mounted by gateway; a database's volume is mounted by "
+        "its server alone"]
+
+
+def test_the_bots_volume_is_declared_shared_and_no_database_volume_is() -> None:
+    from services import estate as catalogue
+
+    mounts = {}
+    for s in catalogue().valid_services:
+        for v in s.volumes:
+            mounts.setdefault(v.name or f"manacore-{s.id}-data", []).append((s, v))
+    shared = {n for n, m in mounts.items() if len(m) > 1}
+    assert shared == {"manacore-matrix-bots-data"}
+    assert all(v.shared for _, v in mounts["manacore-matrix-bots-data"])
+    assert {s.id for m in mounts.values() for s, _ in m if s.dump} == {
+        "postgres", "redis", "minio"}

@@ -46,14 +46,15 @@ def test_the_estate_comes_up_healthy_from_nothing(fresh: Estate) -> None:
         labels = fresh.engine.inspect(name, kind="volume")[0]["Labels"] or {}
         assert labels.get("com.docker.compose.project") == "manacore", name
     # the shared bot volume: each bot on its own subdirectory, created before they start
-    bots = [s for s in fresh.resolved.containers for v in s.volumes if v.shared]
+    bots = [s for s in fresh.resolved.containers for v in s.volumes
+            if v.shared and not v.read_only]  # not the backup, which only reads them
     assert len(bots) >= 3
     for s in bots:
-        v = next(v for v in s.volumes if v.shared)
+        v = next(v for v in s.volumes if v.shared and not v.read_only)
         fresh.engine.docker("exec", s.container_name, "sh", "-c",
                             f'echo {s.id} > "{v.path}/whoami"')
     for s in bots:
-        v = next(v for v in s.volumes if v.shared)
+        v = next(v for v in s.volumes if v.shared and not v.read_only)
         seen = fresh.engine.docker("exec", s.container_name, "cat", f"{v.path}/whoami").strip()
         assert seen == s.id, f"{s.id} shares its directory with {seen}"
 

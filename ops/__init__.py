@@ -1,0 +1,1 @@
+"""Operations on a running estate: backups and restores (ops/docker_backup.py)."""

@@ -1,0 +1,231 @@
+"""The backup plan and the backup service, derived from the resolved estate (issue 27): what
+is backed up, how, where to, and what the restore stops; the settings; the Grafana panel; the
+restore command's refusals that need no engine. The real proof is
+tests/realengine/test_backup.py."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from catalog.backup import (
+    PASSWORD_SECRET,
+    REPOSITORY_MOUNT,
+    S3_SECRETS,
+    VOLUMES_ROOT,
+    backup_service,
+    plan,
+)
+from catalog.configs import GRAFANA_DASHBOARD_DIR, GRAFANA_DASHBOARDS
+from catalog.load import load_estate
+from catalog.resolve import resolve
+from catalog.rules import EstateError
+from catalog.settings import ROOT, SettingsError, load_settings, settings_from_values
+from components.base import BackupJob
+from components.base import plan as components_plan
+from exports.compose import to_compose
+from tests.cli_run import invoke
+from tests.conftest import resolved
+
+S3 = {"s3Endpoint": "https://s3.example.com", "bucket": "manacore-backup"}
+
+
+def with_backup(stack: str = "macmini", **backup: object):
+    settings = load_settings(stack).model_copy(update={
+        "backup": settings_from_values(stack, {
+            "target": "docker", "domain": "a.b", "registry": "r", "tag": "1",
+            "memoryBudget": "1Gi", "backup": backup}).backup})
+    return resolve(load_estate(), settings)
+
+
+def test_every_stateful_service_is_covered_exactly_once() -> None:
+    """Each database, Redis, the object store and every other stateful volume is one item; the
+    volumes of PostgreSQL and the object store are never copied as files."""
+    estate = resolved("macmini")
+    found = plan(estate.services, estate.databases, estate.settings)
+    kinds = {i.id: i.kind for i in found.items}
+    assert {f"database:{db.name}" for db in estate.databases} <= set(kinds)
+    assert kinds["roles"] == "roles" and kinds["redis"] == "redis"
+    assert kinds["objects"] == "objects"
+    stateful = {(s.id, v.path) for s in estate.containers for v in s.volumes if v.stateful
+                and s.role != "backup"}
+    as_files = {(i.service, i.path.removeprefix(f"{VOLUMES_ROOT}/{i.service}"))
+                for i in found.items if i.kind == "volume"}
+    by_server = {(s.id, v.path) for s in estate.containers if s.dump for v in s.volumes}
+    assert as_files | by_server == stateful and not as_files & by_server
+    assert {sid for sid, _ in by_server} == {"postgres", "redis", "minio"}
+    assert found.postgres.host == estate["postgres"].host
+    assert found.objects.url == estate["minio"].url("api")
+    assert found.pushgateway == estate["pushgateway"].url()
+
+
+def test_the_restore_stops_the_users_of_what_it_restores() -> None:
+    estate = resolved("macmini")
+    found = {i.id: i for i in plan(estate.services, estate.databases, estate.settings).items}
+    assert found["database:synapse"].stop == ("synapse",)
+    assert found["redis"].stop == ("redis",)
+    assert set(found["objects"].stop) == {"contacts-backend", "storage-backend"}
+    assert found["volume:mana-bot:/data"].stop == ("mana-bot",)
+    pg = plan(estate.services, estate.databases, estate.settings).select(["postgres"])
+    assert {i.kind for i in pg} == {"roles", "database"} and len(pg) == 1 + len(
+        estate.databases)
+
+
+def test_the_backup_service_mounts_what_it_copies_read_only_through_each_subpath() -> None:
+    estate = resolved("macmini")
+    backup = backup_service(estate.services)
+    assert backup is not None and backup.caps == ("DAC_READ_SEARCH",)
+    own = [v for v in backup.volumes if not v.stateful]
+    assert [v.path for v in own] == ["/backup"] and not own[0].read_only
+    copies = {v.path: v for v in backup.volumes if v.stateful}
+    assert all(v.read_only and v.owner is None for v in copies.values())
+    owners = {f"{VOLUMES_ROOT}/{s.id}{v.path}": v for s in estate.containers
+              for v in s.volumes if v.stateful and s.role != "backup"}
+    for path, v in copies.items():
+        assert (v.name, v.subpath) == (owners[path].name, owners[path].subpath), path
+    assert not any(p.startswith(f"{VOLUMES_ROOT}/postgres") for p in copies)
+    assert {"postgres", "redis", "minio", "pushgateway"} <= set(backup.lazy)
+
+
+def test_repository_from_the_stack_settings() -> None:
+    local = resolved("macmini")["backup"]
+    assert local.env["RESTIC_REPOSITORY"].plain == REPOSITORY_MOUNT
+    assert [(m.source, m.path, m.read_only, m.create) for m in local.host_mounts] == [
+        ("/Volumes/Backup/manacore-restic", REPOSITORY_MOUNT, False, True)]
+    [bind] = [m for m in to_compose(resolved("macmini"))["services"]["backup"]["volumes"]
+              if m["type"] == "bind"]
+    assert bind["bind"] == {"create_host_path": True}  # a missing path: no refused start
+    assert "AWS_ACCESS_KEY_ID" not in local.env
+    s3 = with_backup(**S3)
+    backup = s3["backup"]
+    assert backup.env["RESTIC_REPOSITORY"].plain == "s3:https://s3.example.com/manacore-backup"
+    assert backup.env["AWS_ACCESS_KEY_ID"].secrets == (S3_SECRETS[0],)
+    assert backup.env["RESTIC_PASSWORD"].secrets == (PASSWORD_SECRET,)
+    assert not backup.host_mounts
+    assert {*S3_SECRETS, PASSWORD_SECRET, "POSTGRES_PASSWORD", "REDIS_PASSWORD"} <= set(
+        backup.secrets)
+    assert {*S3_SECRETS, PASSWORD_SECRET} <= {x.name for x in s3.secrets}
+
+
+def test_a_stack_without_a_repository_is_a_violation() -> None:
+    settings = load_settings("macmini").model_copy(update={
+        "backup": load_settings("k3s").backup})
+    with pytest.raises(EstateError) as caught:
+        resolve(load_estate(), settings)
+    assert [str(v) for v in caught.value.violations] == [
+        "settings: backup: stack macmini: no backup repository: set manacore:backup with "
+        "s3Endpoint and bucket (off the host), or a local path"]
+
+
+@pytest.mark.parametrize(("backup", "fragment"), [
+    ({"s3Endpoint": "https://s3.example.com"}, "needs both s3Endpoint and bucket"),
+    ({**S3, "path": "/srv/b"}, "not both"),
+    ({"path": "relative/dir"}, "absolute host path"),
+    ({"path": "/srv/b", "schedule": "hourly"}, "cron expression"),
+    ({"path": "/srv/b", "schedule": "0 * * *"}, "cron expression"),
+    ({"s3Endpoint": "s3.example.com", "bucket": "b-1"}, "S3 endpoint"),
+    ({"path": "/srv/b", "keep": {"hourly": -1}}, "greater than or equal to 0"),
+    ({"path": "/srv/b", "every": "1h"}, "unknown setting; known: s3Endpoint, bucket, path"),
+])
+def test_bad_backup_settings_are_reported(backup: dict, fragment: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        settings_from_values("macmini", {"target": "docker", "domain": "a.b", "registry": "r",
+                                         "tag": "1", "memoryBudget": "1Gi", "backup": backup})
+    assert any(fragment in p and p.startswith("backup") for p in caught.value.problems), \
+        caught.value.problems
+
+
+def test_defaults_keep_at_most_an_hour_of_data_at_risk() -> None:
+    b = load_settings("macmini").backup
+    assert b.schedule == "0 * * * *"
+    assert b.keep.model_dump() == {"hourly": 24, "daily": 7, "weekly": 5, "monthly": 12,
+                                   "yearly": 2}
+
+
+def test_the_plan_file_reaches_the_container_and_holds_no_secret() -> None:
+    estate = with_backup(**S3)
+    model = to_compose(estate)
+    svc = model["services"]["backup"]
+    [plan_file] = [c for c in svc["configs"] if c["target"] == "/etc/manacore/backup.json"]
+    text = model["configs"][plan_file["source"]]["content"]
+    data = json.loads(text.replace("$$", "$"))
+    assert data["repository"] == "s3:https://s3.example.com/manacore-backup"
+    assert "${" not in text
+    mounts = [m for m in svc["volumes"] if m.get("read_only")]
+    assert {m["target"] for m in mounts} == {i["path"] for i in data["items"] if i["path"]}
+    assert svc["environment"]["RESTIC_PASSWORD"].startswith("${BACKUP_REPOSITORY_PASSWORD:?")
+    assert svc["cap_add"] == ["DAC_READ_SEARCH"] and svc["cap_drop"] == ["ALL"]
+
+
+def test_the_backup_component_is_created_after_every_volume_owner() -> None:
+    groups = components_plan(resolved("macmini"))
+    assert groups[-1][0] is BackupJob and [s.id for s in groups[-1][2]] == ["backup"]
+    assert all(cls is not BackupJob for cls, _, _ in groups[:-1])
+
+
+def test_grafana_gets_the_backup_panel_for_the_metrics_the_job_pushes() -> None:
+    files = {f.path: f.content.plain for f in resolved("macmini")["grafana"].files}
+    assert GRAFANA_DASHBOARD_DIR in files[GRAFANA_DASHBOARDS]
+    board = json.loads(files[f"{GRAFANA_DASHBOARD_DIR}/backup.json"])
+    queried = {m for p in board["panels"] for t in p["targets"]
+               for m in re.findall(r"manacore_backup_\w+", t["expr"])}
+    script = (ROOT / "images" / "backup" / "manacore_backup.py").read_text()
+    pushed = {f"manacore_backup_{m}" for m in re.findall(r'gauge\("(\w+)"', script)}
+    assert queried and queried <= pushed
+    assert {"manacore_backup_last_success_timestamp_seconds",
+            "manacore_backup_last_size_bytes"} <= queried
+
+
+def _image_script():
+    path = ROOT / "images" / "backup" / "manacore_backup.py"
+    spec = importlib.util.spec_from_file_location("manacore_backup", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_verification_finds_a_changed_missing_or_extra_file(tmp_path: Path) -> None:
+    m = _image_script()
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "a").write_bytes(b"alpha")
+    (tmp_path / "b").write_bytes(b"beta")
+    want = m.listing(tmp_path)
+    assert want["files"] == 2 and want["bytes"] == 9 and m.compare(m.listing(tmp_path), want) == []
+    stat = (tmp_path / "b").stat()
+    (tmp_path / "b").write_bytes(b"BETA")  # same size and time: corrupted, not changed
+    import os
+
+    os.utime(tmp_path / "b", ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    (tmp_path / "d" / "a").unlink()
+    (tmp_path / "c").write_bytes(b"new")
+    assert m.compare(m.listing(tmp_path), want) == [
+        "d/a: missing", "c: not in the backup", "b: checksum differs"]
+
+
+def test_restore_refuses_without_an_engine_what_it_cannot_do() -> None:
+    k3s = invoke("restore", "--stack", "k3s")
+    assert k3s.exit_code == 2 and "targets kubernetes" in k3s.stderr
+    unknown = invoke("restore", "nothing-here")
+    assert unknown.exit_code == 2 and "nothing is backed up of nothing-here" in unknown.stderr
+    assert "services with data:" in unknown.stderr and "synapse" in unknown.stderr
+
+
+def test_a_file_written_while_a_live_volume_was_backed_up_is_the_snapshots(
+        tmp_path: Path) -> None:
+    """VictoriaMetrics writes parts while restic reads (seen on the real engine): the listing
+    taken before restic lacks them. The snapshot's files count, and a file the listing read
+    unchanged must still have its checksum."""
+    m = _image_script()
+    (tmp_path / "old").write_bytes(b"old")
+    (tmp_path / "kept").write_bytes(b"kept")
+    want = m.listing(tmp_path)
+    (tmp_path / "old").unlink()  # merged away before restic read the folder
+    (tmp_path / "part").write_bytes(b"new part")
+    got = m.listing(tmp_path)
+    assert m.compare(got, want, held={"kept", "part"}) == []
+    assert m.changed(got, want) == 1
+    assert m.compare(got, want, held={"kept", "part", "lost"}) == ["lost: missing"]
