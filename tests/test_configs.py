@@ -25,9 +25,9 @@ STACKS = ("macmini", "k3s")
 # an exporter's own port), per target.
 SCRAPED = {
     "macmini": {"cadvisor", "cloudflared", "node-exporter", "postgres-exporter", "pushgateway",
-                "redis-exporter", "synapse"},
+                "redis-exporter", "s3", "synapse"},
     "k3s": {"cloudflared", "node-exporter", "postgres-exporter", "pushgateway",
-            "redis-exporter", "synapse"},
+            "redis-exporter", "s3", "synapse"},
 }
 CONSUMERS = {"auth", "gateway", "chat", "todo", "calendar", "clock", "contacts", "storage",
              "presi", "nutriphi", "skilltree", "synapse", "project_doc", "umami", "n8n"}
@@ -52,7 +52,7 @@ def estate(request: pytest.FixtureRequest) -> ResolvedEstate:
 def test_files_exist_on_both_stacks_with_absolute_unique_paths(estate: ResolvedEstate) -> None:
     with_files = {s.id for s in estate.services if s.files}
     assert with_files == {"postgres", "victoriametrics", "grafana", "element-web", "synapse",
-                          "searxng"}
+                          "searxng", "s3"}
     declared = {s.name for s in estate.secrets}
     for s in estate.services:
         paths = [f.path for f in s.files]
