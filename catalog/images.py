@@ -74,6 +74,18 @@ def version(tag: str) -> tuple[int, ...]:
     return tuple(int(x) for x in found.group().split(".")) if found else ()
 
 
+# Repositories that can no longer be pulled or get no releases: a pin on one is rot
+GONE: dict[str, str] = {
+    "minio/minio": "deleted from Docker Hub in September 2026 (pull access denied … repository "
+                   "does not exist; e.g. readest/readest#6195); source-only since October 2025",
+    "minio/mc": "deleted from Docker Hub in September 2026 (RWTH-TIME/shoutout#169)",
+    "gcr.io/cadvisor/cadvisor": "no releases after v0.52: v0.53.0 and later are published on "
+                                "ghcr.io/google/cadvisor only (google/cadvisor README)",
+    "containrrr/watchtower": "unmaintained; 1.7.1 asks for Docker API 1.25, which Engine 29 "
+                             "refuses (containrrr/watchtower#2124)",
+}
+
+
 class Helper(NamedTuple):
     checked: str  # ISO date the tag was last checked upstream
     newest: str  # newest release known then, with where it was read
