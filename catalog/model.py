@@ -290,8 +290,9 @@ class Health(_Part):
     """One health check; each target maps it to its own mechanism. Times in seconds.
 
     `http` or `tcp` is probed over the network, `cmd` runs inside the container. An image
-    without curl or wget (distroless cloudflared, minio) gives `cmd` for Docker, which can only
-    check from inside, and may add `http` for the kubelet, which then probes it directly."""
+    without curl or wget (distroless cloudflared, Garage from scratch) gives `cmd` for Docker,
+    which can only check from inside, and may add `http` for the kubelet, which then probes it
+    directly."""
 
     http: str | None = None  # path probed over HTTP on `port`
     cmd: tuple[str, ...] | None = None  # command run inside the container
