@@ -329,8 +329,10 @@ def migration_md(estate: ResolvedEstate) -> str:
                   "S3 — from a throwaway server of the legacy image on the legacy volume (no "
                   f"published port) into `{c.container}` — with `{COPIER_IMAGE}`, then checks "
                   "every object's SHA-256 on both sides. It needs the new store running, stops "
-                  "any container still using the legacy volume, copies only what is missing "
-                  "when run again, and never deletes the legacy volume.", ""]
+                  "any container still using the legacy volume, never overwrites an object "
+                  "already in the new store (one the apps changed under a legacy key is "
+                  "reported by the check), copies only what is missing when run again, and "
+                  "never deletes the legacy volume.", ""]
 
     lines += ["## Tunnel routes", "",
               "The legacy tunnel ran on the Mac Mini and sent each hostname to "
@@ -639,8 +641,9 @@ def objects_script(estate: ResolvedEstate, copy: ObjectCopy) -> str:
 # {lo.image}, which {copy.service} cannot read: a throwaway server of that image (on the
 # estate's network, no published port) serves them over S3 while `{COPIER_IMAGE}` copies every
 # bucket and object with its metadata, then checks every object's SHA-256 on both sides.
-# The new store must run (it may already hold objects the apps wrote: they are kept). Run it
-# again at any time: it copies only what is missing and checks everything again. The legacy
+# The new store must run (it may already hold objects the apps wrote: they are kept, never
+# overwritten; one the apps changed under a legacy key is reported by the check). Run it again
+# at any time: it copies only what is missing and checks everything again. The legacy
 # volume is never deleted; the legacy server only keeps its own bookkeeping (.minio.sys) there.
 # Keys: the legacy ones from the environment ({lo.access_key}, {lo.secret_key}) or else from the
 # legacy container {copy.legacy_container}; the new ones from {copy.container}. None is printed.
@@ -716,7 +719,7 @@ docker run -d --name "$SOURCE" --network "$NETWORK" --label manacore.migration=1
   -v "{copy.legacy_volumes[0]}:{lo.path}" -e {lo.access_key} -e {lo.secret_key} \\
   "$LEGACY_IMAGE" {" ".join(_q(a) for a in lo.command)} >/dev/null
 tries=0
-until copier "$COPIER" lsd legacy: >/dev/null 2>&1; do
+until copier "$COPIER" lsd --retries 1 --low-level-retries 1 legacy: >/dev/null 2>&1; do
   tries=$((tries + 1))
   [ $tries -lt 60 ] || {{ docker logs "$SOURCE" >&2 || true; die "the legacy server did not \\
 answer within 120 s (its log is above); nothing was copied"; }}
@@ -725,7 +728,7 @@ done
 
 # 4. copy every bucket and object, with metadata; 5. check every object's SHA-256
 say "copying every bucket of the legacy store into $TARGET"
-copier "$COPIER" copy --metadata --checksum legacy: new:
+copier "$COPIER" copy --metadata --ignore-existing legacy: new:
 summary=$(copier --entrypoint sh "$COPIER" -c "$VERIFY" sh) || die "verification failed: the new \\
 store lacks or differs in the objects listed above; the legacy volume is untouched, run again"
 say "verified: $summary"

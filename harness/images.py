@@ -5,11 +5,12 @@ server wherever one can be had (`SERVERS`) — at the image's own tag where its 
 to the Go module proxy, crates.io or PyPI (node-exporter, pushgateway, redis_exporter, Garage,
 Synapse), else Debian's package (PostgreSQL 17 + pgvector for `pgvector/…`/`postgres:…`, Redis,
 postgres-exporter, VictoriaMetrics, rclone) — each honouring its upstream image's entrypoint
-contract; a MinIO stand-in serving S3 with rclone for the legacy `minio/minio` (Phase 0's object
-copy: MinIO itself is on no registry); BusyBox for `busybox:…`/`alpine:…` (the one-shot
-helpers); and the wiring stand-in (`harness/standin`) for every other image, told which ports
-its health check and ports use and which hosts are its hard dependencies. An image is rebuilt
-only when its recipe changes: each carries the hash of its recipe as a label.
+contract; a MinIO stand-in (the estate's Garage behind MinIO's entrypoint) for the legacy
+`minio/minio` of Phase 0's object copy, MinIO itself being on no registry; BusyBox for
+`busybox:…`/`alpine:…` (the one-shot helpers); and the wiring stand-in (`harness/standin`) for
+every other image, told which ports its health check and ports use and which hosts are its hard
+dependencies. An image is rebuilt only when its recipe changes: each carries the hash of its
+recipe as a label.
 
     python harness/images.py COMPOSE_FILE [IMAGE…]   (DOCKER_HOST: the engine to build on)
 """
@@ -94,8 +95,8 @@ SERVERS = {  # last part of the image repository → the server playing it
                      "its module (270 dependencies) builds for minutes; Debian sid's is one "
                      "minor behind"),
 }
-# The legacy object store: MinIO is on no registry here (the Go module proxy refuses it), so
-# rclone's S3 server plays it, honouring the MinIO image's contract (harness/images/minio).
+# The legacy object store: MinIO is on no registry here (the Go module proxy refuses it), so a
+# single-node Garage plays it, honouring the MinIO image's contract (harness/images/minio).
 LEGACY_S3 = "minio"
 
 
@@ -347,7 +348,7 @@ def server_context(ctx: Path, recipe: str, ref: str) -> tuple[str, str]:
     (ctx / "Dockerfile").write_text("\n".join([
         f"FROM {base}", *lines,
         # the upstream images are busybox-based: sh and wget for their health checks
-        "RUN [ -e /usr/bin/wget ] || ln -s /bin/busybox /usr/bin/wget",
+        "RUN command -v wget >/dev/null || ln -s /bin/busybox /usr/bin/wget",
         f"USER {server.user}", f'ENTRYPOINT ["{server.binary}"]', ""]))
     return base, digest(base, (ctx / "Dockerfile").read_text(), payload)
 
@@ -362,12 +363,17 @@ def build(ref: str, recipe: str, service_name: str, service: dict,
                                   service_name, service, services)
         elif recipe in SERVERS:
             base, key = server_context(ctx, recipe, ref)
-        elif recipe == LEGACY_S3:  # rclone's S3 server behind MinIO's entrypoint
-            rclone, _ = server_context(Path(tmp) / "rclone", "rclone", "rclone/rclone:any")
-            base = f"manacore-harness/rclone:{rclone}"
-            if existing(base) != rclone:
-                docker("build", "-q", "--label", f"{LABEL}={rclone}", "-t", base,
-                       str(Path(tmp) / "rclone"))
+        elif recipe == LEGACY_S3:  # the estate's Garage behind MinIO's entrypoint
+            garage = next((s["image"] for s in services.values()
+                           if recipe_of(s.get("image", "")) == "garage"), None)
+            if garage is None:
+                sys.exit(f"{ref}: the MinIO stand-in is the estate's Garage, and no service of "
+                         "the file runs dxflrs/garage")
+            _, key = server_context(Path(tmp) / "garage", "garage", garage)
+            base = f"manacore-harness/garage:{key}"
+            if existing(base) != key:
+                docker("build", "-q", "--label", f"{LABEL}={key}", "-t", base,
+                       str(Path(tmp) / "garage"))
             shutil.copytree(HARNESS / "images" / recipe, ctx, dirs_exist_ok=True)
             key = digest(base, files_digest(HARNESS / "images" / recipe))
         elif recipe == "busybox":

@@ -41,7 +41,8 @@ if [ ! -s "$out" ]; then
   # trixie's libc); everything else stays trixie's
   case " ${packages[*]} " in
     */sid\ *)
-      echo "deb $TRIXIE_MIRROR sid main" >> "$tree/etc/apt/sources.list"
+      # (the mirror serves sid's Release with a past Valid-Until: the signature is still checked)
+      echo "deb [check-valid-until=no] $TRIXIE_MIRROR sid main" >> "$tree/etc/apt/sources.list"
       echo 'APT::Default-Release "trixie";' > "$tree/etc/apt/apt.conf.d/99default-release" ;;
   esac
   # no service starts inside the chroot; PostgreSQL creates no default cluster (the image's

@@ -4,9 +4,10 @@ estate brought up on the new volumes (issue: deploy for real on Docker, part 4 a
 The legacy volumes are made the way the old estate had them: a real PostgreSQL cluster at the
 root of `manacore-postgres`, written by a container of the old name, data files in every other
 legacy volume (the ten bots' among them), and objects in the legacy object store's volume,
-uploaded over S3 to a container of the old name (`manacore-minio`; the harness's MinIO stand-in,
-MinIO being on no registry here). The scripts run against the real engine, as a user runs them
-on the Mac Mini; the object copy goes into the real Garage of the new estate.
+uploaded over S3 to a container of the old name (`manacore-minio`: the harness's MinIO stand-in,
+a Garage behind MinIO's entrypoint, MinIO being on no registry here). The scripts run against
+the real engine, as a user runs them on the Mac Mini; the object copy goes into the real Garage
+of the new estate.
 """
 
 from __future__ import annotations
@@ -114,9 +115,11 @@ class Legacy:
         upload = ["docker", "run", "--rm", "--label", "manacore.test=1", "--network",
                   f"container:{copy.legacy_container}", "-v", f"{self.upload}:/src:ro",
                   *(a for e in remote for a in ("-e", e)), COPIER_IMAGE]
-        while self.engine.run(*upload, "lsd", "old:", check=False).returncode != 0:
-            assert time.monotonic() < deadline, self.engine.docker("logs",
-                                                                   copy.legacy_container)
+        while self.engine.run(*upload, "lsd", "--retries", "1", "--low-level-retries", "1",
+                              "old:", check=False).returncode != 0:
+            running = self.engine.inspect(copy.legacy_container)[0]["State"]["Running"]
+            assert running and time.monotonic() < deadline, self.engine.run(
+                "docker", "logs", copy.legacy_container).stderr
             time.sleep(1)
         self.engine.run(*upload, "copy", "--s3-upload-cutoff", "5M", "--s3-chunk-size", "5M",
                         "/src", "old:")
