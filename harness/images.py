@@ -66,6 +66,7 @@ class Server(NamedTuple):
     user: str
     upstream: str  # where the upstream image's entrypoint and user were read
     why: str = ""  # for a Debian build: why the pinned release cannot be built here
+    cmd: tuple[str, ...] = ()  # the upstream image has no ENTRYPOINT but this CMD (Garage)
 
 
 SERVERS = {  # last part of the image repository → the server playing it
@@ -89,7 +90,8 @@ SERVERS = {  # last part of the image repository → the server playing it
                                "its module needs Go 1.27 and a replace directive, which "
                                "go install refuses"),
     "garage": Server("crate:garage", "/garage", "root",
-                     "Garage's Dockerfile: FROM scratch, /garage, CMD server, no USER"),
+                     "Garage's Dockerfile: FROM scratch, /garage, no ENTRYPOINT, CMD "
+                     "[/garage, server], no USER", cmd=("/garage", "server")),
     "rclone": Server("debian:rclone/sid", "/usr/local/bin/rclone", "root",
                      "rclone's Dockerfile: FROM alpine, ENTRYPOINT rclone, WORKDIR /data",
                      "its module (270 dependencies) builds for minutes; Debian sid's is one "
@@ -349,7 +351,9 @@ def server_context(ctx: Path, recipe: str, ref: str) -> tuple[str, str]:
         f"FROM {base}", *lines,
         # the upstream images are busybox-based: sh and wget for their health checks
         "RUN command -v wget >/dev/null || ln -s /bin/busybox /usr/bin/wget",
-        f"USER {server.user}", f'ENTRYPOINT ["{server.binary}"]', ""]))
+        f"USER {server.user}",
+        f"CMD {json.dumps(list(server.cmd))}" if server.cmd else
+        f'ENTRYPOINT ["{server.binary}"]', ""]))
     return base, digest(base, (ctx / "Dockerfile").read_text(), payload)
 
 

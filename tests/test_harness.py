@@ -80,3 +80,14 @@ def test_every_service_port_of_the_estate_is_answered() -> None:
     for s in estate.containers:
         want = {p.container for p in s.ports}
         assert want <= set(listen_ports(model["services"][s.id])), s.id
+
+
+def test_a_server_without_entrypoint_gets_the_whole_argv_from_the_catalogue() -> None:
+    """Garage's image has no ENTRYPOINT, only CMD [/garage, server]: the catalogue's command is
+    the whole argv, and the harness's Garage must not put an entrypoint before it (the real
+    engine showed `garage /garage server …`: "Found argument '/garage'")."""
+    for s in resolved("macmini").containers:
+        server = SERVERS.get(recipe_of(s.image))
+        if server is not None and server.cmd:
+            assert s.command is not None and s.command[0].plain == server.cmd[0], s.id
+            assert [a.plain for a in s.command[:len(server.cmd)]] == list(server.cmd), s.id
