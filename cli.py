@@ -244,6 +244,32 @@ def budget_cmd(stack: str) -> None:
         f"{format_bytes(allowed - total)} spare")
 
 
+def images_cmd(today: str | None) -> None:
+    """Every third-party image pin: its tag scheme, the day it was last checked upstream, the
+    newest release known then, the registry and versioning Renovate uses for it, and the
+    package Renovate checks against OSV for its vulnerabilities; exits 1 when a pin was never
+    or too long ago checked, or Renovate does not cover it right."""
+    from datetime import date
+
+    from catalog.settings import ROOT
+    from exports.pins import pins
+
+    with _reported("images"):
+        day = date.fromisoformat(today) if today else date.today()
+        found = pins(load_estate(), ROOT, day)
+    _table(f"image pins ({len(found)}; checked against {day.isoformat()})",
+           ("where", "image", "tag", "scheme", "checked", "newest known", "renovate", "osv"),
+           [(p.where, p.repository, p.tag, p.scheme, p.checked or "never",
+             "= pinned" if p.current else p.newest, " ".join(x for x in (
+                 p.registry, p.versioning, p.group and f"[{p.group}]") if x) or "-",
+             p.package or "-") for p in found],
+           f"{sum(p.current for p in found)} of {len(found)} at the newest release known")
+    problems = [f"{p.where} ({p.repository}:{p.tag}): {x}" for p in found for x in p.problems]
+    if problems:
+        raise _fail(problems, 1)
+    _ok("every pin checked within its period and covered by Renovate")
+
+
 def migrate_cmd(stack: str, output: Path, force: bool) -> None:
     """Write the Phase 0 migration aids: PORTS.md, MIGRATION.md and the data-safe volume
     scripts (check-legacy-volumes.sh, migrate-VOLUME.sh)."""
@@ -374,6 +400,9 @@ def parser() -> argparse.ArgumentParser:
     _force(p)
     p = _command(commands, "budget", lambda a: budget_cmd(a.stack), budget_cmd.__doc__)
     _stack(p)
+    p = _command(commands, "images", lambda a: images_cmd(a.today), images_cmd.__doc__)
+    p.add_argument("--today", metavar="YYYY-MM-DD",
+                   help="the day to measure the checks' age against; default: today")
     p = _command(commands, "migrate", lambda a: migrate_cmd(a.stack, a.output, a.force),
                  migrate_cmd.__doc__)
     _stack(p)

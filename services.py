@@ -12,6 +12,7 @@ from catalog.model import (
     Estate,
     HostMount,
     Legacy,
+    LegacyObjects,
     Public,
     Secret,
     Service,
@@ -62,13 +63,23 @@ INFRA = [
     service(
         id="postgres", category="infra", role="datastore",
         description="PostgreSQL 16 with pgvector: one database and role per consumer",
-        image=image("pgvector/pgvector:0.8.0-pg16", scheme="semver-variant", family="debian",
+        # Major 16 stays: the legacy data directory is 16 (a major upgrade is a migration of
+        # its own). 0.8.2 fixed the buffer overflow of parallel HNSW builds (CVE-2026-3172,
+        # pgvector#959). pgvector builds its image once per release (`--pull --no-cache`): the
+        # PostgreSQL 16 minor inside is the one of that day (2026-07-29 for 0.8.6); a newer
+        # minor comes with the next pgvector release. Bookworm, not -trixie: the legacy cluster's
+        # text indexes were built with bookworm's glibc collation.
+        image=image("pgvector/pgvector:0.8.6-pg16", scheme="semver-variant", family="debian",
                     tools=("pg_isready", "psql"),
                     writes=("/var/run/postgresql",),  # its Unix socket
-                    confirmed="https://github.com/pgvector/pgvector/blob/v0.8.0/Dockerfile "
-                    "(FROM postgres:$PG_MAJOR: the docker-library/postgres entrypoint)",
-                    arm64="https://github.com/pgvector/pgvector/blob/v0.8.0/Makefile "
-                    "(docker buildx --platform linux/amd64,linux/arm64)",
+                    confirmed="https://github.com/pgvector/pgvector/blob/v0.8.6/Dockerfile "
+                    "(FROM postgres:$PG_MAJOR-$DEBIAN_CODENAME: the docker-library/postgres "
+                    "entrypoint) and CHANGELOG.md (0.8.2: parallel HNSW build overflow fixed)",
+                    arm64="https://github.com/pgvector/pgvector/blob/v0.8.6/Makefile "
+                    "(docker-release: buildx --platform linux/amd64,linux/arm64, tags "
+                    "<version>-pg<major> and -bookworm)",
+                    checked="2026-12-07",
+                    newest="0.8.6 (pgvector git tags, snapshot of 2026-08-19)",
                     # docker-library/postgres 16/bookworm/docker-entrypoint.sh, as root on
                     # every start: `mkdir -p "$PGDATA"` inside the mount point, which a fresh
                     # volume copies from the image as postgres:postgres 0700 (DAC_OVERRIDE: the
@@ -100,9 +111,11 @@ INFRA = [
     service(
         id="redis", category="infra", role="datastore",
         description="Redis 7: session cache and pub/sub",
-        # 7.4.6 fixes CVE-2025-49844 (Lua use-after-free, RCE) and three more Lua CVEs
-        # (redis/docker-library-redis#478, docker-library/official-images#20011)
-        image=image("redis:7.4.6-alpine", scheme="semver-variant", family="alpine",
+        # 7.4.9 fixes CVE-2026-23479, CVE-2026-25243 and CVE-2026-23631 (use-after-free and
+        # invalid memory access, RCE), 7.4.10 a stream RESTORE use-after-free (RCE) (redis/redis
+        # #15522, 2026-07-23); 7.4.6 had fixed CVE-2025-49844. The 7.4 line is still patched;
+        # 8.x is another licence (RSALv2/SSPLv1/AGPLv3) with modules built in: not for a patch.
+        image=image("redis:7.4.10-alpine", scheme="semver-variant", family="alpine",
                     tools=("redis-server", "redis-cli"),
                     confirmed="https://github.com/docker-library/redis/blob/master/7.4/alpine/"
                     "docker-entrypoint.sh and https://github.com/redis/docker-library-redis/"
@@ -110,6 +123,9 @@ INFRA = [
                     "only)",
                     arm64="https://github.com/docker-library/official-images/blob/master/"
                     "library/redis (alpine: arm64v8)",
+                    checked="2026-12-07",
+                    newest="7.4.10 (redis/redis#15522 'Release 7.4.10', 2026-07-23; no later "
+                    "7.4 release found)",
                     # that entrypoint, as root with redis-server: `find . \! -user redis -exec
                     # chown redis` (CHOWN; walking the 0700 appendonlydir redis makes under its
                     # umask 0077: DAC_READ_SEARCH), then su-exec redis (SETUID, SETGID)
@@ -135,45 +151,84 @@ INFRA = [
         legacy=Legacy(containers=["manacore-redis"], ports=[6379], volumes=["manacore-redis"]),
     ),
     service(
-        id="minio", category="infra", role="infra",
-        description="MinIO: S3-compatible object storage (contact photos, files)",
-        image=image("minio/minio:RELEASE.2024-11-07T00-52-20Z", scheme="minio",
-                    family="ubi-micro", tools=("minio", "mc", "curl"),
-                    writes=("/.minio",),  # certs dir under $HOME: / for a UID without a home
-                    confirmed="https://github.com/minio/minio/blob/RELEASE.2024-11-07T00-52-20Z"
-                    "/Dockerfile.release (ubi-micro; minio, mc and a static curl in /usr/bin)",
-                    arm64="https://github.com/minio/minio/blob/RELEASE.2024-11-07T00-52-20Z/"
-                    "Dockerfile.release (TARGETARCH: the linux-arm64 release)"),
-        command=["server", "/data", "--console-address", ":9001"],
-        ports=[port(9000, "api"), port(9001, "console")],
-        secrets=["MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD"],
-        volumes=[Volume(path="/data", size="50Gi")],
-        # the object store: every bucket is backed up through its S3 API
-        dump=dump("s3", "MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD", port="api"),
-        # the image has no shell but a static curl (Dockerfile.release: download-static-curl):
-        # Docker runs it directly, the kubelet probes the same path
-        health=cmd_or_http(("curl", "-fsS", "-o", "/dev/null",
-                            "http://127.0.0.1:9000/minio/health/live"),
-                           "/minio/health/live", port="api", start_period=10),
+        id="s3", category="infra", role="infra",
+        description="Garage: S3-compatible object storage (contact photos, files, backups); "
+        "replaced MinIO, whose images are gone",
+        # MinIO deleted minio/minio from Docker Hub (2026-09) and publishes source only: Garage
+        # (Deuxfleurs, AGPL-3.0 like MinIO) is maintained, published for arm64, small (a Rust
+        # binary, LMDB metadata) and made for several nodes over a WAN (zones, replication 3),
+        # which is how the cluster grows over the tailnet. Its S3 covers what the apps and
+        # backups use: buckets, objects, multipart, presigned URLs, keys per bucket. Not:
+        # versioning, object lock, bucket policies, notifications. It has no web console, so
+        # the console's public route is gone; the admin API (3903) stays internal.
+        # Single node: `--single-node` lays out one node on first start and
+        # `--default-access-key` creates the key the apps use (allowed to create buckets);
+        # growing past one node drops the flag and adds nodes to the layout.
+        image=image("dxflrs/garage:v2.5.0", package="crate:garage", scheme="v-semver",
+                    family="scratch", tools=("/garage",),
+                    confirmed="https://crates.io/crates/garage/2.5.0 (server.rs: --single-node, "
+                    "--default-access-key reads GARAGE_DEFAULT_ACCESS_KEY/SECRET_KEY; secrets.rs: "
+                    "GARAGE_RPC_SECRET, GARAGE_ADMIN_TOKEN; `garage health` exits 1 when the "
+                    "cluster is unavailable) and https://github.com/deuxfleurs-org/garage/blob/"
+                    "v2.0.0/Dockerfile (FROM scratch, /garage, CMD server, no USER)",
+                    arm64="https://github.com/deuxfleurs-org/garage/blob/v2.0.0/.woodpecker/"
+                    "release.yaml (ARCH amd64, i386, arm64, arm; publish.yaml multiarch_docker "
+                    "pushes the git tag)",
+                    checked="2026-12-07",
+                    newest="v2.5.0 (crates.io garage 2.5.0; the Docker Hub tag list is not "
+                    "reachable from here)"),
+        # the image's CMD is `/garage server`: the whole argv (no ENTRYPOINT)
+        command=["/garage", "server", "--single-node", "--default-access-key"],
+        # 3900: S3 API; 3903: admin API (/metrics scraped, /health, token-guarded admin calls);
+        # RPC (3901) stays inside the container until a second node joins
+        ports=[port(9000, "api", container=3900), port(9001, "metrics", container=3903)],
+        # garage.toml (data and metadata directories, region, listeners) is generated:
+        # catalog/configs.py; every secret comes from the environment
+        env={"GARAGE_DEFAULT_ACCESS_KEY": secret("S3_ACCESS_KEY"),
+             "GARAGE_DEFAULT_SECRET_KEY": secret("S3_SECRET_KEY"),
+             "GARAGE_RPC_SECRET": secret("S3_RPC_SECRET"),
+             "GARAGE_ADMIN_TOKEN": secret("S3_ADMIN_TOKEN")},
+        volumes=[Volume(path="/var/lib/garage", size="50Gi")],
+        # scratch: Docker asks garage itself over RPC; the kubelet probes /health (503 when
+        # the cluster has no quorum)
+        health=cmd_or_http(("/garage", "health", "-q"), "/health", port="metrics",
+                           start_period=10),
         memory="512Mi",
-        public=Public(host="minio", port="console", access=True),
+        # the object store: every bucket is backed up through its S3 API
+        dump=dump("s3", "S3_ACCESS_KEY", "S3_SECRET_KEY", port="api"),
         # the apps' files: contacts and storage read them for their users
-        availability=once("user-facing", "a single-node single-drive deployment; several "
-                          "servers form one deployment only as erasure-coded distributed MinIO "
-                          "(min.io/docs/minio/container/operations/install-deploy-manage/"
-                          "deploy-minio-single-node-single-drive.html)"),
+        availability=once("user-facing", "a single node holds the data (replication factor 1 "
+                          "in garage.toml); more copies are more Garage nodes in its layout, each "
+                          "with its own data, never copies of one pod (garagehq.deuxfleurs.fr "
+                          "documentation: cookbook/real-world, layout)"),
+        # The legacy MinIO volume is MinIO's on-disk format (xl.meta), which Garage cannot
+        # read: it is never mounted; Phase 0 copies every object over S3 from a throwaway
+        # server of the legacy image on it, checking each object's SHA-256
+        # (exports/migration.py). The legacy container ran MinIO's pinned release:
         legacy=Legacy(containers=["manacore-minio"], ports=[9000, 9001],
-                      volumes=["manacore-minio"]),
+                      volumes=["manacore-minio"],
+                      objects=LegacyObjects(
+                          image="minio/minio:RELEASE.2024-11-07T00-52-20Z",
+                          command=("server", "/data", "--console-address", ":9001"), port=9000,
+                          path="/data", access_key="MINIO_ROOT_USER",
+                          secret_key="MINIO_ROOT_PASSWORD",
+                          into_keys=("S3_ACCESS_KEY", "S3_SECRET_KEY"),
+                          source="https://github.com/minio/minio/blob/RELEASE.2024-11-07T00-52-20Z"
+                          "/Dockerfile.release (ENTRYPOINT minio; MINIO_ROOT_USER/PASSWORD)")),
     ),
     service(
         id="cloudflared", category="infra", role="infra",
         description="Cloudflare Tunnel connector: the only way in from outside",
-        image=image("cloudflare/cloudflared:2025.4.0", scheme="calver", family="distroless",
-                    tools=("cloudflared",),
-                    confirmed="https://github.com/cloudflare/cloudflared/blob/2025.4.0/"
-                    "Dockerfile (distroless/base-debian12:nonroot, ENTRYPOINT cloudflared)",
-                    arm64="https://github.com/cloudflare/cloudflared/blob/2025.4.0/"
-                    "Dockerfile.arm64"),
+        image=image("cloudflare/cloudflared:2026.8.2",
+                    package="go:github.com/cloudflare/cloudflared", scheme="calver",
+                    family="distroless", tools=("cloudflared",),
+                    confirmed="https://github.com/cloudflare/cloudflared/blob/2026.8.2/"
+                    "Dockerfile (distroless/base-debian13:nonroot, USER 65532, ENTRYPOINT "
+                    "cloudflared --no-autoupdate)",
+                    arm64="https://github.com/cloudflare/cloudflared/blob/2026.8.2/"
+                    "Dockerfile.arm64",
+                    checked="2026-12-07",
+                    newest="2026.8.2 (cloudflared git tags, snapshot of 2026-08-20)"),
         command=["tunnel", "--no-autoupdate", "--metrics", "0.0.0.0:2000", "run"],
         ports=[internal(2000, "metrics")],
         secrets=["TUNNEL_TOKEN"],
@@ -242,14 +297,17 @@ CORE = [
         description="SearXNG meta search engine (internal only)",
         # tag = commit date + abbreviated hash of a master commit (searx/version.py), built
         # and pushed by .github/workflows/container.yml for amd64, arm64 and armv7
-        image=image("searxng/searxng:2026.7.10-799086874", scheme="searxng",
+        image=image("searxng/searxng:2026.8.22-9fea41204", scheme="searxng",
                     family="posix-sh", tools=("/usr/local/searxng/.venv/bin/python",),
                     writes=("/etc/searxng", "/var/cache/searxng"),
                     confirmed="https://github.com/searxng/searxng/commit/"
-                    "799086874d807e313d5331a07f47b2b4e5828a9a (container/dist.dockerfile, "
-                    "container/entrypoint.sh)",
-                    arm64="https://github.com/searxng/searxng/blob/799086874/.github/workflows/"
+                    "9fea41204fdfa7a5cfa15b0ebd12904c520478ce (container/dist.dockerfile, "
+                    "container/entrypoint.sh; the image is pushed once the commit's "
+                    "Integration run passed, which was not visible from here)",
+                    arm64="https://github.com/searxng/searxng/blob/9fea41204/.github/workflows/"
                     "container.yml (arch: amd64, arm64, armv7)",
+                    checked="2026-12-07",
+                    newest="2026.8.22-9fea41204 (newest master commit, snapshot of 2026-08-22)",
                     # container/entrypoint.sh setup_ownership: as root it `chown -R
                     # searxng:searxng` the config and data volumes and settings.yml (CHOWN);
                     # it never steps down with gosu/su-exec
@@ -305,15 +363,15 @@ APPS: dict[str, tuple[int, int, int, int]] = {
     "skilltree": (3038, 3024, 5018, 5195),
 }
 
-S3_ENV = {"S3_ENDPOINT": url_of("minio", "api"), "S3_ACCESS_KEY": secret("MINIO_ROOT_USER"),
-          "S3_SECRET_KEY": secret("MINIO_ROOT_PASSWORD")}
+S3_ENV = {"S3_ENDPOINT": url_of("s3", "api"), "S3_ACCESS_KEY": secret("S3_ACCESS_KEY"),
+          "S3_SECRET_KEY": secret("S3_SECRET_KEY")}
 OLLAMA_ENV = {"OLLAMA_URL": url_of("ollama"), "OLLAMA_MODEL": "gemma3:4b"}
 
 # What single apps need beyond the common backend: env, secrets, extra needs, memory.
 APP_EXTRAS: dict[str, dict] = {
     "chat": {"env": OLLAMA_ENV, "needs": [lazy("ollama")], "memory": "256Mi"},
-    "contacts": {"env": S3_ENV, "needs": [lazy("minio")]},
-    "storage": {"env": S3_ENV, "needs": [lazy("minio")]},
+    "contacts": {"env": S3_ENV, "needs": [lazy("s3")]},
+    "storage": {"env": S3_ENV, "needs": [lazy("s3")]},
     "nutriphi": {"secrets": ["GEMINI_API_KEY"], "internet": "Google's Gemini API"},
 }
 
@@ -400,8 +458,8 @@ MATRIX = [
         id="synapse", category="matrix", role="matrix",
         description="Synapse homeserver",
         # public-facing: at least 1.120.1, the security release of 2024-12-03 (CHANGES.md)
-        image=image("matrixdotorg/synapse:v1.157.1", scheme="v-semver", family="debian",
-                    tools=("curl", "python"),
+        image=image("matrixdotorg/synapse:v1.163.2", package="pypi:matrix-synapse",
+                    scheme="v-semver", family="debian", tools=("curl", "python"),
                     confirmed="https://github.com/element-hq/synapse/blob/v1.157.1/docker/"
                     "Dockerfile (/start.py, SYNAPSE_CONFIG_PATH, curl for its HEALTHCHECK) and "
                     "docker/start.py (run mode: as root, gosu 991:991; /data is not chowned, so "
@@ -411,7 +469,10 @@ MATRIX = [
                     # SETGID; the volume is handed to 991:991 by its init beforehand
                     caps=("SETGID", "SETUID"),
                     arm64="https://github.com/element-hq/synapse/blob/v1.157.1/.github/"
-                    "workflows/docker.yml (platform linux/arm64)"),
+                    "workflows/docker.yml (platform linux/arm64; every release tag is built)",
+                    checked="2026-12-07",
+                    newest="v1.163.2 (PyPI matrix-synapse 1.163.2, 2026-10; the image contract "
+                    "was read at v1.157.1, the newest tag of the repository snapshot)"),
         ports=[port(4000, container=8008), port(4001, "metrics", container=9002)],
         # homeserver.yaml (database, listeners, secrets) is generated: catalog/configs.py
         env={"SYNAPSE_CONFIG_PATH": "/config/homeserver.yaml"},
@@ -496,15 +557,25 @@ MATRIX = [
         id="element-web", category="matrix", role="matrix",
         description="Element web client",
         # non-root (user nginx, 101) since v1.11.90 (element-hq/element-web#28849); below it
-        # nginx needs root and crash-loops under the pod's runAsUser
-        image=image("vectorim/element-web:v1.12.29", scheme="v-semver", family="alpine",
-                    tools=("nginx",), writes=("/var/cache/nginx",),
+        # nginx needs root and crash-loops under the pod's runAsUser. v1.12.29, the former pin,
+        # could not be confirmed anywhere; v1.12.26 is what Element's own chart deploys. Its
+        # entrypoint copies /app/config*.json to /tmp/element-web-config and nginx's envsubst
+        # writes /etc/nginx/conf.d from the template that listens on ELEMENT_WEB_PORT: with a
+        # port above 1024 and those paths writable it runs on a read-only root, without the
+        # unprivileged-port sysctl.
+        image=image("vectorim/element-web:v1.12.26", scheme="v-semver", family="alpine",
+                    tools=("nginx",), writes=("/var/cache/nginx", "/etc/nginx/conf.d"),
                     confirmed="https://github.com/element-hq/element-web/pull/28849 (Dockerfile:"
-                    " USER nginx, ELEMENT_WEB_PORT=80, wget HEALTHCHECK) and pull/29353 (base "
-                    "nginxinc/nginx-unprivileged:alpine-slim)",
+                    " USER nginx, ELEMENT_WEB_PORT=80, wget HEALTHCHECK), pull/29353 (base "
+                    "nginxinc/nginx-unprivileged:alpine-slim), docker/docker-entrypoint.d/"
+                    "18-load-element-modules.sh and docker/nginx-templates/default.conf.template",
                     arm64="https://github.com/element-hq/element-web/blob/develop/.github/"
-                    "workflows/docker.yaml (on tags v*: platforms linux/amd64,linux/arm64)"),
-        ports=[port(4080, container=80)],
+                    "workflows/docker.yaml (on tags v*: platforms linux/amd64,linux/arm64)",
+                    checked="2026-12-07",
+                    newest="v1.12.26 (element-hq/ess-helm 'Upgrade Element Web to v1.12.26', "
+                    "2026-08-18; v1.12.28 seen in a third-party compose file, not confirmed)"),
+        ports=[port(4080, container=8080)],
+        env={"ELEMENT_WEB_PORT": port_of("element-web")},
         needs=[lazy("synapse")],
         health=http("/"),
         memory="64Mi",
@@ -536,12 +607,19 @@ MON = [
     service(
         id="victoriametrics", category="mon", role="infra",
         description="VictoriaMetrics: metrics database, UI at /vmui (not public)",
-        image=image("victoriametrics/victoria-metrics:v1.106.1", scheme="v-semver",
+        # the current release line (the v1.136 LTS line gets fixes too; a current one keeps
+        # Renovate's pull requests small)
+        image=image("victoriametrics/victoria-metrics:v1.154.1",
+                    package="go:github.com/VictoriaMetrics/VictoriaMetrics", scheme="v-semver",
                     family="alpine", tools=("/victoria-metrics-prod",),
-                    confirmed="https://github.com/VictoriaMetrics/VictoriaMetrics/blob/v1.106.1/"
-                    "deployment/docker/Makefile (ROOT_IMAGE alpine)",
-                    arm64="https://github.com/VictoriaMetrics/VictoriaMetrics/blob/v1.106.1/"
-                    "deployment/docker/Makefile (publish-via-docker: linux/arm64)"),
+                    confirmed="https://github.com/VictoriaMetrics/VictoriaMetrics/blob/v1.150.0/"
+                    "deployment/docker/Makefile (ROOT_IMAGE alpine:3.24.1; the -scratch tags "
+                    "are the scratch ones) and app/victoria-metrics/deployment/Dockerfile "
+                    "(ENTRYPOINT /victoria-metrics-prod); read at v1.150.0, the snapshot's newest",
+                    arm64="https://github.com/VictoriaMetrics/VictoriaMetrics/blob/v1.150.0/"
+                    "deployment/docker/Makefile (publish-via-docker: linux/arm64)",
+                    checked="2026-12-07",
+                    newest="v1.154.1 (Go module proxy, 2026-10-19)"),
         # the scrape targets file is generated from the catalogue: catalog/configs.py
         command=["-storageDataPath=/storage", "-retentionPeriod=90d", "-httpListenAddr=:8428",
                  "-promscrape.config=/etc/victoriametrics/scrape.yml"],
@@ -558,16 +636,21 @@ MON = [
     service(
         id="grafana", category="mon", role="dashboard",
         description="Grafana dashboards (behind Cloudflare Access)",
-        image=image("grafana/grafana:11.3.1", scheme="semver", family="alpine",
-                    tools=("grafana",),
-                    confirmed="https://github.com/grafana/grafana/blob/v11.3.1/Dockerfile "
-                    "(alpine base image, user grafana 472)",
+        # 11.3 is out of support; 13.2 is the current line
+        image=image("grafana/grafana:13.2.3", package="go:github.com/grafana/grafana",
+                    scheme="semver", family="alpine", tools=("grafana",),
+                    confirmed="https://github.com/grafana/grafana/blob/78515af65f036f536c4ab2e6fdb54"
+                    "84552f99f1f/Dockerfile (BASE_IMAGE alpine, curl, USER 472, /run.sh; read at "
+                    "a 2025 revision, not at 13.2.3)",
                     arm64="https://hub.docker.com/r/grafana/grafana (linux/arm64 in the "
-                    "tag's manifest list; not re-read from the build source)"),
+                    "tag's manifest list; not re-read from the build source)",
+                    checked="2026-12-07",
+                    newest="13.2.3 (npm @grafana/data 13.2.3, released with Grafana, "
+                    "2026-09-29; 12.4.10 on the previous major)"),
         ports=[port(8000, container=3000)],
+        # the datasource's URL is in its provisioning file (catalog/configs.py): no env for it
         env={"GF_SERVER_ROOT_URL": public_url("grafana"), "GF_ANALYTICS_REPORTING_ENABLED":
-             "false", "GF_SECURITY_ADMIN_PASSWORD": secret("GRAFANA_ADMIN_PASSWORD"),
-             "VICTORIAMETRICS_URL": url_of("victoriametrics")},
+             "false", "GF_SECURITY_ADMIN_PASSWORD": secret("GRAFANA_ADMIN_PASSWORD")},
         volumes=[Volume(path="/var/lib/grafana", size="2Gi")],
         needs=[lazy("victoriametrics")],
         health=http("/api/health", start_period=15),
@@ -582,12 +665,20 @@ MON = [
     service(
         id="umami", category="mon", role="dashboard",
         description="Umami web analytics (behind Cloudflare Access)",
-        image=image("ghcr.io/umami-software/umami:postgresql-v2.14.0", scheme="umami",
-                    family="alpine", tools=("node", "curl"),
-                    confirmed="https://github.com/umami-software/umami/blob/v2.14.0/Dockerfile "
-                    "(node:18-alpine, apk add curl, USER nextjs)",
-                    arm64="https://github.com/umami-software/umami/blob/v2.14.0/.github/"
-                    "workflows/cd.yml (platform linux/amd64,linux/arm64)"),
+        # v3 publishes plain versions (3.1.0; postgresql-v2.x was the v2 scheme, whose line
+        # ends at 2.20.2 on Node 18, end of life). It writes nothing under /app at start
+        # (scripts/update-tracker.js only with COLLECT_API_ENDPOINT, unset here): a read-only
+        # root with its home and Next's cache writable.
+        image=image("ghcr.io/umami-software/umami:3.1.0", scheme="semver", family="alpine",
+                    tools=("node", "curl"), writes=("/home/nextjs", "/app/.next/cache"),
+                    confirmed="https://github.com/umami-software/umami/blob/v3.1.0/Dockerfile "
+                    "(node:22-alpine, apk add curl, USER nextjs 1001, CMD pnpm start-docker: "
+                    "check-db, update-tracker, node server.js)",
+                    arm64="https://github.com/umami-software/umami/blob/v3.1.0/.github/"
+                    "workflows/cd.yml (platforms linux/amd64,linux/arm64; GHCR tags <version>, "
+                    "<major>.<minor>, <major>)",
+                    checked="2026-12-07",
+                    newest="3.1.0 (umami git tags, snapshot of 2026-05-14)"),
         ports=[port(8010, container=3000)],
         env={"DATABASE_URL": db_url(), "DATABASE_TYPE": "postgresql",
              "APP_SECRET": secret("UMAMI_APP_SECRET")},
@@ -605,12 +696,14 @@ MON = [
     service(
         id="pushgateway", category="mon", role="exporter",
         description="Prometheus Pushgateway for batch metrics",
-        image=image("prom/pushgateway:v1.10.0", scheme="v-semver", family="prom-busybox",
-                    tools=("/bin/pushgateway",),
-                    confirmed="https://github.com/prometheus/pushgateway/blob/v1.10.0/Dockerfile "
-                    "(FROM quay.io/prometheus/busybox, USER 65534)",
-                    arm64="https://github.com/prometheus/pushgateway/blob/v1.10.0/"
-                    "Makefile.common (DOCKER_ARCHS … arm64)"),
+        image=image("prom/pushgateway:v1.11.5", package="go:github.com/prometheus/pushgateway",
+                    scheme="v-semver", family="prom-busybox", tools=("/bin/pushgateway",),
+                    confirmed="https://github.com/prometheus/pushgateway/blob/v1.11.3/Dockerfile "
+                    "(FROM quay.io/prometheus/busybox, USER 65534; read at v1.11.3)",
+                    arm64="https://github.com/prometheus/pushgateway/blob/v1.11.3/"
+                    "Makefile.common (DOCKER_ARCHS … arm64)",
+                    checked="2026-12-07",
+                    newest="v1.11.5 (Go module proxy, 2026-10-21)"),
         ports=[port(9091)],
         health=http("/-/healthy"),
         memory="64Mi",
@@ -622,18 +715,26 @@ MON = [
     service(
         id="node-exporter", category="mon", role="exporter", workload="daemon",
         description="Host metrics; a DaemonSet on Kubernetes",
-        image=image("prom/node-exporter:v1.8.2", scheme="v-semver", family="prom-busybox",
-                    tools=("/bin/node_exporter",),
-                    confirmed="https://github.com/prometheus/node_exporter/blob/v1.8.2/"
+        image=image("prom/node-exporter:v1.12.1",
+                    package="go:github.com/prometheus/node_exporter", scheme="v-semver",
+                    family="prom-busybox", tools=("/bin/node_exporter",),
+                    confirmed="https://github.com/prometheus/node_exporter/blob/v1.12.1/"
                     "Dockerfile (FROM quay.io/prometheus/busybox, USER nobody)",
-                    arm64="https://github.com/prometheus/node_exporter/blob/v1.8.2/"
-                    "Makefile.common (DOCKER_ARCHS … arm64)"),
+                    arm64="https://github.com/prometheus/node_exporter/blob/v1.12.1/"
+                    "Makefile.common (DOCKER_ARCHS … arm64)",
+                    checked="2026-12-07",
+                    newest="v1.12.1 (Go module proxy, 2026-07-14)"),
         ports=[port(9100, "metrics")],
         # Host metrics need the host's view: in its own network and PID namespaces it would
         # report the pod's interfaces and processes. SPEC makes this DaemonSet the one
         # exception to "no hostPath" on Kubernetes (kube-prometheus runs it the same way): host
         # network and PID, and the host's /proc, /sys and / read-only; on Docker the same
         # mounts. One pod per node, each scraped at its node's address (catalog/configs.py).
+        # On Docker it keeps the container's network and PID namespaces (host networking would
+        # publish 9100 on every interface): it reports the kernel that runs the containers —
+        # on the Mac Mini that is Docker Desktop's Linux VM (its CPU, memory, load and the file
+        # systems it mounts), never macOS itself — and its network metrics are the container's
+        # own interface, not the host's.
         host_access=True,
         host_mounts=[HostMount(source="/proc", path="/host/proc", arg="--path.procfs=/host/proc"),
                      HostMount(source="/sys", path="/host/sys", arg="--path.sysfs=/host/sys"),
@@ -647,12 +748,15 @@ MON = [
     service(
         id="redis-exporter", category="mon", role="exporter",
         description="Redis metrics",
-        image=image("oliver006/redis_exporter:v1.66.0", scheme="v-semver", family="scratch",
-                    tools=("/redis_exporter",),
-                    confirmed="https://github.com/oliver006/redis_exporter/blob/v1.66.0/"
-                    "Dockerfile (scratch-release: FROM scratch, USER 59000)",
-                    arm64="https://github.com/oliver006/redis_exporter/blob/v1.66.0/.github/"
-                    "workflows/release.yml (platforms linux/amd64,linux/arm,linux/arm64)"),
+        image=image("oliver006/redis_exporter:v1.97.0",
+                    package="go:github.com/oliver006/redis_exporter", scheme="v-semver",
+                    family="scratch", tools=("/redis_exporter",),
+                    confirmed="https://github.com/oliver006/redis_exporter/blob/v1.88.0/"
+                    "Dockerfile (scratch-release: FROM scratch, USER 59000; read at v1.88.0)",
+                    arm64="https://github.com/oliver006/redis_exporter/blob/v1.88.0/.github/"
+                    "workflows/release.yml (platforms linux/amd64,linux/arm,linux/arm64)",
+                    checked="2026-12-07",
+                    newest="v1.97.0 (Go module proxy, 2026-11-03)"),
         ports=[port(9121, "metrics")],
         env={"REDIS_ADDR": url_of("redis", "redis", scheme="redis"),
              "REDIS_PASSWORD": secret("REDIS_PASSWORD")},
@@ -665,16 +769,20 @@ MON = [
     service(
         id="postgres-exporter", category="mon", role="exporter",
         description="PostgreSQL metrics",
-        image=image("prometheuscommunity/postgres-exporter:v0.16.0", scheme="v-semver",
+        # 0.20 renamed the replication_slot collector (not configured here)
+        image=image("prometheuscommunity/postgres-exporter:v0.20.1", scheme="v-semver",
                     family="prom-busybox", tools=("/bin/postgres_exporter",),
                     confirmed="https://github.com/prometheus-community/postgres_exporter/blob/"
-                    "v0.16.0/cmd/postgres_exporter/datasource.go (getDataSources) and "
+                    "v0.20.1/exporter/datasource.go (getDataSources) and "
                     "Dockerfile (FROM quay.io/prometheus/busybox, USER nobody)",
                     arm64="https://github.com/prometheus-community/postgres_exporter/blob/"
-                    "v0.16.0/Makefile.common (DOCKER_ARCHS … arm64)"),
+                    "v0.20.1/Makefile.common (DOCKER_ARCHS … arm64)",
+                    checked="2026-12-07",
+                    newest="v0.20.1 (git tags, snapshot of 2026-08-18; the Go module proxy "
+                    "refuses this module)"),
         ports=[port(9187, "metrics")],
         # the exporter builds "postgresql://" + user:pass + "@" + DATA_SOURCE_URI itself, so the
-        # URI is host:port/db?params, without a scheme (datasource.go, v0.16.0)
+        # URI is host:port/db?params, without a scheme (exporter/datasource.go, v0.20.1)
         env={"DATA_SOURCE_URI": address_of("postgres", "postgres",
                                            path="/postgres?sslmode=disable"),
              "DATA_SOURCE_USER": "postgres_exporter",
@@ -692,12 +800,19 @@ MON = [
     service(
         id="cadvisor", category="mon", role="exporter", targets=["docker"],
         description="Container metrics; Docker only (the kubelet has cAdvisor built in)",
-        image=image("gcr.io/cadvisor/cadvisor:v0.49.1", scheme="v-semver", family="alpine",
-                    tools=("/usr/bin/cadvisor",),
-                    confirmed="https://github.com/google/cadvisor/blob/v0.49.1/deploy/"
-                    "Dockerfile (alpine:3.18, wget HEALTHCHECK on /healthz)",
-                    arm64="https://github.com/google/cadvisor/blob/v0.49.1/build/release.sh "
-                    "(arches amd64, arm, arm64)",
+        # v0.54.0 reads Docker's containerd image store (the default of fresh Engine 29 and
+        # Docker Desktop installs; google/cadvisor 7eda1904 'add containerd-snapshotter
+        # support'): older releases show no per-container metrics there. Since v0.53.0 the
+        # images are published on ghcr.io only (README: gcr.io for older versions).
+        image=image("ghcr.io/google/cadvisor:v0.61.1", package="go:github.com/google/cadvisor",
+                    scheme="v-semver", family="alpine", tools=("/usr/bin/cadvisor",),
+                    confirmed="https://github.com/google/cadvisor/blob/v0.60.5/deploy/"
+                    "Dockerfile (alpine:3.23, ENTRYPOINT entrypoint.sh exec cadvisor, "
+                    "healthcheck.sh with wget on /healthz; read at v0.60.5)",
+                    arm64="https://github.com/google/cadvisor/blob/v0.60.5/.github/workflows/"
+                    "publish-container.yml (on tags v*: ghcr.io, linux/amd64,linux/arm64)",
+                    checked="2026-12-07",
+                    newest="v0.61.1 (Go module proxy, 2026-11-18)",
                     # the documented exception: it reads every container's cgroups and the
                     # host's file systems as root (README "Running cAdvisor" lists
                     # --privileged); dropping capabilities blinds it
@@ -724,7 +839,14 @@ TOOLS = [
     service(
         id="n8n", category="tools", role="automation",
         description="n8n workflow automation (behind Cloudflare Access)",
-        image=image("n8nio/n8n:1.68.0", scheme="semver", family="alpine",
+        # 1.68.0 was open to unauthenticated RCE through form webhooks (CVE-2026-21858, fixed
+        # in 1.121.0) and CVE-2025-68613 (1.123.0). 2.x, read before choosing it (docs.n8n.io
+        # release-notes/v20-breaking-changes): Code runs on task runners (internal mode here,
+        # in the same container), Code cannot read the environment, ExecuteCommand and
+        # LocalFileTrigger are off, OAuth callbacks need a login, file nodes only reach
+        # ~/.n8n-files, the Start node and MySQL storage are gone (this estate uses
+        # PostgreSQL), active/inactive became publish/unpublish.
+        image=image("n8nio/n8n:2.41.3", package="npm:n8n", scheme="semver", family="alpine",
                     tools=("n8n", "node"),
                     # n8n writes ~/.cache/n8n at start (n8n-io/n8n#8367, #11743): a read-only
                     # root needs it writable
@@ -733,7 +855,9 @@ TOOLS = [
                     "Dockerfile (FROM n8nio/base, USER node, WORKDIR /home/node; read at a "
                     "later revision than this tag)",
                     arm64="https://github.com/n8n-io/n8n/blob/master/docker/images/n8n/"
-                    "Dockerfile (TARGETPLATFORM linux/amd64 or linux/arm64)"),
+                    "Dockerfile (TARGETPLATFORM linux/amd64 or linux/arm64)",
+                    checked="2026-12-07",
+                    newest="2.41.3 (npm n8n dist-tag latest; 3.0 is an early-access release)"),
         ports=[port(6000, container=5678)],
         env={"N8N_PORT": port_of("n8n"), "N8N_EDITOR_BASE_URL": public_url("n8n"),
              "WEBHOOK_URL": public_url("n8n"), "DB_TYPE": "postgresdb",
@@ -752,7 +876,10 @@ TOOLS = [
                           "and workers, and several mains the multi-main setup of n8n's "
                           "Enterprise plan (docs.n8n.io/hosting/scaling/queue-mode/)"),
         internet="the APIs and webhooks its workflows call",
-        # webhooks called by other services (Telegram, GitHub …) stay open; the editor does not
+        # Production webhooks (/webhook/…) are called by Telegram, GitHub … which cannot pass
+        # Access: that path alone stays open. The editor, its REST API, forms (/form, where
+        # CVE-2026-21858 struck), test and waiting webhooks (/webhook-test, /webhook-waiting:
+        # the tunnel's path rule matches /webhook and below only) stay behind Access.
         public=Public(host="n8n", access=True, open_paths=["/webhook"]),
         legacy=Legacy(containers=["manacore-n8n"], ports=[5678], volumes=["n8n_data"],
                       unverified=["n8n_data"]),
@@ -801,7 +928,10 @@ TOOLS = [
                     "docker/Dockerfile (FROM scratch, ENTRYPOINT /watchtower, HEALTHCHECK "
                     "--health-check) and internal/flags/docker/register.go (api-version)",
                     arm64="https://github.com/nicholas-fedor/watchtower/blob/v1.21.0/build/"
-                    "goreleaser/stable.yaml (platforms … linux/arm64)"),
+                    "goreleaser/stable.yaml (platforms … linux/arm64)",
+                    checked="2026-12-07",
+                    newest="1.21.0 (git tags, snapshot of 2026-08-21; the Go module proxy "
+                    "refuses this module)"),
         command=["--monitor-only", "--interval", "3600"],
         # the fork sends to every WATCHTOWER_NOTIFICATION_URL (shoutrrr) without a type:
         # WATCHTOWER_NOTIFICATIONS is deprecated there (internal/flags/notify/register.go)
@@ -846,8 +976,12 @@ BACKUP = [
 SECRETS = [
     Secret(name="POSTGRES_PASSWORD", description="PostgreSQL superuser password"),
     Secret(name="REDIS_PASSWORD", description="Redis requirepass"),
-    Secret(name="MINIO_ROOT_USER", description="MinIO root user (also the apps' S3 key)"),
-    Secret(name="MINIO_ROOT_PASSWORD", description="MinIO root password"),
+    Secret(name="S3_ACCESS_KEY", description="the object store's S3 access key id (the apps' "
+           "and backups' key; Garage's default key)"),
+    Secret(name="S3_SECRET_KEY", description="the object store's S3 secret key"),
+    Secret(name="S3_RPC_SECRET", kind="hex32",
+           description="Garage's RPC secret (32 bytes, hex): nodes of one cluster share it"),
+    Secret(name="S3_ADMIN_TOKEN", description="bearer token of Garage's admin API"),
     Secret(name="BETTER_AUTH_SECRET", description="Better Auth signing secret"),
     Secret(name="SEARXNG_SECRET", description="SearXNG server secret"),
     Secret(name="SYNAPSE_REGISTRATION_SHARED_SECRET", description="Synapse admin registration"),

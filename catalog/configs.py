@@ -44,6 +44,13 @@ SCRAPE_FLAG = "-promscrape.config="  # VictoriaMetrics: the file named in its co
 # only creates it from its template when it is missing (container/entrypoint.sh)
 SEARXNG_SETTINGS = "/etc/searxng/settings.yml"
 
+# Garage reads /etc/garage.toml unless GARAGE_CONFIG_FILE says otherwise (src/garage/main.rs)
+GARAGE_CONFIG = "/etc/garage.toml"
+# The region S3 clients sign with when they are given none (AWS SDKs, minio-js, rclone, restic),
+# which MinIO accepted: Garage insists on its configured one, so the apps need no new setting.
+S3_REGION = "us-east-1"
+GARAGE_RPC_PORT = 3901  # inside the container only, until a second node joins
+
 # Databases every cluster has, which no consumer needs (PUBLIC may connect to them by default).
 MAINTENANCE_DATABASES = ("postgres", "template1")
 # Synapse refuses a database whose collation is not C (unless told the locale is unsafe).
@@ -374,7 +381,45 @@ def synapse_config(estate: ResolvedEstate, svc: ResolvedService) -> tuple[Resolv
             ResolvedFile(path=key_path, content=key))
 
 
+# --- Garage (the object store) ----------------------------------------------------------
+
+
+def garage_config(estate: ResolvedEstate, svc: ResolvedService) -> tuple[ResolvedFile, ...]:
+    """garage.toml of a single node: metadata (LMDB, snapshotted every 6 h for recovery) and
+    data blocks in the service's volume, the S3 API and the admin API on the service's ports.
+    Every secret (RPC secret, admin token, the default key) comes from the environment, so
+    the file holds none."""
+    volume = next((v for v in svc.volumes if v.stateful), None)
+    api, admin = svc.port("api"), svc.port("metrics")
+    if volume is None or api is None or admin is None:
+        raise _fail(svc.id, "garage.toml needs a stateful volume and the ports 'api' (S3) and "
+                    "'metrics' (admin API)")
+    root = volume.path.rstrip("/")
+    lines = [
+        f"# {GENERATED}",
+        "# Secrets come from GARAGE_RPC_SECRET, GARAGE_ADMIN_TOKEN and GARAGE_DEFAULT_*.",
+        f'metadata_dir = "{root}/meta"',
+        f'data_dir = "{root}/data"',
+        'db_engine = "lmdb"',
+        f'metadata_snapshots_dir = "{root}/snapshots"',
+        'metadata_auto_snapshot_interval = "6h"',
+        "replication_factor = 1  # one node; a cluster of three zones would use 3",
+        'compression_level = 1',
+        f'rpc_bind_addr = "[::]:{GARAGE_RPC_PORT}"',
+        "",
+        "[s3_api]",
+        f'api_bind_addr = "[::]:{api.container}"',
+        f's3_region = "{S3_REGION}"',
+        "",
+        "[admin]",
+        f'api_bind_addr = "[::]:{admin.container}"',
+        "",
+    ]
+    return (ResolvedFile(path=GARAGE_CONFIG, content=_plain("\n".join(lines))),)
+
+
 GENERATORS: dict[str, Generator] = {
+    "s3": garage_config,
     "postgres": postgres_init,
     "victoriametrics": scrape_config,
     "grafana": grafana_datasources,

@@ -4,6 +4,9 @@
 Renovate versioning that orders them (renovate.json must agree: tests/test_renovate.py).
 `FAMILIES`: the executables a base image family is known to ship, so a health check never
 names a binary the image lacks. An image lists what it adds in `Image.tools`.
+`HELPERS`: the same currency facts as `Image.checked`/`newest` for the one-shot helper images
+the exports run (their tags are the `*_IMAGE` constants of exports/, which Renovate reads).
+`STALE_AFTER_DAYS`: a pin not checked upstream for longer is reported stale.
 """
 
 from __future__ import annotations
@@ -31,16 +34,7 @@ TAG_SCHEMES: dict[str, TagScheme] = {
     "searxng": TagScheme(r"^\d{4}\.[1-9]\d?\.[1-9]\d?-[0-9a-f]{7,12}$",
                          "https://github.com/searxng/searxng/blob/master/searx/version.py",
                          r"regex:^(?<major>\d{4})\.(?<minor>\d+)\.(?<patch>\d+)-[0-9a-f]+$"),
-    "minio": TagScheme(r"^RELEASE\.\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}Z$",
-                       "https://github.com/minio/minio/releases (RELEASE.<UTC time>)",
-                       r"regex:^RELEASE\.(?<major>\d{4})-(?<minor>\d{2})-(?<patch>\d{2})"
-                       r"T(?<build>\d{2})-\d{2}-\d{2}Z$"),
     "calver": TagScheme(r"^\d{4}\.\d{1,2}\.\d+$", "<year>.<month>.<patch> releases", "docker"),
-    # umami publishes one image per database: postgresql-v<version>
-    "umami": TagScheme(r"^postgresql-v\d+\.\d+\.\d+$",
-                       "https://github.com/umami-software/umami/blob/v2.14.0/.github/workflows/"
-                       "cd.yml (<db-type>-<git tag>)",
-                       r"regex:^postgresql-v(?<major>\d+)\.(?<minor>\d+)\.(?<patch>\d+)$"),
 }
 
 
@@ -78,3 +72,39 @@ def version(tag: str) -> tuple[int, ...]:
     """The numeric release of a tag (v1.11.90 → (1, 11, 90); 7.4.6-alpine → (7, 4, 6))."""
     found = re.search(r"\d+(?:\.\d+)+", tag)
     return tuple(int(x) for x in found.group().split(".")) if found else ()
+
+
+# Repositories that can no longer be pulled or get no releases: a pin on one is rot
+GONE: dict[str, str] = {
+    "minio/minio": "deleted from Docker Hub in September 2026 (pull access denied … repository "
+                   "does not exist; e.g. readest/readest#6195); source-only since October 2025",
+    "minio/mc": "deleted from Docker Hub in September 2026 (RWTH-TIME/shoutout#169)",
+    "gcr.io/cadvisor/cadvisor": "no releases after v0.52: v0.53.0 and later are published on "
+                                "ghcr.io/google/cadvisor only (google/cadvisor README)",
+    "containrrr/watchtower": "unmaintained; 1.7.1 asks for Docker API 1.25, which Engine 29 "
+                             "refuses (containrrr/watchtower#2124)",
+}
+
+
+class Helper(NamedTuple):
+    checked: str  # ISO date the tag was last checked upstream
+    newest: str  # newest release known then, with where it was read
+    confirmed: str  # where the image's contract (entrypoint, tools, arm64) was read
+
+
+HELPERS: dict[str, Helper] = {  # repository → facts; the tag lives in exports/
+    "busybox": Helper("2026-12-07", "1.38.0 (docker-library/busybox versions.json: latest "
+                      "1.38.0, latest-1 1.37.0; 'Update to 1.38.0', 2026-05-20)",
+                      "https://github.com/docker-library/busybox (Dockerfile.builder: make "
+                      "defconfig, so nc has -z (NC_110_COMPAT); arm64v8 in library/busybox)"),
+    "alpine": Helper("2026-12-07", "3.24.1 (VictoriaMetrics deployment/docker/Makefile "
+                     "ROOT_IMAGE alpine:3.24.1, 2026-08-14); 3.20 reached end of life on "
+                     "2026-04-01", "https://github.com/alpinelinux/docker-alpine (busybox sh, "
+                     "sha256sum, find, stat; arm64v8)"),
+    "rclone/rclone": Helper("2026-12-07", "1.76.0 (Go module proxy: github.com/rclone/rclone "
+                            "v1.76.0, 2026-11-06)", "https://github.com/rclone/rclone/blob/"
+                            "master/Dockerfile (FROM alpine, ENTRYPOINT rclone, WORKDIR /data, "
+                            "XDG_CONFIG_HOME=/config; multi-arch images incl. linux/arm64)"),
+}
+
+STALE_AFTER_DAYS = 90  # Renovate shows a new release within a day; a human re-check quarterly

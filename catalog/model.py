@@ -113,7 +113,14 @@ class Image(_Part):
     Least privilege: every container runs with `no-new-privileges` and all capabilities
     dropped; `caps` are the only ones added back, those its entrypoint needs (chown of its data,
     gosu/su-exec stepping down: SETUID/SETGID), as confirmed upstream. `default_caps` says why
-    an image keeps Docker's default set instead (cAdvisor reads the host), or is empty."""
+    an image keeps Docker's default set instead (cAdvisor reads the host), or is empty.
+
+    Currency: `checked` is the day (ISO date) the pin was last checked against its upstream
+    (release exists, maintained, advisories), `newest` the newest release upstream published by
+    then and where that was read (`<tag> (<source>)`); `manacore images` reports both.
+    `package` names the same release as an OSV-covered package (`npm:n8n`, `pypi:…`, `go:…`,
+    `crate:…`) when upstream publishes one: Renovate's vulnerability alerts only know package
+    ecosystems, never images (renovate.json)."""
 
     repository: str
     tag: str | None = None
@@ -127,6 +134,9 @@ class Image(_Part):
     runs_as: str | None = Field(default=None, pattern=r"^[0-9]+:[0-9]+$")
     caps: tuple[Annotated[str, Field(pattern=r"^[A-Z_]+$")], ...] = ()
     default_caps: str = ""
+    checked: str = Field(default="", pattern=r"^(\d{4}-\d{2}-\d{2})?$")
+    newest: str = ""
+    package: str | None = Field(default=None, pattern=r"^(npm|pypi|go|crate):\S+$")
 
 
 def own(name: str, *, caps: tuple[str, ...] = ()) -> Image:
@@ -135,15 +145,18 @@ def own(name: str, *, caps: tuple[str, ...] = ()) -> Image:
     return Image(repository=name, own=True, caps=caps)
 
 
-def image(ref: str, *, scheme: str | None = None, family: str | None = None,
-          tools: tuple[str, ...] = (), writes: tuple[str, ...] = (), confirmed: str = "",
-          arm64: str = "", runs_as: str | None = None, caps: tuple[str, ...] = (),
-          default_caps: str = "") -> Image:
+def image(ref: str, *, package: str | None = None, scheme: str | None = None,
+          family: str | None = None, tools: tuple[str, ...] = (), writes: tuple[str, ...] = (),
+          confirmed: str = "", arm64: str = "", runs_as: str | None = None,
+          caps: tuple[str, ...] = (), default_caps: str = "", checked: str = "",
+          newest: str = "") -> Image:
     """A third-party image written as `repository:tag` (the tag must be pinned), with the facts
-    confirmed upstream (see `Image`)."""
+    confirmed upstream (see `Image`). `package`, when given, comes right after the reference:
+    renovate.json finds the two together."""
     facts = {"scheme": scheme, "family": family, "tools": tools, "writes": writes,
              "confirmed": confirmed, "arm64": arm64, "runs_as": runs_as, "caps": caps,
-             "default_caps": default_caps}
+             "default_caps": default_caps, "checked": checked, "newest": newest,
+             "package": package}
     repository, sep, tag = ref.rpartition(":")
     if not sep or "/" in tag:
         return Image(repository=ref, **facts)
@@ -279,8 +292,9 @@ class Health(_Part):
     """One health check; each target maps it to its own mechanism. Times in seconds.
 
     `http` or `tcp` is probed over the network, `cmd` runs inside the container. An image
-    without curl or wget (distroless cloudflared, minio) gives `cmd` for Docker, which can only
-    check from inside, and may add `http` for the kubelet, which then probes it directly."""
+    without curl or wget (distroless cloudflared, Garage from scratch) gives `cmd` for Docker,
+    which can only check from inside, and may add `http` for the kubelet, which then probes it
+    directly."""
 
     http: str | None = None  # path probed over HTTP on `port`
     cmd: tuple[str, ...] | None = None  # command run inside the container
@@ -436,6 +450,27 @@ class Legacy(_Part):
     ports: tuple[int, ...] = ()
     volumes: tuple[str, ...] = ()
     unverified: tuple[str, ...] = ()
+    # set when the legacy volumes hold another server's on-disk format (MinIO's): they are
+    # never mounted by the new service; Phase 0 copies their objects over S3 instead
+    objects: LegacyObjects | None = None
+
+
+class LegacyObjects(_Part):
+    """How the legacy object store served its volume, for the object copy of Phase 0: the
+    legacy `image` (present on the old host, which runs it), its `command`, the S3 `port` it
+    listens on and the environment variables holding its access and secret key."""
+
+    image: str
+    command: tuple[str, ...] = ()
+    port: int
+    path: str  # where its volume is mounted
+    access_key: str  # env var of the legacy container: the S3 access key
+    secret_key: str  # env var of the legacy container: the S3 secret key
+    into_keys: tuple[str, str]  # the secrets of the new store's key the copy writes with
+    source: str = ""  # where this contract was read
+
+
+Legacy.model_rebuild()
 
 
 class Service(_Model):
@@ -500,12 +535,13 @@ class Broken(_Model):
 class Secret(_Model):
     """A secret value known by name. Generated ones come from `pulumi_random` if unset, in
     their `kind`: a password (32 letters and digits), or a Matrix signing key line
-    (`ed25519 <key id> <base64 of 32 random bytes>`, Synapse's signing key file)."""
+    (`ed25519 <key id> <base64 of 32 random bytes>`, Synapse's signing key file), or 32 random
+    bytes as 64 hex digits (`hex32`: Garage's RPC secret)."""
 
     name: str
     description: str = ""
     generate: bool = True
-    kind: Literal["password", "ed25519"] = "password"
+    kind: Literal["password", "ed25519", "hex32"] = "password"
 
 
 ED25519_KEY_ID = "a_mana"  # the key id of a generated signing key

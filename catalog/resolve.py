@@ -346,8 +346,11 @@ def _volumes(svc: Service, settings: StackSettings) -> tuple[ResolvedVolume, ...
     """The service's mounts; legacy volumes belong to its first stateful volume (docker only,
     and only on a stack that adopts them: `adoptLegacy`; a fresh host has none).
     The own legacy volume's root goes to `<subpath>/<legacy_dir>`, a merged forebear's to
-    `<subpath>/merged/<legacy volume>`."""
+    `<subpath>/merged/<legacy volume>`. Legacy volumes in another server's format
+    (`Legacy.objects`) are never mounted: their objects are copied over S3 (exports/migration)."""
     owner = next((i for i, v in enumerate(svc.volumes) if v.stateful), None)
+    if svc.legacy.objects is not None:
+        owner = None
     out = []
     for i, v in enumerate(svc.volumes):
         final = v.name or volume_name(svc)

@@ -49,7 +49,7 @@ class ServiceGroup(pulumi.ComponentResource):
 
 
 class InfraTier(ServiceGroup):
-    """PostgreSQL, Redis, MinIO."""
+    """PostgreSQL, Redis, the object store (Garage), the tunnel connector."""
 
     TYPE = "manacore:stack:InfraTier"
 

@@ -33,6 +33,8 @@ def generated(secret: Secret, opts: pulumi.ResourceOptions) -> pulumi.Output[str
     if secret.kind == "ed25519":
         seed = random.RandomBytes(name, length=32, opts=opts).base64
         return pulumi.Output.concat(f"ed25519 {ED25519_KEY_ID} ", seed)
+    if secret.kind == "hex32":  # 32 random bytes as 64 hex digits (Garage's RPC secret)
+        return random.RandomId(name, byte_length=32, opts=opts).hex
     return random.RandomPassword(name, length=32, special=False, opts=opts).result
 
 

@@ -42,7 +42,7 @@ HOST_GATEWAY = "host-gateway"  # the daemon's alias for the host, so Linux hosts
 RESTART = "unless-stopped"
 # Creates the subdirectories of a shared volume: Docker mounts a `subpath` only if it exists
 # (moby/moby#47842), so a fresh volume needs them made before the first consumer starts.
-VOLUME_INIT_IMAGE = "busybox:1.37.0"
+VOLUME_INIT_IMAGE = "busybox:1.38.0"
 VOLUME_INIT_MOUNT = "/volume"
 VOLUME_INIT_MEMORY_MB = 16
 NO_NEW_PRIVILEGES = "no-new-privileges:true"
@@ -393,7 +393,9 @@ def env_example(estate: ResolvedEstate) -> str:
     in_urls = set(estate.url_secrets)
     for secret in estate.secrets:
         note = ("from its service" if not secret.generate else
-                "generate" if secret.kind == "password" else f"generate: {secret.kind} key")
+                "generate" if secret.kind == "password" else
+                "generate: 64 hex digits, `openssl rand -hex 32`" if secret.kind == "hex32" else
+                f"generate: {secret.kind} key")
         if secret.name in in_urls:
             note += f"; part of a URL: {URL_SAFE_TEXT}"
         lines += ["", f"# {secret.description or secret.name} ({note})", f"{secret.name}="]

@@ -26,7 +26,7 @@ from catalog.resolve import (
 )
 
 PART_OF = "manacore"
-WAIT_IMAGE = "busybox:1.37.0"  # init containers that wait for a hard dependency
+WAIT_IMAGE = "busybox:1.38.0"  # init containers that wait for a hard dependency
 # Every image is pinned to a tag that never moves (our releases, third-party versions), so a
 # node pulls it once: a pod that restarts or moves to a node holding the image starts even when
 # the registry is unreachable (Kubernetes' own default for a tag other than `latest`).
@@ -63,14 +63,14 @@ RUNTIMES: dict[str, Runtime] = {
     "searxng": Runtime(uid=977,
                        why="the searxng image runs as its own user searxng (977), which owns "
                            "its configuration and cache directories"),
-    "element-web": Runtime(uid=101, read_only=False, low_port=True,
+    "element-web": Runtime(uid=101,
                            why="nginx in the element-web image runs as its nginx user (101), "
-                               "listens on port 80 and writes its config at start"),
+                               "which owns its cache and config directories"),
     "n8n": Runtime(uid=1000,
                    why="n8n keeps its data under the home directory of the image's node user "
                        "(1000); another UID would write it outside the claim"),
-    "umami": Runtime(read_only=False,
-                     why="umami runs its database migrations at start and writes into /app"),
+    "umami": Runtime(uid=1001,
+                     why="umami runs as its nextjs user (1001), whose home pnpm writes to"),
 }
 
 # checkov checks the chart does not meet, with the reason (annotations on each object).

@@ -1,9 +1,12 @@
 """Builds and tags every image a Compose file references, without a registry.
 
-Each reference gets the closest real thing this machine can build from Debian trixie (and PyPI):
-the real server wherever one is packaged — PostgreSQL 17 + pgvector for `pgvector/…`/
-`postgres:…`, Redis, the Prometheus exporters, pushgateway and VictoriaMetrics (`SERVERS`),
-Synapse from PyPI — each honouring its upstream image's entrypoint contract; BusyBox for
+Each reference gets the closest real thing this machine can build from a registry: the real
+server wherever one can be had (`SERVERS`) — at the image's own tag where its project publishes
+to the Go module proxy, crates.io or PyPI (node-exporter, pushgateway, redis_exporter, Garage,
+Synapse), else Debian's package (PostgreSQL 17 + pgvector for `pgvector/…`/`postgres:…`, Redis,
+postgres-exporter, VictoriaMetrics, rclone) — each honouring its upstream image's entrypoint
+contract; a MinIO stand-in (the estate's Garage behind MinIO's entrypoint) for the legacy
+`minio/minio` of Phase 0's object copy, MinIO itself being on no registry; BusyBox for
 `busybox:…`/`alpine:…` (the one-shot helpers); and the wiring stand-in (`harness/standin`) for
 every other image, told which ports its health check and ports use and which hosts are its hard
 dependencies. An image is rebuilt only when its recipe changes: each carries the hash of its
@@ -42,8 +45,6 @@ PACKAGES = {  # recipe → Debian trixie packages of its root filesystem
     # + matrix-synapse from PyPI at the image's tag (pip_requirements)
     "synapse": ("python3", "python3-venv", "python3-psycopg2", "busybox", "curl",
                 "ca-certificates"),
-    # + versitygw (harness/s3.sh), a real S3 server playing MinIO
-    "minio": ("busybox", "curl", "ca-certificates"),
 }
 
 
@@ -72,33 +73,51 @@ def pip_requirements(recipe: str, ref: str) -> tuple[str, ...]:
 
 
 class Server(NamedTuple):
-    """A real server Debian trixie packages, in place of its upstream image: the upstream
-    image's entrypoint is its binary (the Compose `command` gives the arguments) and its user."""
+    """A real server in place of its upstream image, at the upstream entrypoint's path and user
+    (the Compose `command` gives the arguments). `source` says where it comes from:
+    `go:<package>` (built from the Go module proxy at the image's tag: the pinned release),
+    `crate:<name>` (crates.io, the image's tag), or `debian:<package>[/<suite>]` (Debian's
+    build, the nearest version there: `why` says why not the pinned one)."""
 
-    package: str
-    binary: str
+    source: str
+    binary: str  # where the upstream image has it
     user: str
     upstream: str  # where the upstream image's entrypoint and user were read
+    why: str = ""  # for a Debian build: why the pinned release cannot be built here
+    cmd: tuple[str, ...] = ()  # the upstream image has no ENTRYPOINT but this CMD (Garage)
 
 
-SERVERS = {  # last part of the image repository → the Debian server playing it
-    "postgres-exporter": Server("prometheus-postgres-exporter",
-                                "/usr/bin/prometheus-postgres-exporter", "nobody",
+SERVERS = {  # last part of the image repository → the server playing it
+    "postgres-exporter": Server("debian:prometheus-postgres-exporter/sid",
+                                "/bin/postgres_exporter", "nobody",
                                 "prometheus-community/postgres_exporter Dockerfile: "
-                                "ENTRYPOINT /bin/postgres_exporter, USER nobody"),
-    "redis_exporter": Server("prometheus-redis-exporter", "/usr/bin/prometheus-redis-exporter",
-                             "nobody", "oliver006/redis_exporter Dockerfile: ENTRYPOINT "
+                                "ENTRYPOINT /bin/postgres_exporter, USER nobody",
+                                "the Go module proxy refuses the module"),
+    "redis_exporter": Server("go:github.com/oliver006/redis_exporter", "/redis_exporter",
+                             "59000:59000", "oliver006/redis_exporter Dockerfile: ENTRYPOINT "
                              "/redis_exporter, USER 59000:59000"),
-    "node-exporter": Server("prometheus-node-exporter", "/usr/bin/prometheus-node-exporter",
-                            "nobody", "prometheus/node_exporter Dockerfile: ENTRYPOINT "
+    "node-exporter": Server("go:github.com/prometheus/node_exporter", "/bin/node_exporter",
+                            "65534", "prometheus/node_exporter Dockerfile: ENTRYPOINT "
                             "/bin/node_exporter, USER nobody"),
-    "pushgateway": Server("prometheus-pushgateway", "/usr/bin/prometheus-pushgateway", "nobody",
+    "pushgateway": Server("go:github.com/prometheus/pushgateway", "/bin/pushgateway", "65534",
                           "prometheus/pushgateway Dockerfile: ENTRYPOINT /bin/pushgateway, "
                           "USER 65534"),
-    "victoria-metrics": Server("victoria-metrics", "/usr/bin/victoria-metrics", "root",
+    "victoria-metrics": Server("debian:victoria-metrics/sid", "/victoria-metrics-prod", "root",
                                "VictoriaMetrics app/victoria-metrics/deployment/Dockerfile: "
-                               "ENTRYPOINT /victoria-metrics-prod, no USER"),
+                               "ENTRYPOINT /victoria-metrics-prod, no USER",
+                               "its module needs Go 1.27 and a replace directive, which "
+                               "go install refuses"),
+    "garage": Server("crate:garage", "/garage", "root",
+                     "Garage's Dockerfile: FROM scratch, /garage, no ENTRYPOINT, CMD "
+                     "[/garage, server], no USER", cmd=("/garage", "server")),
+    "rclone": Server("debian:rclone/sid", "/usr/local/bin/rclone", "root",
+                     "rclone's Dockerfile: FROM alpine, ENTRYPOINT rclone, WORKDIR /data",
+                     "its module (270 dependencies) builds for minutes; Debian sid's is one "
+                     "minor behind"),
 }
+# The legacy object store: MinIO is on no registry here (the Go module proxy refuses it), so a
+# single-node Garage plays it, honouring the MinIO image's contract (harness/images/minio).
+LEGACY_S3 = "minio"
 
 
 def log(msg: str) -> None:
@@ -134,9 +153,30 @@ def files_digest(folder: Path) -> str:
                     for p in sorted(folder.rglob("*")) if p.is_file()))
 
 
+def tag_version(ref: str) -> str:
+    """The release an image reference pins (v1.12.1 → 1.12.1; the tag without a variant)."""
+    return ref.rsplit(":", 1)[1].removeprefix("v").split("-")[0]
+
+
+def server_version(ref: str) -> tuple[str, str]:
+    """What plays an image (`go:…@v1.2.3`, `crate:…@1.2.3`, `pypi:…==1.2.3`, `debian:…`) and
+    whether it is the pinned release itself ("pinned") or the nearest build ("nearest")."""
+    recipe = recipe_of(ref)
+    if recipe == "synapse":
+        return f"pypi:{pip_requirements(recipe, ref)[0]}", "pinned"
+    server = SERVERS.get(recipe)
+    if server is None or server.source.startswith("debian:"):
+        return (server.source if server else recipe), "nearest"
+    kind, name = server.source.split(":", 1)
+    return f"{kind}:{name}@{'v' if kind == 'go' else ''}{tag_version(ref)}", "pinned"
+
+
 def rootfs_image(recipe: str, pip: tuple[str, ...] = ()) -> str:
     """A base image holding trixie + the recipe's packages (debootstrap, chroot, import)."""
-    packages = PACKAGES.get(recipe) or (SERVERS[recipe].package, "busybox")
+    server = SERVERS.get(recipe)
+    debian = server.source.removeprefix("debian:") if server and \
+        server.source.startswith("debian:") else None
+    packages = PACKAGES.get(recipe) or ((debian, "busybox") if debian else ("busybox",))
     ref = f"manacore-harness/trixie-{recipe.replace('_', '-')}:{digest(*packages, *pip)}"
     if existing(ref) is not None:
         return ref
@@ -164,15 +204,39 @@ def standin_binary() -> Path:
     return out
 
 
-def s3_server() -> Path:
-    """versitygw, built once per module set by harness/s3.sh."""
-    return Path(subprocess.run([str(HARNESS / "s3.sh"), "build"], check=True,
-                               capture_output=True, text=True).stdout.strip())
+def go_server(module: str, version: str) -> Path:
+    """A Go server built from the module proxy at a release, static, once per version."""
+    out = CACHE / "go-servers" / module.replace("/", "+") / version
+    binary = out / module.rsplit("/", 1)[-1]
+    if not binary.exists():
+        start = time.monotonic()
+        out.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, "CGO_ENABLED": "0", "GOBIN": str(out), "GOFLAGS": "-mod=mod"}
+        subprocess.run(["go", "install", "-trimpath", "-ldflags=-s -w", f"{module}@{version}"],
+                       env=env, check=True, cwd=out)
+        log(f"go install {module}@{version}: {time.monotonic() - start:.0f} s")
+    return binary
+
+
+def crate_server(name: str, version: str) -> Path:
+    """A Rust server built from crates.io at a release with its own Cargo.lock, once per
+    version (CARGO_TARGET_DIR in the cache: a new version rebuilds only what changed)."""
+    root = CACHE / "crates" / f"{name}-{version}"
+    binary = root / "bin" / name
+    if not binary.exists():
+        start = time.monotonic()
+        env = {**os.environ, "CARGO_TARGET_DIR": str(CACHE / "crates" / "target")}
+        subprocess.run(["cargo", "install", "--locked", "--quiet", "--root", str(root),
+                        "--version", version, name], env=env, check=True)
+        log(f"cargo install {name}@{version}: {time.monotonic() - start:.0f} s")
+    return binary
 
 
 def recipe_of(ref: str) -> str:
     name = ref.rsplit(":", 1)[0].split("@")[0]
     last = name.rsplit("/", 1)[-1]
+    if last == LEGACY_S3:
+        return LEGACY_S3
     if last in ("postgres", "pgvector"):
         return "postgres"
     if last == "redis":
@@ -181,7 +245,7 @@ def recipe_of(ref: str) -> str:
         return "busybox"
     if last in SERVERS:
         return last
-    if last in ("synapse", "minio"):
+    if last == "synapse":
         return last
     if last.startswith("manacore-") and (OWN_IMAGES / last.removeprefix("manacore-")).is_dir():
         return last.removeprefix("manacore-")
@@ -327,6 +391,38 @@ def cluster_image(ref: str) -> bool:
     return True
 
 
+def server_context(ctx: Path, recipe: str, ref: str) -> tuple[str, str]:
+    """The build context of a real server (`SERVERS`): its base and the recipe's hash."""
+    ctx.mkdir(parents=True, exist_ok=True)
+    server = SERVERS[recipe]
+    kind, name = server.source.split(":", 1)
+    lines = [f"# {server.upstream}"]
+    if kind == "debian":
+        base = rootfs_image(recipe)
+        package = name.split("/")[0]
+        found = f"/usr/bin/{package}"
+        lines.append(f"RUN mkdir -p {Path(server.binary).parent} && "
+                     f"ln -sf {found} {server.binary}")
+        payload = b""
+    else:
+        binary = go_server(name, f"v{tag_version(ref)}") if kind == "go" else \
+            crate_server(name, tag_version(ref))
+        # Go servers are static: the busybox base is what the Prometheus images use; a crate
+        # links glibc: trixie's minimal root
+        base = busybox_base() if kind == "go" else rootfs_image(recipe)
+        shutil.copy(binary, ctx / "server")
+        lines.append(f"COPY server {server.binary}")
+        payload = binary.read_bytes()
+    (ctx / "Dockerfile").write_text("\n".join([
+        f"FROM {base}", *lines,
+        # the upstream images are busybox-based: sh and wget for their health checks
+        "RUN command -v wget >/dev/null || ln -s /bin/busybox /usr/bin/wget",
+        f"USER {server.user}",
+        f"CMD {json.dumps(list(server.cmd))}" if server.cmd else
+        f'ENTRYPOINT ["{server.binary}"]', ""]))
+    return base, digest(base, (ctx / "Dockerfile").read_text(), payload)
+
+
 def build(ref: str, recipe: str, service_name: str, service: dict,
           services: dict[str, dict]) -> bool:
     """Builds `ref` unless an image with the same recipe hash has it; True when built."""
@@ -336,13 +432,20 @@ def build(ref: str, recipe: str, service_name: str, service: dict,
             key = standin_context(ctx, rootfs_image("standin"), standin_binary(),
                                   service_name, service, services)
         elif recipe in SERVERS:
-            base, server = rootfs_image(recipe), SERVERS[recipe]
-            (ctx / "Dockerfile").write_text(
-                f"FROM {base}\n# {server.upstream}\n"
-                # the upstream images are busybox-based: sh and wget for their health checks
-                "RUN [ -e /usr/bin/wget ] || ln -s /bin/busybox /usr/bin/wget\n"
-                f"USER {server.user}\nENTRYPOINT [\"{server.binary}\"]\n")
-            key = digest(base, (ctx / "Dockerfile").read_text())
+            base, key = server_context(ctx, recipe, ref)
+        elif recipe == LEGACY_S3:  # the estate's Garage behind MinIO's entrypoint
+            garage = next((s["image"] for s in services.values()
+                           if recipe_of(s.get("image", "")) == "garage"), None)
+            if garage is None:
+                sys.exit(f"{ref}: the MinIO stand-in is the estate's Garage, and no service of "
+                         "the file runs dxflrs/garage")
+            _, key = server_context(Path(tmp) / "garage", "garage", garage)
+            base = f"manacore-harness/garage:{key}"
+            if existing(base) != key:
+                docker("build", "-q", "--label", f"{LABEL}={key}", "-t", base,
+                       str(Path(tmp) / "garage"))
+            shutil.copytree(HARNESS / "images" / recipe, ctx, dirs_exist_ok=True)
+            key = digest(base, files_digest(HARNESS / "images" / recipe))
         elif recipe == "busybox":
             base = busybox_base()
             (ctx / "Dockerfile").write_text(f"FROM {base}\n")
@@ -353,8 +456,6 @@ def build(ref: str, recipe: str, service_name: str, service: dict,
             if not folder.is_dir():
                 folder = OWN_IMAGES / recipe
             shutil.copytree(folder, ctx, dirs_exist_ok=True)
-            if recipe == "minio":
-                shutil.copy(s3_server(), ctx / "versitygw")
             key = digest(base, files_digest(ctx))
         if existing(ref) == key:
             return False

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Prints the path of a tarball of Debian trixie (minbase) with the given extra packages
-# installed, building it once: debootstrap for the base, then `apt-get install` in a chroot,
+# installed (NAME/sid: from sid), building it once: debootstrap for the base, then
+# `apt-get install` in a chroot,
 # and PyPI requirements (after `--`) into /opt/venv (which sees the Debian Python packages).
 # Cached by content (suite + package list); containers themselves never reach the archive.
 #   harness/rootfs.sh [PACKAGE…] [-- PIP_REQUIREMENT…]
@@ -36,6 +37,14 @@ if [ ! -s "$out" ]; then
   tar -C "$tree" -xf "$base"
   cp /etc/resolv.conf "$tree/etc/resolv.conf"
   echo "deb $DEBIAN_MIRROR trixie main" > "$tree/etc/apt/sources.list"
+  # a package written NAME/sid comes from sid (a newer release of a Go server, which runs on
+  # trixie's libc); everything else stays trixie's
+  case " ${packages[*]} " in
+    */sid\ *)
+      # (the mirror serves sid's Release with a past Valid-Until: the signature is still checked)
+      echo "deb [check-valid-until=no] $DEBIAN_MIRROR sid main" >> "$tree/etc/apt/sources.list"
+      echo 'APT::Default-Release "trixie";' > "$tree/etc/apt/apt.conf.d/99default-release" ;;
+  esac
   # no service starts inside the chroot; PostgreSQL creates no default cluster (the image's
   # entrypoint initialises PGDATA, as the official image does)
   printf '#!/bin/sh\nexit 101\n' > "$tree/usr/sbin/policy-rc.d"; chmod +x "$tree/usr/sbin/policy-rc.d"

@@ -17,7 +17,7 @@ from catalog.load import load_estate, load_stack
 from catalog.model import ED25519_KEY_ID
 from catalog.resolve import ResolvedEstate, resolve
 from catalog.settings import ROOT, load_settings
-from tests.harness import Run, run_program
+from tests.harness import Run, hex_value, run_program
 
 COMPOSE_BINARY = Path(compose.__file__).parent / "docker-compose"
 
@@ -37,6 +37,8 @@ def generated_value(secret: str, kind: str = "password") -> str:
     name = secret.lower().replace("_", "-")
     if kind == "ed25519":
         return f"ed25519 {ED25519_KEY_ID} generated-{name}-base64"
+    if kind == "hex32":
+        return hex_value(name)
     return f"generated-{name}-value"
 
 

@@ -70,6 +70,12 @@ def has_secret(value: Any) -> bool:
     return False
 
 
+def hex_value(name: str) -> str:
+    """What the mocked program makes of a generated `hex32` secret (a RandomId's hex): 64 hex
+    digits, stable per name."""
+    return hashlib.sha256(name.encode()).hexdigest()
+
+
 def image_id(reference: str) -> str:
     """The mocked ID of a pulled image: stable and traceable to its reference."""
     return "sha256:" + hashlib.sha256(reference.encode()).hexdigest()
@@ -87,6 +93,8 @@ class Recorder(pulumi.runtime.Mocks):
             outputs["result"] = f"generated-{args.name}-value"
         if args.typ == "random:index/randomBytes:RandomBytes":
             outputs["base64"] = f"generated-{args.name}-base64"
+        if args.typ == "random:index/randomId:RandomId":
+            outputs["hex"] = hex_value(args.name)
         if args.typ == "docker:index/remoteImage:RemoteImage":  # what a container runs
             outputs["imageId"] = image_id(args.inputs["name"])
         outputs.setdefault("name", args.name)

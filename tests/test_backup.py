@@ -57,9 +57,9 @@ def test_every_stateful_service_is_covered_exactly_once() -> None:
                 for i in found.items if i.kind == "volume"}
     by_server = {(s.id, v.path) for s in estate.containers if s.dump for v in s.volumes}
     assert as_files | by_server == stateful and not as_files & by_server
-    assert {sid for sid, _ in by_server} == {"postgres", "redis", "minio"}
+    assert {sid for sid, _ in by_server} == {"postgres", "redis", "s3"}
     assert found.postgres.host == estate["postgres"].host
-    assert found.objects.url == estate["minio"].url("api")
+    assert found.objects.url == estate["s3"].url("api")
     assert found.pushgateway == estate["pushgateway"].url()
 
 
@@ -88,7 +88,7 @@ def test_the_backup_service_mounts_what_it_copies_read_only_through_each_subpath
     for path, v in copies.items():
         assert (v.name, v.subpath) == (owners[path].name, owners[path].subpath), path
     assert not any(p.startswith(f"{VOLUMES_ROOT}/postgres") for p in copies)
-    assert {"postgres", "redis", "minio", "pushgateway"} <= set(backup.lazy)
+    assert {"postgres", "redis", "s3", "pushgateway"} <= set(backup.lazy)
 
 
 def test_repository_from_the_stack_settings() -> None:

@@ -25,9 +25,9 @@ STACKS = ("macmini", "k3s")
 # an exporter's own port), per target.
 SCRAPED = {
     "macmini": {"cadvisor", "cloudflared", "node-exporter", "postgres-exporter", "pushgateway",
-                "redis-exporter", "synapse"},
+                "redis-exporter", "s3", "synapse"},
     "k3s": {"cloudflared", "node-exporter", "postgres-exporter", "pushgateway",
-            "redis-exporter", "synapse"},
+            "redis-exporter", "s3", "synapse"},
 }
 CONSUMERS = {"auth", "gateway", "chat", "todo", "calendar", "clock", "contacts", "storage",
              "presi", "nutriphi", "skilltree", "synapse", "project_doc", "umami", "n8n"}
@@ -53,7 +53,7 @@ def test_files_exist_on_both_stacks_with_absolute_unique_paths(estate: ResolvedE
     with_files = {s.id for s in estate.services if s.files}
     backup = {"backup"} if estate.target == "docker" else set()  # Docker only in stage 1
     assert with_files == {"postgres", "victoriametrics", "grafana", "element-web", "synapse",
-                          "searxng", *backup}
+                          "searxng", "s3", *backup}
     declared = {s.name for s in estate.secrets}
     for s in estate.services:
         paths = [f.path for f in s.files]

@@ -80,7 +80,7 @@ def test_the_spellings_issue_25_found_would_change_the_plan(macmini_run: Run) ->
 
 
 def test_ports_are_registered_in_the_order_the_engine_reports_them(macmini_run: Run) -> None:
-    for sid in ("minio", "synapse"):  # the containers publishing two ports
+    for sid in ("s3", "synapse"):  # the containers publishing two ports
         reg = containers(macmini_run)[sid]
         ports = reg.plain()["ports"]
         assert len(ports) == 2 and ports == sorted(ports, key=lambda p: p["internal"]), sid

@@ -10,7 +10,15 @@ from pathlib import Path
 import pytest
 
 from catalog.settings import ROOT
-from harness.images import hard_hosts, listen_ports, probe_binaries, recipe_of
+from harness.images import (
+    SERVERS,
+    hard_hosts,
+    listen_ports,
+    probe_binaries,
+    recipe_of,
+    server_version,
+    tag_version,
+)
 from tests.conftest import resolved
 
 SHELLCHECK = Path(sys.executable).parent / "shellcheck"
@@ -28,14 +36,33 @@ def test_harness_scripts_pass_shellcheck() -> None:
 
 
 @pytest.mark.parametrize(("ref", "recipe"), [
-    ("pgvector/pgvector:0.8.0-pg16", "postgres"), ("postgres:17", "postgres"),
-    ("redis:7.4.6-alpine", "redis"), ("busybox:1.37.0", "busybox"), ("alpine:3.20.3", "busybox"),
-    ("ghcr.io/manacore/chat-backend:1", "standin"), ("grafana/grafana:11.3.1", "standin"),
-    ("oliver006/redis_exporter:v1.66.0", "redis_exporter"),
-    ("prom/node-exporter:v1.8.2", "node-exporter"),
+    ("pgvector/pgvector:0.8.6-pg16", "postgres"), ("postgres:17", "postgres"),
+    ("redis:7.4.10-alpine", "redis"), ("busybox:1.38.0", "busybox"), ("alpine:3.24.1", "busybox"),
+    ("ghcr.io/manacore/chat-backend:1", "standin"), ("grafana/grafana:13.2.3", "standin"),
+    ("oliver006/redis_exporter:v1.97.0", "redis_exporter"),
+    ("prom/node-exporter:v1.12.1", "node-exporter"), ("dxflrs/garage:v2.5.0", "garage"),
+    ("rclone/rclone:1.76.0", "rclone"), ("minio/minio:RELEASE.2024-11-07T00-52-20Z", "minio"),
 ])
 def test_each_reference_gets_the_closest_real_image(ref: str, recipe: str) -> None:
     assert recipe_of(ref) == recipe
+
+
+def test_real_servers_run_the_pinned_release_wherever_a_registry_has_it() -> None:
+    """Go servers from the module proxy, Garage from crates.io and Synapse from PyPI are built
+    at the catalogue's tag; a server taken from Debian says why its pinned release cannot be
+    built here."""
+    refs = [s.image for s in resolved("macmini").containers
+            if recipe_of(s.image) not in ("standin", "busybox")]
+    pinned = {}
+    for ref in refs:
+        source, how = server_version(ref)
+        pinned[recipe_of(ref)] = how
+        if how == "pinned":
+            assert source.endswith(tag_version(ref)), (ref, source)
+        elif recipe_of(ref) in SERVERS:
+            assert SERVERS[recipe_of(ref)].why, ref
+    assert {k for k, v in pinned.items() if v == "pinned"} == {
+        "garage", "node-exporter", "pushgateway", "redis_exporter", "synapse"}
 
 
 def test_a_standin_listens_on_its_ports_health_check_and_command_addresses() -> None:
@@ -68,3 +95,14 @@ def test_a_standin_knows_its_hard_dependencies_by_container_and_kubernetes_name(
     for dep in ("postgres", "redis"):
         assert model[dep]["container_name"] in hosts
         assert k3s[dep].host.split(".")[0] in hosts
+
+
+def test_a_server_without_entrypoint_gets_the_whole_argv_from_the_catalogue() -> None:
+    """Garage's image has no ENTRYPOINT, only CMD [/garage, server]: the catalogue's command is
+    the whole argv, and the harness's Garage must not put an entrypoint before it (the real
+    engine showed `garage /garage server …`: "Found argument '/garage'")."""
+    for s in resolved("macmini").containers:
+        server = SERVERS.get(recipe_of(s.image))
+        if server is not None and server.cmd:
+            assert s.command is not None and s.command[0].plain == server.cmd[0], s.id
+            assert [a.plain for a in s.command[:len(server.cmd)]] == list(server.cmd), s.id

@@ -14,6 +14,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from catalog.load import load_estate
 from catalog.model import ED25519_KEY_ID
 from catalog.resolve import ResolvedEstate
 from catalog.settings import ROOT
@@ -113,7 +114,9 @@ def test_chart_files(chart, estate):
         assert (chart / name).exists(), name
     values = yaml.safe_load((chart / "values.yaml").read_text())
     pg = values["services"]["postgres"]
-    assert pg["image"] == {"repository": "pgvector/pgvector", "tag": "0.8.0-pg16"}
+    pin = next(x.image for x in load_estate().valid_services if x.id == "postgres")
+    assert pin is not None
+    assert pg["image"] == {"repository": pin.repository, "tag": pin.tag}
     assert pg["persistence"]["postgres-data"]["size"] == "20Gi"
     assert values["storageClass"] == estate.settings.storage_class
     assert values["domain"] == estate.settings.domain

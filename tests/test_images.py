@@ -1,25 +1,33 @@
 """Third-party images as upstream publishes them, checked offline: each pin next to where its
 contract and its arm64 variant were confirmed, tags in their project's scheme, health checks that
-only name binaries the image has, writable paths for read-only roots, and one test per defect
-of issue 13 (each fails on the old pin or setting)."""
+only name binaries the image has, writable paths for read-only roots, each pin a release
+upstream published (real tag lists recorded from upstream: tests/data/upstream_tags.json), and
+one test per defect of issues 13 and 24 (each fails on the old pin or setting)."""
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
+from datetime import date
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 
-from catalog.images import FAMILIES, TAG_SCHEMES, tag_matches, version
+from catalog.images import FAMILIES, GONE, TAG_SCHEMES, tag_matches, version
 from catalog.model import Image, SecretOf, Service
 from catalog.resolve import ResolvedEstate, ResolvedService
 from exports.compose import health_test, to_compose
 from exports.kubernetes import concrete_objects, runtime
+from exports.tunnel import ingress_rules, path_pattern
 from services import estate as declared
 from tests.conftest import resolved
 
 THIRD_PARTY = [s for s in declared().valid_services if s.image is not None and not s.image.own]
+# Real tags of every pinned image, recorded from upstream (see its "_about")
+UPSTREAM = json.loads((Path(__file__).parent / "data" / "upstream_tags.json").read_text())
+CHECKED = date(2026, 12, 7)  # the review of issue 24
 
 
 def _image(sid: str) -> Image:
@@ -46,6 +54,81 @@ def test_each_pin_records_where_it_was_confirmed(svc: Service) -> None:
     assert img.family in FAMILIES, f"{svc.id}: image family {img.family!r} unknown"
     for fact in (img.confirmed, img.arm64):
         assert urlsplit(fact.split()[0]).scheme == "https", f"{svc.id}: {fact!r} names no source"
+    assert date.fromisoformat(img.checked) >= CHECKED, f"{svc.id}: when was it checked?"
+    assert img.newest and "(" in img.newest, f"{svc.id}: newest release and where it was read"
+    assert img.repository not in GONE, f"{svc.id}: {img.repository} {GONE.get(img.repository)}"
+
+
+# --- tag schemes against the tags upstream really published ----------------------------------
+
+
+def _order_key(versioning: str, tag: str) -> tuple:
+    """How Renovate orders two tags: its docker versioning (v stripped, numeric release,
+    compatible only with the same suffix and length) or a regex versioning's groups."""
+    if versioning.startswith("regex:"):
+        pattern = versioning.removeprefix("regex:").replace("(?<", "(?P<")
+        found = re.fullmatch(pattern, tag)
+        assert found, tag
+        return tuple(int(found.group(g)) for g in ("major", "minor", "patch", "build")
+                     if g in found.groupdict())
+    return tuple(int(x) for x in tag.removeprefix("v").split("-")[0].split("."))
+
+
+def _docker_compatible(tag: str, pin: str) -> bool:
+    def parse(t: str) -> tuple[int, str] | None:
+        head, _, suffix = t.removeprefix("v").partition("-")
+        return (len(head.split(".")), suffix) if re.fullmatch(r"\d+(\.\d+)*", head) else None
+    return parse(tag) is not None and parse(tag) == parse(pin)
+
+
+@pytest.mark.parametrize("svc", THIRD_PARTY, ids=_ids(THIRD_PARTY))
+def test_the_pin_is_a_release_upstream_published_and_the_newest_known(svc: Service) -> None:
+    img = svc.image
+    assert img is not None and img.tag and img.scheme
+    recorded = UPSTREAM[img.repository]
+    assert img.tag in recorded["releases"], f"{svc.id}: {img.tag} was never published"
+    newest = recorded["releases"][0]
+    assert version(img.newest.split(" ")[0]) == version(newest), \
+        f"{svc.id}: the catalogue's newest release differs from the recorded tag list"
+
+
+@pytest.mark.parametrize("repository", sorted(k for k in UPSTREAM if not k.startswith("_")))
+def test_each_scheme_takes_every_release_and_refuses_the_other_tags(repository: str) -> None:
+    """The current and the next tags match the scheme, so Renovate's proposals pass the
+    catalogue's checks; floating tags, variants and pre-releases do not."""
+    [img] = {s.image for s in THIRD_PARTY if s.image and s.image.repository == repository}
+    recorded = UPSTREAM[repository]
+    assert img.scheme is not None
+    for tag in recorded["releases"]:
+        assert tag_matches(img.scheme, tag), f"{repository}: release {tag} is not {img.scheme}"
+    for tag in recorded["other"]:
+        assert not tag_matches(img.scheme, tag), f"{repository}: {tag} passes {img.scheme}"
+
+
+@pytest.mark.parametrize("repository", sorted(k for k in UPSTREAM if not k.startswith("_")))
+def test_renovate_orders_the_releases_as_upstream_published_them(repository: str) -> None:
+    [img] = {s.image for s in THIRD_PARTY if s.image and s.image.repository == repository}
+    assert img.scheme is not None
+    versioning = TAG_SCHEMES[img.scheme].versioning
+    releases = UPSTREAM[repository]["releases"]
+    assert sorted(releases, key=lambda t: _order_key(versioning, t), reverse=True) == releases
+
+
+def test_renovate_never_proposes_a_tag_outside_the_scheme() -> None:
+    """A tag Renovate's docker versioning finds compatible with the pin (same suffix, as many
+    parts), which the scheme refuses — cAdvisor's 0.61.1 beside v0.61.1 — is kept out by an
+    allowedVersions rule."""
+    config = json.loads((Path(__file__).parent.parent / "renovate.json").read_text())
+    for s in THIRD_PARTY:
+        assert s.image is not None and s.image.tag and s.image.scheme
+        if TAG_SCHEMES[s.image.scheme].versioning != "docker":
+            continue
+        allowed = [r["allowedVersions"].strip("/") for r in config["packageRules"]
+                   if "allowedVersions" in r and s.image.repository in r.get("matchDepNames", [])]
+        for tag in UPSTREAM[s.image.repository]["other"]:
+            if _docker_compatible(tag, s.image.tag) and not tag_matches(s.image.scheme, tag):
+                assert any(not re.fullmatch(a, tag) for a in allowed), \
+                    f"{s.id}: Renovate could propose {tag}; add an allowedVersions rule"
 
 
 def _commands(script: str) -> list[str]:
@@ -165,10 +248,10 @@ def test_postgres_exporter_reaches_postgres_and_is_healthy_only_when_connected(
 
 @pytest.mark.parametrize("stack", ["macmini", "k3s"])
 def test_redis_starts_as_redis_server_with_a_fixed_release(stack: str) -> None:
-    """7.4.6 fixes CVE-2025-49844. The official entrypoint drops root only when its first
-    argument is redis-server, so nothing may come before it; the password stays a secret
-    reference filled in from the environment by each target."""
-    assert version(_image("redis").tag or "") >= (7, 4, 6)
+    """7.4.6 fixed CVE-2025-49844, 7.4.10 the 2026 ones. The official entrypoint drops root
+    only when its first argument is redis-server, so nothing may come before it; the password
+    stays a secret reference filled in from the environment by each target."""
+    assert version(_image("redis").tag or "") >= (7, 4, 10)
     redis = resolved(stack)["redis"]
     assert redis.command is not None and redis.command[0].plain == "redis-server"
     password = [a for a in redis.command if a.secrets]
@@ -202,11 +285,80 @@ def test_watchtower_stays_notify_only_on_current_engines() -> None:
     assert pinned is None or version(str(pinned)) >= (1, 44)
 
 
-def test_minio_probe_uses_the_curl_its_image_ships() -> None:
-    minio = _image("minio")
-    svc = declared().get("minio")
-    assert svc is not None and svc.health is not None and svc.health.cmd is not None
-    assert svc.health.cmd[0] == "curl" and "curl" in minio.tools
+# --- the defects of issue 24, one test each -------------------------------------------------
+
+
+def test_the_object_store_is_a_maintained_pullable_server_not_minio() -> None:
+    """MinIO's images are gone from Docker Hub: the object store is Garage, probed by its own
+    binary (the image is FROM scratch), and the apps reach it by its role's name."""
+    svc = declared().get("s3")
+    assert svc is not None and svc.image is not None
+    assert not any(s.image and s.image.repository.startswith("minio/") for s in THIRD_PARTY)
+    assert svc.image.repository == "dxflrs/garage" and svc.image.family == "scratch"
+    assert svc.health is not None and svc.health.cmd == ("/garage", "health", "-q")
+    assert "/garage" in svc.image.tools
+    secrets = {x.name: x for x in declared().secrets}
+    assert secrets["S3_RPC_SECRET"].kind == "hex32"  # Garage wants exactly 32 bytes
+    assert not [n for n in secrets if "MINIO" in n]
+    contacts = declared().get("contacts-backend")
+    assert contacts is not None and "S3_ENDPOINT" in contacts.env
+
+
+def test_n8n_has_the_rce_fixes_and_only_production_webhooks_are_open() -> None:
+    """1.68.0 let anyone run code through form webhooks (CVE-2026-21858, fixed in 1.121.0;
+    CVE-2025-68613 in 1.123.0). /webhook stays open for Telegram and GitHub; forms, test and
+    waiting webhooks and the editor stay behind Access."""
+    assert version(_image("n8n").tag or "") >= (1, 123, 0)
+    rule = next(r for r in ingress_rules(resolved("macmini")) if r.source == "n8n")
+    assert rule.access
+    [opened] = resolved("macmini")["n8n"].public.open_paths  # type: ignore[union-attr]
+    pattern = path_pattern(opened)
+    assert re.search(pattern, "/webhook/0b1c-telegram") and re.search(pattern, "/webhook")
+    for closed in ("/webhook-test/x", "/webhook-waiting/1", "/form/x", "/rest/login", "/"):
+        assert not re.search(pattern, closed), closed
+
+
+def test_redis_has_the_2026_rce_fixes() -> None:
+    """7.4.9: CVE-2026-23479, CVE-2026-25243, CVE-2026-23631; 7.4.10: stream RESTORE
+    use-after-free (redis/redis#15522)."""
+    assert version(_image("redis").tag or "") >= (7, 4, 10)
+
+
+def test_cadvisor_comes_from_ghcr_and_reads_the_containerd_image_store() -> None:
+    img = _image("cadvisor")
+    assert img.repository == "ghcr.io/google/cadvisor"
+    assert version(img.tag or "") >= (0, 54, 0)
+
+
+def test_pgvector_is_fixed_and_stays_on_postgresql_16() -> None:
+    """CVE-2026-3172 (parallel HNSW build overflow) is fixed in 0.8.2; the legacy cluster is
+    16, so the major stays."""
+    tag = _image("postgres").tag or ""
+    assert version(tag) >= (0, 8, 2) and tag.endswith("-pg16")
+
+
+def test_umami_tags_follow_its_v3_scheme_and_run_on_a_read_only_root() -> None:
+    img = _image("umami")
+    assert img.scheme == "semver" and version(img.tag or "") >= (3, 0, 0)
+    spec = _pods(resolved("k3s"))["umami"]
+    assert spec["containers"][0]["securityContext"]["readOnlyRootFilesystem"] is True
+
+
+def test_element_web_listens_above_1024_on_a_read_only_root_without_the_port_sysctl() -> None:
+    spec = _pods(resolved("k3s"))["element-web"]
+    container = spec["containers"][0]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert "sysctls" not in spec.get("securityContext", {})
+    svc = resolved("k3s")["element-web"]
+    assert svc.port("http").container > 1024
+    assert svc.env["ELEMENT_WEB_PORT"].plain == str(svc.port("http").container)
+    writable = {m["mountPath"] for m in container["volumeMounts"]}
+    assert {"/tmp", "/etc/nginx/conf.d", "/var/cache/nginx"} <= writable
+
+
+def test_grafana_gets_no_environment_it_never_reads() -> None:
+    """The datasource's URL is in its provisioning file; VICTORIAMETRICS_URL was never read."""
+    assert "VICTORIAMETRICS_URL" not in resolved("macmini")["grafana"].env
 
 
 def test_command_secrets_are_declared() -> None:

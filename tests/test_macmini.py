@@ -274,7 +274,7 @@ def test_services_sit_in_their_components(macmini_run: Run,
     found = containers(macmini_run)
     parent = {sid: reg.parent.rsplit("::", 1)[0].rsplit("$", 1)[-1]
               for sid, reg in found.items()}
-    assert parent["postgres"] == parent["redis"] == parent["minio"] == "manacore:stack:InfraTier"
+    assert parent["postgres"] == parent["redis"] == parent["s3"] == "manacore:stack:InfraTier"
     assert parent["synapse"] == parent["mana-bot"] == "manacore:stack:MatrixStack"
     assert parent["grafana"] == "manacore:stack:MonitoringStack"
     assert parent["chat-backend"] == parent["chat-web"] == "manacore:stack:AppService"

@@ -160,7 +160,7 @@ CASES = [
          "valueFrom": {"secretKeyRef": {"name": "chat-backend-secrets",
                                         "key": "CHAT_DB_PASSWORD"}}},
         {"name": "DATABASE_URL", "value": "postgresql://chat:$(CHAT_DB_PASSWORD)@postgres/chat"},
-        {"name": "S3_SECRET_KEY", "value": "$(MINIO_ROOT_PASSWORD)"}]), False, None),
+        {"name": "S3_SECRET_KEY", "value": "$(S3_SECRET_KEY)"}]), False, None),
     ("no-plain-secrets", DEPLOYMENT, pod(env=[{"name": "GEMINI_API_KEY", "value": "AIza-1"}]),
      False, "containers[0] chat-backend: GEMINI_API_KEY holds a literal value"),
     ("no-plain-secrets", CONFIG_MAP, {"data": {"GRAFANA_URL": "http://grafana:3000"}}, False,

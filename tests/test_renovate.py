@@ -1,20 +1,23 @@
 """Renovate finds every image pin and our own images' release tag, orders each tag scheme the
-way its project does, and its configuration passes Renovate's own validator."""
+way its project does, watches the packages that publish the pinned releases for vulnerabilities
+(OSV), and its configuration passes Renovate's own validator."""
 
 from __future__ import annotations
 
 import json
 import re
 import subprocess
+from fnmatch import fnmatchcase
 from pathlib import Path
 
 import yaml
 
-from catalog.images import TAG_SCHEMES
+from catalog.images import TAG_SCHEMES, version
 from catalog.settings import ROOT
 from exports.compose import VOLUME_INIT_IMAGE
 from exports.kubernetes import WAIT_IMAGE
-from exports.migration import HELPER_IMAGE
+from exports.migration import COPIER_IMAGE, HELPER_IMAGE
+from exports.pins import extract
 from services import estate
 
 CONFIG = ROOT / "renovate.json"
@@ -41,22 +44,51 @@ def _manager(file: str) -> dict:
     return managers[0]
 
 
+def _pins() -> dict[str, tuple[str, str, str | None]]:
+    return {s.id: (s.image.repository, s.image.tag or "", s.image.package)
+            for s in estate().valid_services if s.image is not None and not s.image.own}
+
+
 def test_every_image_pin_of_the_catalogue_is_found() -> None:
-    pins = {(s.image.repository, s.image.tag) for s in estate().valid_services
-            if s.image is not None and not s.image.own}
-    found = {(d["depName"], d["currentValue"])
-             for d in _extract(_manager("services.py"), ROOT / "services.py")}
-    assert found == pins
+    found = {(d.dep_name, d.current_value) for d in extract(_config(), ROOT)
+             if d.file == "services.py" and d.datasource == "docker"}
+    assert found == {(repo, tag) for repo, tag, _ in _pins().values()}
 
 
 def test_the_helper_images_of_the_exports_are_found() -> None:
-    found = set()
-    for path in sorted((ROOT / "exports").glob("*.py")):
-        manager = [m for m in _config()["customManagers"]
-                   if any(re.search(p, f"exports/{path.name}") for p in m["fileMatch"])]
-        for m in manager:
-            found |= {f"{d['depName']}:{d['currentValue']}" for d in _extract(m, path)}
-    assert found == {WAIT_IMAGE, VOLUME_INIT_IMAGE, HELPER_IMAGE}
+    found = {f"{d.dep_name}:{d.current_value}" for d in extract(_config(), ROOT)
+             if d.file.startswith("exports/")}
+    assert found == {WAIT_IMAGE, VOLUME_INIT_IMAGE, HELPER_IMAGE, COPIER_IMAGE}
+
+
+def test_the_package_of_each_pinned_release_is_watched_for_vulnerabilities_only() -> None:
+    """OSV knows packages, not images: Renovate checks the package that publishes the pinned
+    release (n8n on npm, Synapse on PyPI, the Go exporters, Garage's crate) and opens a pull
+    request only for a published vulnerability, moving the pin to the fixed version."""
+    config = _config()
+    assert config["osvVulnerabilityAlerts"] is True
+    assert config["vulnerabilityAlerts"]["enabled"] is True
+    packages = {(d.datasource, d.dep_name): d.current_value for d in extract(config, ROOT)
+                if d.file == "services.py" and d.datasource != "docker"}
+    wanted = {tuple(p.split(":", 1)): tag.removeprefix("v") for _, tag, p in _pins().values()
+              if p}
+    assert packages == wanted
+    assert {("npm", "n8n"), ("pypi", "matrix-synapse"), ("crate", "garage")} <= set(wanted)
+    [off] = [r for r in config["packageRules"] if r.get("enabled") is False]
+    assert set(off["matchDatasources"]) == {source for source, _ in wanted}
+    for _, tag, _ in _pins().values():
+        assert version(tag)  # a version Renovate can compare against OSV's ranges
+
+
+def test_every_package_rule_names_something_pinned() -> None:
+    """A rule for a repository no longer pinned (gcr.io/cadvisor, minio/minio) is a sign the
+    pin moved without Renovate: each matchDepNames entry matches a pin or a helper image."""
+    names = {repo for repo, _, _ in _pins().values()} | {"manacore-images"} | {
+        ref.rsplit(":", 1)[0] for ref in (WAIT_IMAGE, VOLUME_INIT_IMAGE, HELPER_IMAGE,
+                                          COPIER_IMAGE)}
+    for rule in _config()["packageRules"]:
+        for pattern in rule.get("matchDepNames", []):
+            assert any(fnmatchcase(n, pattern) for n in names), (rule["description"], pattern)
 
 
 def test_our_own_release_tag_is_found_in_every_stack() -> None:
@@ -75,8 +107,8 @@ def test_our_own_release_tag_is_found_in_every_stack() -> None:
 
 
 def test_each_tag_scheme_gets_its_versioning() -> None:
-    """A searxng tag ends in a commit hash, a minio tag is a timestamp: Renovate's default
-    docker versioning would never see them as newer."""
+    """A searxng tag ends in a commit hash: Renovate's default docker versioning would never
+    see a newer one as newer."""
     rules = _config()["packageRules"]
     for s in estate().valid_services:
         if s.image is None or s.image.own or s.image.scheme is None:

@@ -234,4 +234,4 @@ def test_the_bots_volume_is_declared_shared_and_no_database_volume_is() -> None:
     assert shared == {"manacore-matrix-bots-data"}
     assert all(v.shared for _, v in mounts["manacore-matrix-bots-data"])
     assert {s.id for m in mounts.values() for s, _ in m if s.dump} == {
-        "postgres", "redis", "minio"}
+        "postgres", "redis", "s3"}

@@ -95,11 +95,13 @@ def test_every_service_url_is_the_resolved_address_on_that_stack(stack: str) -> 
 
 def test_admin_uis_are_behind_access_or_not_public() -> None:
     estate = resolved("macmini")
-    for sid in ("grafana", "n8n", "minio", "umami", "victoriametrics"):
+    for sid in ("grafana", "n8n", "s3", "umami", "victoriametrics"):
         public = estate[sid].public
         assert public is None or public.access, sid
     guarded = {r.source for r in ingress_rules(estate) if r.access}
-    assert guarded == {"grafana", "n8n", "minio", "umami", "llm-playground"}
+    assert guarded == {"grafana", "n8n", "umami", "llm-playground"}
+    # Garage has no web console: its admin API is never routed from outside
+    assert estate["s3"].public is None
 
 
 @pytest.mark.parametrize("stack", STACKS)
@@ -112,7 +114,7 @@ def test_synapse_admin_is_never_routed_from_outside(stack: str) -> None:
 
 
 AUD = {sid: f"{i:x}" * 64 for i, sid in enumerate(
-    ("grafana", "n8n", "minio", "umami", "llm-playground"), start=1)}
+    ("grafana", "n8n", "umami", "llm-playground"), start=1)}
 
 
 def with_access(estate: ResolvedEstate, team: str | None = "manacore",
@@ -130,7 +132,7 @@ def test_config_yml_leaves_guarded_hosts_out_without_access_settings(
     text = path.read_text()
     routed = {e.get("hostname") for e in yaml.safe_load(text)["ingress"]}
     guarded = {r.hostname for r in ingress_rules(estate) if r.access}
-    assert len(guarded) == 5 and not guarded & routed
+    assert len(guarded) == 4 and not guarded & routed
     err = capsys.readouterr().err
     for host in guarded:
         assert f"# NOT ROUTED: {host}" in text and f"warning: {host}" in err

@@ -145,7 +145,7 @@ kubectl create secret generic manacore-secrets -n manacore \\
 
 One source per secret: a key that several installed services read (each database password:
 PostgreSQL creates the role `X` with `X_DB_PASSWORD` at its first start, and the consumer logs
-in with it; `POSTGRES_PASSWORD` for the exporter; `REDIS_PASSWORD`; the MinIO keys) comes from
+in with it; `POSTGRES_PASSWORD` for the exporter; `REDIS_PASSWORD`; the object store's keys) comes from
 your Secrets for all of them — with the same value in each — or for none of them. The chart
 refuses to render a values file that mixes the two, naming the key and the services. A key of
 a service that runs outside the chart (`services.X.external.host`) cannot be generated: set

@@ -129,6 +129,8 @@ HELPERS = '''{{/* The chart label. */}}
 {{- $value = randAlphaNum 32 -}}
 {{- else if has $name (include "manacore.generatedEd25519" $root | splitList " ") -}}
 {{- $value = printf "ed25519 %s %s" (include "manacore.ed25519KeyId" $root) (randBytes 32) -}}
+{{- else if has $name (include "manacore.generatedHex32" $root | splitList " ") -}}
+{{- $value = randBytes 32 | sha256sum -}}
 {{- end -}}
 {{- end -}}
 {{- $_ := set $memo $name $value -}}
@@ -166,9 +168,11 @@ def helpers(estate: ResolvedEstate) -> str:
         return " ".join(x.name for x in estate.secrets if x.generate and x.kind == kind)
 
     out = [HELPERS, "{{/* Secrets the chart may generate when secrets.NAME is empty: passwords,"
-           " and Matrix signing keys. */}}",
+           " Matrix signing keys and hex keys. */}}",
            f'{{{{- define "manacore.generated" -}}}}{names("password")}{{{{- end }}}}',
            f'{{{{- define "manacore.generatedEd25519" -}}}}{names("ed25519")}{{{{- end }}}}',
+           # 64 hex digits: the SHA-256 of 32 random bytes (Sprig has no hex encoder)
+           f'{{{{- define "manacore.generatedHex32" -}}}}{names("hex32")}{{{{- end }}}}',
            f'{{{{- define "manacore.ed25519KeyId" -}}}}{ED25519_KEY_ID}{{{{- end }}}}',
            "{{/* Where each secret is stored: name → [namespace key, Secret, service key] of "
            "every service whose Secret holds it, in startup order. */}}",

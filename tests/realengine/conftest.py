@@ -283,6 +283,8 @@ def random_env(estate: ResolvedEstate) -> dict[str, str]:
         if s.kind == "ed25519":  # Synapse's key line: algorithm, key id, unpadded base64 seed
             seed = b64encode(secrets.token_bytes(32)).decode().rstrip("=")
             values[s.name] = f"ed25519 {ED25519_KEY_ID} {seed}"
+        elif s.kind == "hex32":  # Garage's RPC secret: exactly 32 bytes
+            values[s.name] = secrets.token_hex(32)
         else:
             values[s.name] = secrets.token_hex(16)
     return values

@@ -104,12 +104,14 @@ def tables(est: Estate, db: str) -> dict[str, str]:
 def in_backup_image(est: Estate, script: str, network: bool = True) -> str:
     """A shell in a one-off container of the backup image on the estate's network, with the
     object store's keys (rclone's remote `store:`)."""
-    store = est.resolved["minio"]
+    store = next(s for s in est.resolved.services if s.dump and s.dump.kind == "s3")
+    assert store.dump is not None
+    access, secret = store.dump.secrets
     env = {"RCLONE_CONFIG_STORE_TYPE": "s3", "RCLONE_CONFIG_STORE_PROVIDER": "Other",
-           "RCLONE_CONFIG_STORE_ENDPOINT": store.url("api"),
+           "RCLONE_CONFIG_STORE_ENDPOINT": store.url(store.dump.port),
            "RCLONE_CONFIG_STORE_FORCE_PATH_STYLE": "true",
-           "RCLONE_CONFIG_STORE_ACCESS_KEY_ID": est.env["MINIO_ROOT_USER"],
-           "RCLONE_CONFIG_STORE_SECRET_ACCESS_KEY": est.env["MINIO_ROOT_PASSWORD"]}
+           "RCLONE_CONFIG_STORE_ACCESS_KEY_ID": est.env[access],
+           "RCLONE_CONFIG_STORE_SECRET_ACCESS_KEY": est.env[secret]}
     args = [a for k in env for a in ("-e", k)]
     return est.engine.run("docker", "run", "--rm", "--label", "manacore.test=1",
                           *(["--network", est.resolved.settings.network] if network else []),
