@@ -967,6 +967,8 @@ BACKUP = [
         volumes=[Volume(path="/backup", size="20Gi", stateful=False)],
         needs=[lazy("pushgateway")],
         memory="512Mi",
+        availability=once("background", "two runs at once would dump every database twice "
+                          "and race for restic's repository lock"),
         # Docker for now; on Kubernetes a CronJob (stage 2 of issue 27)
         targets=["docker"],
         internet="the S3 endpoint of the backup repository, off the host",

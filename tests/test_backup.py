@@ -158,7 +158,7 @@ def test_the_plan_file_reaches_the_container_and_holds_no_secret() -> None:
     mounts = [m for m in svc["volumes"] if m.get("read_only")]
     assert {m["target"] for m in mounts} == {i["path"] for i in data["items"] if i["path"]}
     assert svc["environment"]["RESTIC_PASSWORD"].startswith("${BACKUP_REPOSITORY_PASSWORD:?")
-    assert svc["cap_add"] == ["DAC_READ_SEARCH"] and svc["cap_drop"] == ["ALL"]
+    assert svc["cap_add"] == ["CAP_DAC_READ_SEARCH"] and svc["cap_drop"] == ["ALL"]
 
 
 def test_the_backup_component_is_created_after_every_volume_owner() -> None:

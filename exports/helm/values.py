@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from catalog.resolve import URL_SAFE, ResolvedEstate, ResolvedService
 from exports.kubernetes import (
+    FAILOVER_SECONDS,
     MAX_UNAVAILABLE,
     PULL_POLICY,
     WAIT_IMAGE,
@@ -146,6 +147,10 @@ def model(estate: ResolvedEstate) -> type[BaseModel]:
                            "is Matrix's server name")),
         storageClass=(str, Field(..., min_length=1)), nativeHost=(str, Field(..., min_length=1)),
         imagePullPolicy=(Literal["Always", "IfNotPresent", "Never"], PULL_POLICY),
+        failoverSeconds=(int, Field(FAILOVER_SECONDS, ge=0, description="seconds a stateless "
+                                    "pod stays on a node that stopped answering (not-ready, "
+                                    "unreachable) before it is replaced on another one; "
+                                    "Kubernetes' default is 300")),
         waitImage=(Image, ...), existingSecret=(str, ""), secrets=(secrets, ...),
         services=(services, ...))
 
@@ -194,6 +199,7 @@ def default_values(estate: ResolvedEstate, text: Any) -> dict[str, Any]:
         "storageClass": settings.storage_class,
         "nativeHost": settings.native_host,
         "imagePullPolicy": PULL_POLICY,
+        "failoverSeconds": FAILOVER_SECONDS,
         "waitImage": _image(WAIT_IMAGE),
         "existingSecret": "",
         "secrets": {x.name: "" for x in estate.secrets},
