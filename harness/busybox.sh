@@ -19,7 +19,10 @@ if [ ! -x "$out" ]; then
   # shellcheck disable=SC2046
   (cd "$work" && apt-get $(apt_opts sid) source --download-only -qq "busybox=$version" \
     >/dev/null) || die "cannot download the busybox $version source"
-  tar -C "$work" -xf "$work"/busybox_"$upstream".orig.tar.*
+  # the tarball, not its upstream signature (.orig.tar.bz2.asc, which sid ships beside it)
+  orig=$(find "$work" -maxdepth 1 -name "busybox_$upstream.orig.tar.*" ! -name '*.asc' | head -1)
+  [ -n "$orig" ] || die "busybox $version: no .orig.tar in the source package"
+  tar -C "$work" -xf "$orig"
   src=$work/busybox-$upstream
   make -C "$src" -s defconfig >/dev/null
   # static (the official glibc build links libc dynamically and copies libnss into the image;
