@@ -1,12 +1,14 @@
-"""cloudflared itself checks the rendered config.yml of each stack (issue 13, part 3): the
-release the catalogue pins, built from Go modules (`harness/cloudflared.sh`), validates the
-ingress rules and routes every public hostname to the origin the resolved model intends.
+"""cloudflared itself checks the rendered config.yml of each stack (issue 13, part 3): a release
+built from Go modules (`harness/cloudflared.sh`; the one the catalogue pins, or the newest the
+module proxy serves, with the reason in harness/cloudflared/go.mod) validates the ingress rules
+and routes every public hostname to the origin the resolved model intends.
 
 Marker `real_tools`: skipped without a Go toolchain on a workstation, failing under CI=true."""
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -59,10 +61,22 @@ def _run(cloudflared: Path, config: Path, *args: str) -> subprocess.CompletedPro
                           capture_output=True, text=True, timeout=60)
 
 
-def test_the_release_the_catalogue_pins(cloudflared: Path) -> None:
+def _wrapper(field: str) -> str:
+    """A `// field: value` line of the wrapper module (harness/cloudflared/go.mod)."""
+    text = (ROOT / "harness" / "cloudflared" / "go.mod").read_text()
+    [value] = re.findall(rf"^// {field}: (\S+)", text, re.M)
+    return value
+
+
+def test_the_release_built_is_the_one_the_catalogue_pins_or_says_why_not(
+        cloudflared: Path) -> None:
+    """The build reports the release the wrapper module names; the wrapper names the catalogue's
+    pin as `pinned` (when the two differ, its comment says why), so a pin moved without a look
+    at what the checks run on fails here."""
     image = resolved("macmini")["cloudflared"].image or ""
+    assert _wrapper("pinned") == image.rsplit(":", 1)[1], "harness/cloudflared/go.mod: pinned"
     version = subprocess.run([str(cloudflared), "--version"], capture_output=True, text=True)
-    assert f"version {image.rsplit(':', 1)[1]} " in version.stdout, version.stdout
+    assert f"version {_wrapper('release')} " in version.stdout, version.stdout
 
 
 @pytest.mark.parametrize("stack", [*STACKS, *(f"{s}+access" for s in STACKS)])

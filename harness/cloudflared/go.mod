@@ -1,6 +1,13 @@
-// cloudflared from the Go module proxy, at the pseudo-version of the release the catalogue pins
-// (cloudflared's tags are not semver, so the proxy serves a release only as the pseudo-version
-// of its commit; tests/test_cloudflared.py checks the build reports the catalogue's tag).
+// cloudflared from the Go module proxy, as the pseudo-version of a release's commit (cloudflared's
+// tags are not semver, so the proxy serves a release only as the pseudo-version of its commit).
+// The release the catalogue pins is not served: the proxy answers 403 for every cloudflared
+// pseudo-version after 2025.4.0 (tried on 2026-12-07: the commits of 2025.4.2, 2025.8.0,
+// 2025.11.1, 2026.1.0, 2026.7.3, 2026.8.0, 2026.8.1 and 2026.8.2, and @latest). Between 2025.4.0
+// and 2026.8.2, ingress/ingress.go (rule parsing, validation, matching) changed by renames and
+// Access's `environment` field only, which the rendered config does not use; tests/
+// test_cloudflared.py checks the build reports `release` and that `pinned` is the catalogue's tag,
+// so a new pin brings a reader back here.
+// pinned: 2026.8.2
 // release: 2025.4.0 = commit d8a066628bf1 The replace directives are cloudflared's own (its go.mod at
 // that tag): `go build` of a dependency ignores them, so a wrapper module must repeat them.
 module manacore.dev/harness/cloudflared

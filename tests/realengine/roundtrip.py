@@ -9,6 +9,8 @@ engine's doing: Compose creates a container on its first network, the provider o
 then moves it (`networkMode` is compared only where the adapter sets it); Compose adds labels of
 its own, writes extra hosts as `host=ip` (read both ways) and sends a mount without options as
 a `Binds` line (`name:/path:rw`) where the provider sends `Mounts` (read as the mount it is).
+A bind that creates its missing source (the backup's local repository) is a `Binds` line from
+both; the provider registers it as `volumes`, which its Read never sets: checked as kept.
 """
 
 from __future__ import annotations
@@ -71,7 +73,17 @@ def mismatches(estate: Estate, run: Run) -> tuple[list[str], int]:
         inputs = {**inputs, "image": inspect["Image"]}
         if "networkMode" not in inputs:  # the provider's default, not Compose's: see above
             inputs["networkMode"] = inspect["HostConfig"]["NetworkMode"]
-        state = reported(binds_as_mounts(inspect))
+        binds = {}  # source:target → read-only, of each Binds line
+        for line in inspect["HostConfig"].get("Binds") or []:
+            source, target, *rest = line.split(":")
+            binds[f"{source}:{target}"] = "ro" in (rest[0].split(",") if rest else [])
+        volumes = {f"{v['hostPath']}:{v['containerPath']}": bool(v.get("readOnly"))
+                   for v in inputs.get("volumes") or []}
+        for bind, read_only in volumes.items():  # kept as registered (Read never sets them)
+            if binds.get(bind) != read_only:
+                problems.append(f"{name}: volumes: registered {bind} (read-only: {read_only}), "
+                                f"the engine's Binds: {sorted(binds.items())}")
+        state = reported(binds_as_mounts(inspect, skip=set(volumes)))
         for field, (want, have) in differences(state, inputs).items():
             problems.append(f"{name}: {field}: registered {json.dumps(want)}, the engine "
                             f"reports {json.dumps(have)}")
@@ -80,13 +92,17 @@ def mismatches(estate: Estate, run: Run) -> tuple[list[str], int]:
     return problems, compared
 
 
-def binds_as_mounts(inspect: dict[str, Any]) -> dict[str, Any]:
+def binds_as_mounts(inspect: dict[str, Any], skip: set[str] = frozenset()) -> dict[str, Any]:
     """`inspect` with each `HostConfig.Binds` line as the `Mounts` entry the provider would
-    have sent for it: `source:target[:options]`, a bind when the source is a path."""
+    have sent for it: `source:target[:options]`, a bind when the source is a path. Lines whose
+    `source:target` is in `skip` are the adapter's own `volumes` (a bind that creates its
+    source): the provider sends those as Binds too, and its Read leaves them out of `mounts`."""
     host = inspect["HostConfig"]
     mounts = list(host.get("Mounts") or [])
     for line in host.get("Binds") or []:
         source, target, *rest = line.split(":")
+        if f"{source}:{target}" in skip:
+            continue
         options = rest[0].split(",") if rest else []
         mounts.append({"Type": "bind" if source.startswith("/") else "volume",
                        "Source": source, "Target": target, "ReadOnly": "ro" in options})

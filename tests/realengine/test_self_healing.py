@@ -170,21 +170,27 @@ def test_draining_each_node_keeps_every_replicated_service_serving(
         start = time.monotonic()
         for node in nodes.names:
             began = time.monotonic()
-            drained = cluster.kubectl("drain", node, "--ignore-daemonsets",
-                                      "--delete-emptydir-data", "--timeout=300s",
-                                      timeout=330, check=False)
-            took = time.monotonic() - began
-            assert drained.returncode == 0, f"{drained.stderr[-2000:]}\n{diagnose(cluster)}"
-            benchmark(f"drain {node}: {took:.1f} s (kubectl drain)")
-            left = [p["metadata"]["name"] for p in ours(cluster, "pods")
-                    if p["spec"].get("nodeName") == node and not any(
-                        o["kind"] == "DaemonSet" for o in p["metadata"].get("ownerReferences",
-                                                                            []))]
-            assert not left, f"{node} still runs {left}"
-            # every Deployment is whole again on the other nodes while this one is cordoned
-            deployments = ours(cluster, "deployments")
-            assert not not_ready(deployments), not_ready(deployments)
-            cluster.kubectl("uncordon", node)
+            try:
+                drained = cluster.kubectl("drain", node, "--ignore-daemonsets",
+                                          "--delete-emptydir-data", "--timeout=300s",
+                                          timeout=330, check=False)
+                took = time.monotonic() - began
+                assert drained.returncode == 0, f"{drained.stderr[-2000:]}\n{diagnose(cluster)}"
+                benchmark(f"drain {node}: {took:.1f} s (kubectl drain)")
+                left = [p["metadata"]["name"] for p in ours(cluster, "pods")
+                        if p["spec"].get("nodeName") == node and not any(
+                            o["kind"] == "DaemonSet"
+                            for o in p["metadata"].get("ownerReferences", []))]
+                assert not left, f"{node} still runs {left}"
+                # every Deployment is whole again on the other nodes while this one is
+                # cordoned (drain returns once the evicted pods are gone; their replacements
+                # start on the other nodes meanwhile)
+                whole = until(f"every Deployment whole again while {node} is cordoned",
+                              lambda: not not_ready(ours(cluster, "deployments")), 120, cluster)
+                benchmark(f"drain {node}: every Deployment whole on the other nodes {whole:.1f} "
+                          "s after the drain returned")
+            finally:
+                cluster.kubectl("uncordon", node)
             back = until(f"the estate settled after uncordoning {node}",
                          lambda: settled(cluster), 300, cluster)
             benchmark(f"drain {node}: every workload Ready {back:.1f} s after uncordon "
