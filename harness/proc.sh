@@ -22,8 +22,16 @@ start() {
   alive "$name" && return 0
   mkdir -p "$LOGS"
   [ -f "$LOGS/$name.log" ] && mv "$LOGS/$name.log" "$LOGS/$name.log.1"
-  # not a process group leader, so setsid execs in place: $! is the program's own pid
-  setsid "$@" </dev/null >"$LOGS/$name.log" 2>&1 &
+  # not a process group leader, so setsid execs in place: $! is the program's own pid. The
+  # daemon gets no descriptor of its starter's beyond the three (a lock a caller holds, e.g.
+  # `flock LOCK scripts/cluster up`, would otherwise stay held for as long as it runs)
+  (
+    for fd in "/proc/$BASHPID/fd"/*; do
+      fd=${fd##*/}
+      [ "$fd" -gt 2 ] 2>/dev/null && eval "exec $fd>&-" 2>/dev/null
+    done
+    exec setsid "$@" </dev/null >"$LOGS/$name.log" 2>&1
+  ) &
   echo "$! $(starttime $!)" >"$RUN/$name.pid"
 }
 

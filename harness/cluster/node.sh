@@ -16,7 +16,7 @@
 #                     rebooted machine's does (harness/cluster.sh down deletes it)
 #   node.sh kill N    the node dies: every process of it SIGKILLed at once, nothing cleaned up
 #                     (its Node turns NotReady; `up N` brings it back)
-#   node.sh status N  exit 0 if its containerd and kubelet run
+#   node.sh status N  exit 0 if its containerd, kubelet and kube-router run
 #   node.sh images N ARCHIVE…   import image archives (`docker save` output) into its containerd
 #   node.sh exec N CMD…         run CMD inside node-N (its cgroup and namespaces)
 #   node.sh ctr N ARG…          containerd's ctr on node-N's containerd, namespace k8s.io
@@ -208,9 +208,17 @@ import() {
 }
 
 kubelet_healthy() { ip netns exec "$NETNS" curl -fsS --max-time 2 http://127.0.0.1:10248/healthz; }
+router_healthy() { ip netns exec "$NETNS" curl -fsS --max-time 2 http://127.0.0.1:20244/healthz; }
+# the Node object carries this node's address (kube-router reads it from there at its start)
+registered() {
+  [ "$("$BIN/kubectl" --kubeconfig "$KUBECONFIG_FILE" get node "$NAME" \
+    -o jsonpath='{.status.addresses[?(@.type=="InternalIP")].address}')" = "$IP" ]
+}
 
 up() {
-  if alive "$NAME.kubelet" && alive "$NAME.containerd"; then return 0; fi
+  if alive "$NAME.kubelet" && alive "$NAME.containerd" && alive "$NAME.kube-router"; then
+    return 0
+  fi
   # a node killed (`kill`), half up, or left by a crash: what it left behind goes first
   down
   # what lives in memory on a real machine does not survive its restart (/run)
@@ -226,11 +234,16 @@ up() {
   start "$NAME.kubelet" "$0" exec "$N" kubelet --config "$NODE/kubelet.yaml" \
     --kubeconfig "$RUN/$NAME.kubeconfig" --hostname-override "$NAME" --node-ip "$IP"
   start "$NAME.kube-proxy" "$0" exec "$N" kube-proxy --config "$NODE/kube-proxy.yaml"
+  await "$NAME kubelet healthy" 60 "$NAME.kubelet" kubelet_healthy
+  # kube-router takes the node's address from its Node object once, at its start: started
+  # before the kubelet registered it, it exits ("IPv4 was enabled but no IPv4 address was found
+  # on node") and no NetworkPolicy is enforced on this node
+  await "$NAME registered with $IP" 60 "$NAME.kubelet" registered
   start "$NAME.kube-router" "$0" exec "$N" kube-router --kubeconfig "$RUN/kube-router.kubeconfig" \
     --hostname-override "$NAME" --run-firewall=true --run-router=false \
     --run-service-proxy=false --enable-cni=false --service-cluster-ip-range "$SERVICE_CIDR" \
     --health-port 20244 --metrics-port 0
-  await "$NAME kubelet healthy" 60 "$NAME.kubelet" kubelet_healthy
+  await "$NAME kube-router healthy" 60 "$NAME.kube-router" router_healthy
 }
 
 kill_node() {
@@ -271,7 +284,7 @@ case $cmd in
   up) up "$@" ;;
   down) down ;;
   kill) kill_node ;;
-  status) alive "$NAME.containerd" && alive "$NAME.kubelet" ;;
+  status) alive "$NAME.containerd" && alive "$NAME.kubelet" && alive "$NAME.kube-router" ;;
   images) import "$@" ;;
   ctr) ctr "$@" ;;
   exec)
