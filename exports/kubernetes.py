@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from catalog.model import Health
 from catalog.resolve import (
     ResolvedEstate,
     ResolvedFile,
@@ -228,34 +229,54 @@ def _skip_annotations(found: dict[str, str]) -> dict[str, str]:
 # --- probes, env, containers ------------------------------------------------------------
 
 
-def probes(s: ResolvedService) -> dict[str, Any]:
-    """Liveness and readiness from the health check, a startup probe for its start period.
+# A pod that fails readiness only leaves its Service's endpoints, so readiness may probe often;
+# the kubelet has no faster probing while a container starts (Docker's start_interval), and
+# a dependency that came up late would otherwise cost its dependants a whole `interval`.
+READINESS_PERIOD = 5
+# A service that keeps data may replay its journal after an unclean stop (PostgreSQL's WAL,
+# Garage's metadata, Synapse's migrations) and must never be killed halfway: its startup
+# probe allows at least this long (CloudNativePG waits an hour by default, `startDelay`).
+RECOVERY_SECONDS = 600
 
-    A service without a health check gets a TCP check on its first port (Kubernetes routes
-    traffic by readiness, so every pod that serves needs one)."""
+
+def probes(s: ResolvedService) -> dict[str, Any]:
+    """Readiness from the health check; liveness and startup from the process alone.
+
+    A health check here answers "does it work": the exporter's asks PostgreSQL, a backend's
+    its database. Readiness takes that (traffic stays away while it fails). The kubelet
+    *restarts* a container whose liveness or startup probe fails, so those only ask whether
+    the process answers: a TCP connect to the check's port (its first port for a `cmd`
+    check). A database slow to start or down for a while then does not restart everything
+    that uses it — on two contended cores it restarted the exporter and backends whose
+    dependency-aware startup probes ran out. A service without a port keeps its check for
+    all three; one without a health check gets a TCP check on its first port.
+
+    The startup probe gives the check's start period (Docker's start_period; RECOVERY_SECONDS
+    at least for a stateful service) before liveness counts; the liveness probe keeps the
+    check's interval, timeout and retries."""
     h = s.health
+    names = [p.name for p in s.ports]
     if h is None:
-        if not s.ports:
+        if not names:
             return {}
-        check: dict[str, Any] = {"tcpSocket": {"port": s.ports[0].name}}
-        timing = {"periodSeconds": 30, "timeoutSeconds": 5, "failureThreshold": 3}
-        start, period = 0, 0
+        h = Health(tcp=True, port=names[0], start_period=0)
+    if h.http is not None:
+        check: dict[str, Any] = {"httpGet": {"path": h.http, "port": h.port}}
+    elif h.cmd is not None:
+        check = {"exec": {"command": list(h.cmd)}}
     else:
-        if h.http is not None:
-            check = {"httpGet": {"path": h.http, "port": h.port}}
-        elif h.cmd is not None:
-            check = {"exec": {"command": list(h.cmd)}}
-        else:
-            check = {"tcpSocket": {"port": h.port}}
-        timing = {"periodSeconds": h.interval, "timeoutSeconds": h.timeout,
-                  "failureThreshold": h.retries}
-        start, period = h.start_period, h.start_interval
-    out = {"livenessProbe": {**check, **timing}, "readinessProbe": {**check, **timing}}
-    if start > 0:  # the kubelet's equivalent of Docker's start_period + start_interval
-        out["startupProbe"] = {**check, "periodSeconds": period,
-                               "timeoutSeconds": timing["timeoutSeconds"],
-                               "failureThreshold": math.ceil(start / period) +
-                               timing["failureThreshold"]}
+        check = {"tcpSocket": {"port": h.port}}
+    alive = {"tcpSocket": {"port": h.port if h.port in names else names[0]}} if names else check
+    timing = {"timeoutSeconds": h.timeout, "failureThreshold": h.retries}
+    out = {"livenessProbe": {**alive, "periodSeconds": h.interval, **timing},
+           "readinessProbe": {**check, "periodSeconds": min(h.interval, READINESS_PERIOD),
+                              **timing}}
+    if h.start_period > 0:  # the kubelet's equivalent of Docker's start_period + start_interval
+        start = max(h.start_period, RECOVERY_SECONDS) if s.stateful else h.start_period
+        out["startupProbe"] = {**alive, "periodSeconds": h.start_interval,
+                               "timeoutSeconds": h.timeout,
+                               "failureThreshold": math.ceil(start / h.start_interval)
+                               + h.retries}
     return out
 
 

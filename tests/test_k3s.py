@@ -243,26 +243,40 @@ def test_deployments_heal_as_their_availability_says(run, estate):
 
 
 def test_probes_follow_the_health_checks(run, estate):
+    """Readiness is the health check; liveness and startup, which restart a container, only
+    ask whether its process answers (a TCP connect), never whether its dependencies do."""
     for s in estate.containers:
         c = container(workload(run, s))
         h = s.health
+        names = [p.name for p in s.ports]
         if h is None:
-            assert c["livenessProbe"]["tcpSocket"]["port"] == s.ports[0].name
+            assert c["livenessProbe"]["tcpSocket"]["port"] == names[0]
+            assert c["readinessProbe"]["tcpSocket"]["port"] == names[0]
             continue
-        for probe in ("livenessProbe", "readinessProbe"):
-            p = c[probe]
-            if h.http:
-                assert p["httpGet"] == {"path": h.http, "port": h.port}, s.id
-            elif h.cmd:
-                assert p["exec"]["command"] == list(h.cmd), s.id
-            else:
-                assert p["tcpSocket"]["port"] == h.port
-            assert (p["periodSeconds"], p["timeoutSeconds"], p["failureThreshold"]) == \
-                   (h.interval, h.timeout, h.retries)
+        p = c["readinessProbe"]
+        if h.http:
+            assert p["httpGet"] == {"path": h.http, "port": h.port}, s.id
+        elif h.cmd:
+            assert p["exec"]["command"] == list(h.cmd), s.id
+        else:
+            assert p["tcpSocket"]["port"] == h.port
+        assert p["periodSeconds"] <= min(h.interval, 5), s.id
+        assert (p["timeoutSeconds"], p["failureThreshold"]) == (h.timeout, h.retries), s.id
+        live = c["livenessProbe"]
+        assert set(live) == {"tcpSocket", "periodSeconds", "timeoutSeconds",
+                             "failureThreshold"}, s.id
+        assert live["tcpSocket"]["port"] == (h.port if h.port in names else names[0]), s.id
+        assert (live["periodSeconds"], live["timeoutSeconds"], live["failureThreshold"]) == \
+               (h.interval, h.timeout, h.retries), s.id
         assert ("startupProbe" in c) == (h.start_period > 0), s.id
         if h.start_period:
             p = c["startupProbe"]
-            assert p["periodSeconds"] * (p["failureThreshold"] - h.retries) >= h.start_period
+            assert p["tcpSocket"] == live["tcpSocket"], s.id
+            budget = p["periodSeconds"] * (p["failureThreshold"] - h.retries)
+            assert budget >= h.start_period, s.id
+            # a database replaying its journal is never killed halfway
+            assert budget >= 600 or not s.stateful, s.id
+    assert {s.id for s in estate.containers if s.stateful} >= {"postgres", "redis", "s3"}
 
 
 def test_security_context_is_restrictive(run, estate):
@@ -445,7 +459,7 @@ def test_parity_with_the_docker_target(run, estate, macmini_estate):
             assert check["interval"] == f"{m.health.interval}s"
             assert ("startupProbe" in c) == bool(m.health.start_period)
             kind = "httpGet" if m.health.http else "exec" if m.health.cmd else "tcpSocket"
-            assert kind in c["livenessProbe"], s.id
+            assert kind in c["readinessProbe"], s.id
         mounts = {v["mountPath"] for v in c.get("volumeMounts", [])}
         # a Docker volume still awaiting its migration is mounted where its legacy data lies
         assert {v.path for v in m.volumes if v.migrated} <= mounts, s.id

@@ -66,6 +66,14 @@ def restarts(pod: dict[str, Any]) -> int:
     return sum(c.get("restartCount", 0) for c in pod["status"].get("containerStatuses", []))
 
 
+def restarted(pods: list[dict[str, Any]]) -> list[str]:
+    """Each container that restarted, with how its last run ended (an assertion's message)."""
+    return [f"{key(p)}/{c['name']}: {c['restartCount']}x, last "
+            f"{json.dumps(c.get('lastState', {}).get('terminated', {}))[:300]}"
+            for p in pods for c in p["status"].get("containerStatuses", [])
+            if c.get("restartCount")]
+
+
 def key(pod: dict[str, Any]) -> str:
     return f"{pod['metadata']['namespace']}/{pod['metadata']['name']}"
 

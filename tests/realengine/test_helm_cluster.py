@@ -49,6 +49,7 @@ from tests.realengine.pods import (
     pods_of,
     ready,
     ready_since,
+    restarted,
     restarts,
     until,
 )
@@ -130,7 +131,7 @@ def test_every_pod_runs_ready_on_a_real_node(cluster: Cluster, release: dict[str
         assert pod["status"]["phase"] == "Running", key(pod)
         assert all(c["ready"] for c in pod["status"]["containerStatuses"]), key(pod)
         # no crash on the way up: a container that restarted crashed or failed its probes
-        assert restarts(pod) == 0, f"{key(pod)} restarted: {diagnose(cluster)}"
+        assert restarts(pod) == 0, f"{restarted([pod])}: {diagnose(cluster)}"
     nodes = {node_of(p) for p in pods}
     assert len(nodes) >= 2, f"every pod on {nodes}: no traffic crosses nodes"
     # Pod Security: "restricted" enforced wherever no host access is needed, and the pods
