@@ -12,12 +12,13 @@ import os
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StringConstraints,
     ValidationError,
     field_validator,
     model_validator,
@@ -141,6 +142,95 @@ class BackupSettings(BaseModel):
         return self.s3_endpoint is not None or self.path is not None
 
 
+_CAMEL = ConfigDict(extra="forbid", frozen=True, alias_generator=to_camel, populate_by_name=True)
+PROTECTIONS = ("omit", "basicAuth", "forwardAuth")
+OBJECT_NAME = r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?)?$"  # a Kubernetes object name, or empty
+ANNOTATION_KEY = r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
+
+
+class IngressTLS(BaseModel):
+    """TLS of every routed hostname: each Ingress lists its hosts under a Secret, `secretName`
+    (one certificate for all, e.g. a wildcard of the domain, in every namespace that holds an
+    Ingress) or `<service>-tls` per service; with `clusterIssuer`, cert-manager issues those
+    Secrets itself (annotation cert-manager.io/cluster-issuer)."""
+
+    model_config = _CAMEL
+
+    enabled: bool = True
+    secret_name: str = Field("", pattern=OBJECT_NAME, description="one TLS Secret for every "
+                             "host (empty: <service>-tls per service)")
+    cluster_issuer: str = Field("", pattern=OBJECT_NAME, description="a cert-manager "
+                                "ClusterIssuer that issues the Secrets (empty: you create them)")
+
+
+class IngressController(BaseModel):
+    """Where the ingress controller's pods run: the NetworkPolicies admit them (and nothing
+    else from outside the estate) to the routed services. K3s ships Traefik in kube-system."""
+
+    model_config = _CAMEL
+
+    namespace: str = Field("kube-system", pattern=OBJECT_NAME, min_length=1)
+    pod_labels: dict[str, str] = Field(default_factory=lambda: {
+        "app.kubernetes.io/name": "traefik"}, min_length=1)
+
+
+class BasicAuth(BaseModel):
+    model_config = _CAMEL
+
+    secret: str = Field("", pattern=OBJECT_NAME, description="a Secret (key `users`: htpasswd "
+                        "lines) in the namespace of each guarded service")
+
+
+class ForwardAuth(BaseModel):
+    model_config = _CAMEL
+
+    address: str = Field("", pattern=r"^(https?://[^\s/]+(/\S*)?)?$", description="the "
+                         "authentication service Traefik asks for every request (your SSO's "
+                         "forward-auth endpoint, e.g. oauth2-proxy's /oauth2/auth)")
+    trust_forward_header: bool = False
+    auth_response_headers: tuple[str, ...] = Field((), description="headers of the "
+                                                   "authentication response passed on")
+
+
+class IngressSettings(BaseModel):
+    """A standard Ingress (networking.k8s.io/v1) per public hostname of the catalogue, beside
+    or instead of the Cloudflare tunnel (exports.kubernetes.ingress_objects). Admin UIs (the
+    hosts that need Cloudflare Access) are routed only behind `protect`: a Traefik Middleware
+    (basicAuth from a Secret, or forwardAuth to your SSO); `omit` leaves them out."""
+
+    model_config = ConfigDict(**_CAMEL, json_schema_extra={"allOf": [
+        {"if": {"properties": {"protect": {"const": "basicAuth"}}, "required": ["protect"]},
+         "then": {"properties": {"basicAuth": {"required": ["secret"], "properties": {
+             "secret": {"minLength": 1}}}}, "required": ["basicAuth"]}},
+        {"if": {"properties": {"protect": {"const": "forwardAuth"}}, "required": ["protect"]},
+         "then": {"properties": {"forwardAuth": {"required": ["address"], "properties": {
+             "address": {"minLength": 1}}}}, "required": ["forwardAuth"]}}]})
+
+    enabled: bool = False
+    class_name: str = Field("traefik", min_length=1, description="the IngressClass (K3s: "
+                            "traefik)")
+    annotations: dict[Annotated[str, StringConstraints(pattern=ANNOTATION_KEY)], str] = Field(
+        {}, description="added to every Ingress",
+        json_schema_extra={"propertyNames": {"pattern": ANNOTATION_KEY}})
+    tls: IngressTLS = IngressTLS()
+    protect: Literal["omit", "basicAuth", "forwardAuth"] = Field(
+        "omit", description="the admin UIs: omit (not routed; NOTES warns), or behind a "
+        "Traefik Middleware: basicAuth or forwardAuth")
+    basic_auth: BasicAuth = BasicAuth()
+    forward_auth: ForwardAuth = ForwardAuth()
+    controller: IngressController = IngressController()
+
+    @model_validator(mode="after")
+    def _protection(self) -> IngressSettings:
+        if self.protect == "basicAuth" and not self.basic_auth.secret:
+            raise ValueError("protect basicAuth needs basicAuth.secret (a Secret with htpasswd "
+                             "lines under the key users)")
+        if self.protect == "forwardAuth" and not self.forward_auth.address:
+            raise ValueError("protect forwardAuth needs forwardAuth.address (your SSO's "
+                             "forward-auth URL)")
+        return self
+
+
 class StackSettings(BaseModel):
     model_config = ConfigDict(
         extra="forbid", frozen=True, alias_generator=to_camel, populate_by_name=True
@@ -172,6 +262,7 @@ class StackSettings(BaseModel):
     # Docker host (a customer, a test) starts fresh: every volume created and managed.
     adopt_legacy: bool | None = None  # default: true on stack macmini, false elsewhere
     backup: BackupSettings = BackupSettings()  # the restic repository, schedule, retention
+    ingress: IngressSettings = IngressSettings()  # kubernetes target: Ingress beside the tunnel
 
     @model_validator(mode="after")
     def _adopt_default(self) -> StackSettings:
@@ -273,7 +364,11 @@ def _secret_problems(values: dict[str, Any]) -> list[str]:
 def _message(error: Any) -> str:
     where = ".".join(str(p) for p in error["loc"])
     if error["type"] == "extra_forbidden":
-        model = {("backup",): BackupSettings, ("backup", "keep"): Keep}.get(
+        model = {("backup",): BackupSettings, ("backup", "keep"): Keep,
+                 ("ingress",): IngressSettings, ("ingress", "tls"): IngressTLS,
+                 ("ingress", "controller"): IngressController,
+                 ("ingress", "basicAuth"): BasicAuth,
+                 ("ingress", "forwardAuth"): ForwardAuth}.get(
             tuple(error["loc"][:-1]), StackSettings)
         known = ", ".join(f.alias or n for n, f in model.model_fields.items()
                           if n != "stack")
@@ -385,6 +480,7 @@ def settings_from_config(stack: str, get: Callable[[str], str | None]) -> StackS
         raw = get(field.alias or name)
         if raw is None:
             continue
-        structured = ("migrated_volumes", "access_emails", "access_aud_tags", "backup")
+        structured = ("migrated_volumes", "access_emails", "access_aud_tags", "backup",
+                      "ingress")
         values[field.alias or name] = yamltext.load(raw) if name in structured else raw
     return settings_from_values(stack, values)

@@ -25,6 +25,7 @@ from catalog.resolve import (
     ResolvedVolume,
     Template,
 )
+from catalog.settings import IngressSettings
 
 PART_OF = "manacore"
 WAIT_IMAGE = "busybox:1.38.0"  # init containers that wait for a hard dependency
@@ -97,7 +98,8 @@ class Raw(str):
 
 
 Cond = tuple[str, ...]  # ("enabled", id) ("secret", id) ("native-ip",) ("native-dns",)
-# ("external", id) ("split",) ("netpol",) ("replicated", id) — each form decides what holds
+# ("external", id) ("split",) ("netpol",) ("replicated", id) ("ingress",) ("protected",)
+# ("protect", "basicAuth"|"forwardAuth") — each form decides what holds
 
 
 @dataclass
@@ -141,6 +143,13 @@ class Form(Protocol):
     def file_payload(self, s: ResolvedService, files: list[ResolvedFile]) -> dict[str, Any]: ...
     def wait_image(self) -> str: ...
     def labels(self) -> dict[str, str]: ...
+    # the Ingress (ingress_objects): the settings or values under `ingress`
+    def ingress_class(self) -> Any: ...
+    def ingress_annotations(self, s: ResolvedService, middleware: str | None) -> Any: ...
+    def ingress_rules(self, s: ResolvedService, http: dict[str, Any]) -> Any: ...
+    def ingress_tls(self, s: ResolvedService) -> Any: ...
+    def controller_peer(self) -> dict[str, Any]: ...
+    def middleware(self, kind: str) -> dict[str, Any]: ...
 
 
 # --- small facts every form shares ------------------------------------------------------
@@ -616,11 +625,158 @@ def network_policies(s: ResolvedService, estate: ResolvedEstate, form: Form) -> 
     return out
 
 
+# --- the Ingress: the tunnel's routes for any ingress controller -------------------------
+
+TRAEFIK_MIDDLEWARES = "traefik.ingress.kubernetes.io/router.middlewares"
+# Traefik takes a Service's ClusterIP as its one server instead of its endpoints: see
+# not_found_objects
+TRAEFIK_NATIVE_LB = "traefik.ingress.kubernetes.io/service.nativelb"
+CERT_MANAGER_ISSUER = "cert-manager.io/cluster-issuer"
+MIDDLEWARE_API = "traefik.io/v1alpha1"
+NOT_FOUND_PORT = 8080
+
+
+def _backend(name: str, port: str) -> dict[str, Any]:
+    return {"service": {"name": name, "port": {"name": port}}}
+
+
+def path_rules(path: str, name: str, port: str) -> list[dict[str, Any]]:
+    """A catalogue path and everything below it (the tunnel's `^/path(/|$)`) as Ingress paths
+    to a Service's port that mean the same on every controller: `Exact /path` and
+    `Prefix /path/`. A lone `Prefix /path` would do on a controller that matches path
+    elements, as the Ingress API says, but Traefik matches prefixes by characters unless its
+    `strictPrefixMatching` is set (pkg/provider/kubernetes/ingress/kubernetes.go, buildRule):
+    n8n's open `/webhook` would open `/webhook-test` too."""
+    bare = path.rstrip("/")
+    return [{"path": bare, "pathType": "Exact", "backend": _backend(name, port)},
+            {"path": f"{bare}/", "pathType": "Prefix", "backend": _backend(name, port)}]
+
+
+def not_found_name(s: ResolvedService) -> str:
+    return f"{s.name}-not-found"
+
+
+def not_found_objects(s: ResolvedService, form: Form) -> list[Obj]:
+    """The backend of a service's closed paths (Synapse's admin API): BusyBox's httpd on an
+    empty directory, which answers 404 to every request, as cloudflared's `http_status:404`.
+
+    An Ingress cannot answer by itself, and Traefik drops the router of a path whose backend
+    Service is missing, or has no endpoints while `allowEmptyServices` is off (the provider's
+    default; Traefik's Helm chart turns it on, then 503): the request would fall through to
+    the host's `/` route and reach the service (pkg/provider/kubernetes/ingress/kubernetes.go,
+    "Cannot create service", "Skipping service: no endpoints found"). So the Service has
+    endpoints, two pods, and asks Traefik for its ClusterIP as the server (nativelb): the route
+    exists whatever the pods do, and while none is Ready it fails closed (502), never open."""
+    name = not_found_name(s)
+    sel = {"app.kubernetes.io/name": name, "app.kubernetes.io/instance": form.instance}
+    lab = {**sel, "app.kubernetes.io/component": "not-found", "app.kubernetes.io/part-of": PART_OF,
+           "app.kubernetes.io/managed-by": form.managed_by, **form.labels()}
+    ns = form.namespace(s.namespace)
+
+    def meta(annotations: dict[str, str] | None = None) -> dict[str, Any]:
+        return {"name": name, "namespace": ns, "labels": lab,
+                **({"annotations": annotations} if annotations else {})}
+
+    pod_sc, container_sc = security(Runtime())
+    check = {"tcpSocket": {"port": "http"}, "periodSeconds": 10, "timeoutSeconds": 2,
+             "failureThreshold": 3}
+    container = {
+        "name": "httpd", "image": form.wait_image(), "imagePullPolicy": form.pull_policy(),
+        "command": ["httpd", "-f", "-v", "-p", str(NOT_FOUND_PORT), "-h", "/www"],
+        "ports": [{"name": "http", "containerPort": NOT_FOUND_PORT, "protocol": "TCP"}],
+        "resources": WAIT_RESOURCES, "securityContext": container_sc,
+        "livenessProbe": check, "readinessProbe": check,
+        "volumeMounts": [{"name": "www", "mountPath": "/www", "readOnly": True}],
+    }
+    pod = {"automountServiceAccountToken": False, "enableServiceLinks": False,
+           "securityContext": pod_sc, "containers": [container],
+           "volumes": [{"name": "www", "emptyDir": {"sizeLimit": "1Mi"}}],
+           "topologySpreadConstraints": [{
+               "maxSkew": 1, "topologyKey": "kubernetes.io/hostname",
+               "whenUnsatisfiable": "DoNotSchedule", "nodeTaintsPolicy": "Honor",
+               "matchLabelKeys": ["pod-template-hash"], "labelSelector": {"matchLabels": sel}}],
+           "tolerations": [{"key": taint, "operator": "Exists", "effect": "NoExecute",
+                            "tolerationSeconds": form.failover_seconds()}
+                           for taint in NODE_LOSS_TAINTS]}
+    deployment = {"apiVersion": "apps/v1", "kind": "Deployment",
+                  "metadata": meta(_skip_annotations(SKIPS_ALL)),
+                  "spec": {"replicas": 2, "selector": {"matchLabels": sel},
+                           "strategy": {"type": "RollingUpdate", "rollingUpdate": {
+                               "maxUnavailable": 0, "maxSurge": 1}},
+                           "revisionHistoryLimit": 3,
+                           "template": {"metadata": {"labels": lab}, "spec": pod}}}
+    service = {"apiVersion": "v1", "kind": "Service", "metadata": meta({TRAEFIK_NATIVE_LB: "true"}),
+               "spec": {"type": "ClusterIP", "selector": sel, "ports": [{
+                   "name": "http", "port": NOT_FOUND_PORT, "targetPort": "http",
+                   "protocol": "TCP"}]}}
+    budget = {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": meta(),
+              "spec": {"maxUnavailable": MAX_UNAVAILABLE, "selector": {"matchLabels": sel},
+                       "unhealthyPodEvictionPolicy": "AlwaysAllow"}}
+    policy = {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": meta(),
+              "spec": {"podSelector": {"matchLabels": sel}, "policyTypes": ["Ingress", "Egress"],
+                       "ingress": [{"from": [form.controller_peer()],
+                                    "ports": _tcp([NOT_FOUND_PORT])}],
+                       "egress": []}}
+    on = (("enabled", s.id), ("ingress",))
+    return [Obj(service, on, s.id), Obj(deployment, on, s.id), Obj(budget, on, s.id),
+            Obj(policy, (*on, ("netpol",)), s.id)]
+
+
+def ingress_objects(s: ResolvedService, form: Form) -> list[Obj]:
+    """The Ingress of a public service, from the facts the tunnel routes by (ResolvedPublic):
+    its hostnames to its public port, its closed paths to a backend that answers 404
+    (not_found_objects), and each controller pod admitted by a NetworkPolicy to the public
+    port. A host that needs Cloudflare Access (an admin UI) is routed only when `protect`
+    says how the controller guards it: a Traefik Middleware (basic auth from a Secret, or
+    forward auth to the customer's SSO) on every path but its open ones, which get an Ingress
+    of their own without it; under `omit` it is not routed at all (the chart's NOTES say so)."""
+    public = s.public
+    if public is None:
+        return []
+    on: tuple[Cond, ...] = (("enabled", s.id), ("ingress",))
+    if public.access:
+        on = (*on, ("protected",))
+    closed = [r for p in public.closed_paths for r in path_rules(p, not_found_name(s), "http")]
+    auth = f"{s.name}-auth" if public.access else None  # its Middleware
+
+    def ingress(name: str, paths: list[dict[str, Any]], middleware: str | None
+                ) -> dict[str, Any]:
+        meta = _meta(s, form, name)
+        meta["annotations"] = form.ingress_annotations(s, middleware)
+        return {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": meta,
+                "spec": {"ingressClassName": form.ingress_class(),
+                         "tls": form.ingress_tls(s),
+                         "rules": form.ingress_rules(s, {"paths": paths})}}
+
+    root = {"path": "/", "pathType": "Prefix", "backend": _backend(s.name, public.port)}
+    out = [Obj(ingress(s.name, [*closed, root], auth), on, s.id)]
+    if auth and public.open_paths:
+        opened = [r for p in public.open_paths for r in path_rules(p, s.name, public.port)]
+        out.append(Obj(ingress(f"{s.name}-open", opened, None), on, s.id))
+    if auth:
+        for kind in ("basicAuth", "forwardAuth"):
+            out.append(Obj({"apiVersion": MIDDLEWARE_API, "kind": "Middleware",
+                            "metadata": _meta(s, form, auth),
+                            "spec": {kind: form.middleware(kind)}},
+                           (*on, ("protect", kind)), s.id))
+    if closed:
+        out += not_found_objects(s, form)
+    if not s.native:
+        out.append(Obj({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+                        "metadata": _meta(s, form, f"{s.name}-ingress-controller"),
+                        "spec": {"podSelector": {"matchLabels": selector(s, form)},
+                                 "policyTypes": ["Ingress"],
+                                 "ingress": [{"from": [form.controller_peer()],
+                                              "ports": _tcp([s.port(public.port).container])}]}},
+                       (*on, ("netpol",)), s.id))
+    return out
+
+
 def service_objects(s: ResolvedService, estate: ResolvedEstate, form: Form) -> list[Obj]:
     """Every object of one service, in apply order."""
     on = ("enabled", s.id)
     if s.native:
-        return native_objects(s, form)
+        return native_objects(s, form) + ingress_objects(s, form)
     out = [Obj({"apiVersion": "v1", "kind": "ConfigMap",
                 "metadata": _meta(s, form, f"{s.name}-env"), "data": form.env_data(s)},
                (on,), s.id)]
@@ -652,7 +808,7 @@ def service_objects(s: ResolvedService, estate: ResolvedEstate, form: Form) -> l
     out.append(Obj(workload(s, estate, form), (on,), s.id))
     if interchangeable(s):  # with two replicas or more: a budget for one pod makes no sense
         out.append(Obj(disruption_budget(s, form), (on, ("replicated", s.id)), s.id))
-    return out + network_policies(s, estate, form)
+    return out + network_policies(s, estate, form) + ingress_objects(s, form)
 
 
 def namespaces(estate: ResolvedEstate) -> list[str]:
@@ -728,6 +884,13 @@ class Concrete:
         self.instance = self.instance or f"manacore-{self.estate.settings.stack}"
 
     def holds(self, cond: Cond) -> bool:
+        ingress = self.estate.settings.ingress
+        if cond[0] == "ingress":
+            return ingress.enabled
+        if cond[0] == "protected":
+            return ingress.protect != "omit"
+        if cond[0] == "protect":
+            return ingress.protect == cond[1]
         if cond[0] == "replicated":
             return self.estate[cond[1]].replicas > 1
         if cond[0] == "native-ip":
@@ -787,6 +950,50 @@ class Concrete:
 
     def labels(self) -> dict[str, str]:
         return self.extra_labels
+
+    def ingress_class(self) -> str:
+        return self.estate.settings.ingress.class_name
+
+    def ingress_annotations(self, s: ResolvedService, middleware: str | None) -> Any:
+        own = {TRAEFIK_MIDDLEWARES: middleware_ref(s.namespace, middleware)} if middleware else {}
+        return ingress_annotations(self.estate.settings.ingress, own)
+
+    def ingress_rules(self, s: ResolvedService, http: dict[str, Any]) -> Any:
+        assert s.public is not None
+        return [{"host": s.public.hostname, "http": http}]
+
+    def ingress_tls(self, s: ResolvedService) -> Any:
+        tls = self.estate.settings.ingress.tls
+        assert s.public is not None
+        return [{"hosts": [s.public.hostname], "secretName": tls.secret_name or f"{s.name}-tls"}
+                ] if tls.enabled else []
+
+    def controller_peer(self) -> dict[str, Any]:
+        c = self.estate.settings.ingress.controller
+        return {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name":
+                                                      c.namespace}},
+                "podSelector": {"matchLabels": dict(c.pod_labels)}}
+
+    def middleware(self, kind: str) -> dict[str, Any]:
+        ingress = self.estate.settings.ingress
+        if kind == "basicAuth":
+            return {"secret": ingress.basic_auth.secret}
+        f = ingress.forward_auth
+        return {"address": f.address, "trustForwardHeader": f.trust_forward_header,
+                "authResponseHeaders": list(f.auth_response_headers)}
+
+
+def middleware_ref(namespace: str, name: str) -> str:
+    """How an Ingress names a Traefik Middleware (router.middlewares): `<ns>-<name>@<provider>`."""
+    return f"{namespace}-{name}@kubernetescrd"
+
+
+def ingress_annotations(ingress: IngressSettings, own: dict[str, str]) -> dict[str, str]:
+    """Every Ingress's annotations: the user's, cert-manager's issuer when it issues the TLS
+    Secrets, and the Ingress's own (its auth Middleware), which win."""
+    issuer = ({CERT_MANAGER_ISSUER: ingress.tls.cluster_issuer}
+              if ingress.tls.enabled and ingress.tls.cluster_issuer else {})
+    return {**ingress.annotations, **issuer, **own}
 
 
 def concrete_objects(estate: ResolvedEstate, secret: Callable[[str], Any],

@@ -75,6 +75,12 @@ class HelmForm:
             return ".Values.networkPolicy.enabled"
         if kind == "replicated":
             return f"gt (int {_svc(self.estate[args[0]])}.replicas) 1"
+        if kind == "ingress":
+            return ".Values.ingress.enabled"
+        if kind == "protected":
+            return 'ne .Values.ingress.protect "omit"'
+        if kind == "protect":
+            return f'eq .Values.ingress.protect "{args[0]}"'
         raise ValueError(f"unknown condition {cond}")
 
     def condition(self, when: tuple[Cond, ...]) -> str | None:
@@ -152,3 +158,38 @@ class HelmForm:
 
     def labels(self) -> dict[str, str]:
         return {"helm.sh/chart": '{{ include "manacore.chart" $ }}'}
+
+    # --- the Ingress (helpers in templates.HELPERS) -------------------------------------
+
+    def _public(self, s: ResolvedService) -> str:
+        return f'$ "{key(s.id)}" "{s.id}"'
+
+    def ingress_class(self) -> Any:
+        return Raw("{{ .Values.ingress.className | quote }}")
+
+    def ingress_annotations(self, s: ResolvedService, middleware: str | None) -> Any:
+        return Raw(f'{{{{ include "manacore.ingressAnnotations" (list $ '
+                   f'"{namespace_key(s.namespace)}" "{middleware or ""}") }}}}')
+
+    def ingress_rules(self, s: ResolvedService, http: dict[str, Any]) -> Any:
+        body = json.dumps(http, separators=(",", ":"))
+        assert "`" not in body, f"{s.id}: a path with a backquote"
+        return Raw(f'{{{{ include "manacore.ingressRules" (list {self._public(s)} `{body}`) }}}}')
+
+    def ingress_tls(self, s: ResolvedService) -> Any:
+        return Raw(f'{{{{ include "manacore.ingressTLS" (list {self._public(s)} '
+                   f'"{s.name}-tls") }}}}')
+
+    def controller_peer(self) -> dict[str, Any]:
+        return {"namespaceSelector": {"matchLabels": {
+                    "kubernetes.io/metadata.name": "{{ .Values.ingress.controller.namespace }}"}},
+                "podSelector": {"matchLabels": Raw(
+                    "{{ toJson .Values.ingress.controller.podLabels }}")}}
+
+    def middleware(self, kind: str) -> dict[str, Any]:
+        if kind == "basicAuth":
+            return {"secret": Raw("{{ .Values.ingress.basicAuth.secret | quote }}")}
+        v = ".Values.ingress.forwardAuth"
+        return {"address": Raw(f"{{{{ {v}.address | quote }}}}"),
+                "trustForwardHeader": Raw(f"{{{{ {v}.trustForwardHeader }}}}"),
+                "authResponseHeaders": Raw(f"{{{{ toJson {v}.authResponseHeaders }}}}")}

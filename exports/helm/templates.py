@@ -139,6 +139,57 @@ HELPERS = '''{{/* The chart label. */}}
 {{- end -}}
 {{- end }}
 
+{{/* A public service's hostnames as JSON: services.X.hostnames, else <host>.<domain>;
+     (list $ key id). */}}
+{{- define "manacore.hostnames" -}}
+{{- $root := index . 0 -}}
+{{- $svc := index $root.Values.services (index . 1) -}}
+{{- $own := include (printf "manacore.hostname.%s" (index . 2)) $root -}}
+{{- toJson ($svc.hostnames | default (list $own)) -}}
+{{- end }}
+
+{{/* An Ingress's rules as JSON: one per hostname, each with the same http paths (JSON);
+     (list $ key id http). */}}
+{{- define "manacore.ingressRules" -}}
+{{- $http := index . 3 | fromJson -}}
+{{- $rules := list -}}
+{{- $hosts := include "manacore.hostnames" (list (index . 0) (index . 1) (index . 2)) -}}
+{{- range $hosts | fromJsonArray -}}
+{{- $rules = append $rules (dict "host" . "http" $http) -}}
+{{- end -}}
+{{- toJson $rules -}}
+{{- end }}
+
+{{/* An Ingress's TLS as JSON: its hostnames under ingress.tls.secretName, else the
+     service's own Secret; none when ingress.tls.enabled is false; (list $ key id secret). */}}
+{{- define "manacore.ingressTLS" -}}
+{{- $root := index . 0 -}}
+{{- $tls := $root.Values.ingress.tls -}}
+{{- if $tls.enabled -}}
+{{- $hosts := include "manacore.hostnames" (list $root (index . 1) (index . 2)) | fromJsonArray -}}
+{{- toJson (list (dict "hosts" $hosts "secretName" ($tls.secretName | default (index . 3)))) -}}
+{{- else -}}
+[]
+{{- end -}}
+{{- end }}
+
+{{/* An Ingress's annotations as JSON: ingress.annotations, cert-manager's issuer, and the
+     Traefik Middleware that guards it, which wins; (list $ namespace-key middleware|""). */}}
+{{- define "manacore.ingressAnnotations" -}}
+{{- $root := index . 0 -}}
+{{- $ingress := $root.Values.ingress -}}
+{{- $out := deepCopy ($ingress.annotations | default dict) -}}
+{{- if and $ingress.tls.enabled $ingress.tls.clusterIssuer -}}
+{{- $_ := set $out "cert-manager.io/cluster-issuer" $ingress.tls.clusterIssuer -}}
+{{- end -}}
+{{- if index . 2 -}}
+{{- $ns := include "manacore.namespace" (list $root (index . 1)) -}}
+{{- $ref := printf "%s-%s@kubernetescrd" $ns (index . 2) -}}
+{{- $_ := set $out "traefik.ingress.kubernetes.io/router.middlewares" $ref -}}
+{{- end -}}
+{{- toJson $out -}}
+{{- end }}
+
 {{/* A service's plain environment (services.X.env, each value a template) as JSON. */}}
 {{- define "manacore.env" -}}
 {{- $root := index . 0 -}}

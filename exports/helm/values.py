@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from catalog.resolve import URL_SAFE, ResolvedEstate, ResolvedService
+from catalog.settings import IngressSettings
 from exports.kubernetes import (
     FAILOVER_SECONDS,
     MAX_UNAVAILABLE,
@@ -152,6 +153,7 @@ def model(estate: ResolvedEstate) -> type[BaseModel]:
                                     "unreachable) before it is replaced on another one; "
                                     "Kubernetes' default is 300")),
         waitImage=(Image, ...), existingSecret=(str, ""), secrets=(secrets, ...),
+        ingress=(IngressSettings, IngressSettings()),
         services=(services, ...))
 
 
@@ -203,6 +205,9 @@ def default_values(estate: ResolvedEstate, text: Any) -> dict[str, Any]:
         "waitImage": _image(WAIT_IMAGE),
         "existingSecret": "",
         "secrets": {x.name: "" for x in estate.secrets},
+        # the stack's setting (off on k3s: the tunnel routes), so the chart's defaults are
+        # what the stack deploys
+        "ingress": settings.ingress.model_dump(mode="json", by_alias=True),
         "services": {key(s.id): service_values(s, text) for s in estate.services},
     }
     model(estate).model_validate(values)  # the defaults obey the schema
