@@ -143,7 +143,7 @@ class BackupSettings(BaseModel):
 
 
 _CAMEL = ConfigDict(extra="forbid", frozen=True, alias_generator=to_camel, populate_by_name=True)
-PROTECTIONS = ("omit", "basicAuth", "forwardAuth")
+TRAEFIK_PODS = {"app.kubernetes.io/name": "traefik"}  # K3s' Traefik in kube-system
 OBJECT_NAME = r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?)?$"  # a Kubernetes object name, or empty
 ANNOTATION_KEY = r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
 
@@ -170,15 +170,22 @@ class IngressController(BaseModel):
     model_config = _CAMEL
 
     namespace: str = Field("kube-system", pattern=OBJECT_NAME, min_length=1)
-    pod_labels: dict[str, str] = Field(default_factory=lambda: {
-        "app.kubernetes.io/name": "traefik"}, min_length=1)
+    # empty: TRAEFIK_PODS (a default map in values.yaml would be merged with the user's, not
+    # replaced, by Helm)
+    pod_labels: dict[str, str] = Field({}, description="labels of the controller's pods "
+                                       "(empty: app.kubernetes.io/name=traefik, as K3s runs it)")
+
+    @property
+    def pods(self) -> dict[str, str]:
+        return dict(self.pod_labels) or dict(TRAEFIK_PODS)
 
 
 class BasicAuth(BaseModel):
     model_config = _CAMEL
 
-    secret: str = Field("", pattern=OBJECT_NAME, description="a Secret (key `users`: htpasswd "
-                        "lines) in the namespace of each guarded service")
+    secret: str = Field("", pattern=OBJECT_NAME, description="a Secret in the namespace of "
+                        "each guarded service: one key holding htpasswd lines (htpasswd -nbB), "
+                        "or of type kubernetes.io/basic-auth")
 
 
 class ForwardAuth(BaseModel):
@@ -223,8 +230,8 @@ class IngressSettings(BaseModel):
     @model_validator(mode="after")
     def _protection(self) -> IngressSettings:
         if self.protect == "basicAuth" and not self.basic_auth.secret:
-            raise ValueError("protect basicAuth needs basicAuth.secret (a Secret with htpasswd "
-                             "lines under the key users)")
+            raise ValueError("protect basicAuth needs basicAuth.secret (a Secret with one key "
+                             "holding htpasswd lines, in each guarded service's namespace)")
         if self.protect == "forwardAuth" and not self.forward_auth.address:
             raise ValueError("protect forwardAuth needs forwardAuth.address (your SSO's "
                              "forward-auth URL)")
@@ -289,6 +296,13 @@ class StackSettings(BaseModel):
         HOSTNAME, "a Kubernetes storage class name like local-path"))
     _network = field_validator("network", "edge_network")(_matches(NETWORK,
                                                                    "a Docker network name"))
+
+    @model_validator(mode="after")
+    def _ingress_target(self) -> StackSettings:
+        if self.ingress.enabled and self.target != "kubernetes":
+            raise ValueError("ingress.enabled: an Ingress is a Kubernetes object; on a docker "
+                             "target the tunnel connector is the way in")
+        return self
 
     @model_validator(mode="after")
     def _two_networks(self) -> StackSettings:

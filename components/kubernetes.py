@@ -16,7 +16,13 @@ from pydantic.alias_generators import to_snake
 
 from catalog.resolve import ResolvedEstate, ResolvedService
 from components.secrets import SecretStore
-from exports.kubernetes import Concrete, Obj, platform_objects, service_objects
+from exports.kubernetes import (
+    Concrete,
+    Obj,
+    platform_objects,
+    service_objects,
+    unrouted_hosts,
+)
 
 KINDS: dict[tuple[str, str], Any] = {
     ("v1", "Namespace"): k8s.core.v1.Namespace,
@@ -86,6 +92,11 @@ class KubernetesAdapter:
         return [o for o in objs if all(self.form.holds(c) for c in o.when)]
 
     def prepare(self, parent: pulumi.Resource) -> None:
+        left_out = unrouted_hosts(self.estate)
+        if left_out:
+            pulumi.log.warn(f"the Ingress leaves out the admin UIs {', '.join(left_out)} "
+                            "(manacore:ingress protect is omit): set protect to basicAuth or "
+                            "forwardAuth, or reach them through the tunnel behind Access")
         for obj in self._live(platform_objects(self.estate, self.form)):
             resource = self._create(obj, parent)
             if obj.kind == "Namespace":

@@ -772,6 +772,15 @@ def ingress_objects(s: ResolvedService, form: Form) -> list[Obj]:
     return out
 
 
+def unrouted_hosts(estate: ResolvedEstate) -> list[str]:
+    """The admin UIs an enabled Ingress leaves out (`protect: omit`): said, never silent."""
+    ingress = estate.settings.ingress
+    if not ingress.enabled or ingress.protect != "omit":
+        return []
+    return [f"{s.public.hostname} ({s.id})" for s in estate.services
+            if s.public is not None and s.public.access]
+
+
 def service_objects(s: ResolvedService, estate: ResolvedEstate, form: Form) -> list[Obj]:
     """Every object of one service, in apply order."""
     on = ("enabled", s.id)
@@ -972,7 +981,7 @@ class Concrete:
         c = self.estate.settings.ingress.controller
         return {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name":
                                                       c.namespace}},
-                "podSelector": {"matchLabels": dict(c.pod_labels)}}
+                "podSelector": {"matchLabels": c.pods}}
 
     def middleware(self, kind: str) -> dict[str, Any]:
         ingress = self.estate.settings.ingress

@@ -20,6 +20,7 @@ from exports.kubernetes import platform_objects, service_objects
 
 CHART = "manacore"
 B2B_VALUES = "ci/b2b-values.yaml"
+B2B_TLS_SECRET = "manacore-tls"  # the example's wildcard certificate
 
 
 def chart_yaml(estate: ResolvedEstate) -> dict[str, Any]:
@@ -35,7 +36,9 @@ def chart_yaml(estate: ResolvedEstate) -> dict[str, Any]:
 
 def b2b_values(estate: ResolvedEstate) -> dict[str, Any]:
     """An example B2B install: chat and todo with auth, in one namespace, against an external
-    PostgreSQL, with the customer's own Secret. The test renders it."""
+    PostgreSQL, with the customer's own Secret, reached through the cluster's Traefik (an
+    Ingress per hostname, TLS from one wildcard certificate) instead of the tunnel. The test
+    renders it."""
     keep = {"redis", "auth", "chat-backend", "chat-web", "todo-backend", "todo-web", "ollama"}
     services: dict[str, Any] = {values_mod.key(s.id): {"enabled": s.id in keep}
                                 for s in estate.services}
@@ -45,6 +48,7 @@ def b2b_values(estate: ResolvedEstate) -> dict[str, Any]:
     return {"namespaces": {"mode": "single"}, "domain": "customer.example",
             "existingSecret": "manacore-secrets",
             "nativeHost": "ollama.customer.example", "storageClass": "standard",
+            "ingress": {"enabled": True, "tls": {"secretName": B2B_TLS_SECRET}},
             "services": services}
 
 

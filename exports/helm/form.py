@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from catalog.resolve import ResolvedEstate, ResolvedFile, ResolvedService, ResolvedVolume
+from catalog.settings import TRAEFIK_PODS
 from exports.helm.values import key, namespace_key
 from exports.kubernetes import Cond, Raw, file_key, file_template
 
@@ -184,7 +185,9 @@ class HelmForm:
         return {"namespaceSelector": {"matchLabels": {
                     "kubernetes.io/metadata.name": "{{ .Values.ingress.controller.namespace }}"}},
                 "podSelector": {"matchLabels": Raw(
-                    "{{ toJson .Values.ingress.controller.podLabels }}")}}
+                    "{{ toJson (.Values.ingress.controller.podLabels | default (dict "
+                    + " ".join(json.dumps(x) for kv in TRAEFIK_PODS.items() for x in kv)
+                    + ")) }}")}}
 
     def middleware(self, kind: str) -> dict[str, Any]:
         if kind == "basicAuth":

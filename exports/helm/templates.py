@@ -326,6 +326,7 @@ def notes(estate: ResolvedEstate) -> str:
                   f'"{hostname_helper(s.id)}" $))) }}}}',
                   f"  https://{{{{ . }}}} -> {url}",
                   "{{- end }}", "{{- end }}"]
+    lines += ingress_notes(estate)
     lines += [
         "",
         # no lookup of the namespace: it is cluster-scoped, and an installer whose rights end
@@ -354,3 +355,63 @@ def notes(estate: ResolvedEstate) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def ingress_notes(estate: ResolvedEstate) -> list[str]:
+    """What the Ingress routes, where its TLS comes from, and a warning per admin UI it leaves
+    out (ingress.protect omit) or guards (by which Middleware)."""
+    ing = ".Values.ingress"
+    lines = [
+        "", f"{{{{- if {ing}.enabled }}}}", "",
+        f"Ingress (class {{{{ {ing}.className }}}}): each public hostname above has an Ingress in "
+        "its service's namespace;",
+        "NetworkPolicies admit the ingress controller's pods (namespace "
+        f"{{{{ {ing}.controller.namespace }}}}) to the routed services only.",
+        f"{{{{- if not {ing}.tls.enabled }}}}",
+        "WARNING: ingress.tls.enabled is false: the Ingresses carry no certificate.",
+        f"{{{{- else if {ing}.tls.clusterIssuer }}}}",
+        f"TLS: cert-manager's ClusterIssuer {{{{ {ing}.tls.clusterIssuer }}}} issues each "
+        "Ingress's Secret.",
+        f"{{{{- else if {ing}.tls.secretName }}}}",
+        f"TLS: the Secret {{{{ {ing}.tls.secretName }}}} (tls.crt, tls.key for every hostname) "
+        "must exist in each",
+        "namespace holding an Ingress:",
+        "  kubectl create secret tls {{ .Values.ingress.tls.secretName }} --cert=FILE --key=FILE "
+        "-n NAMESPACE",
+        "{{- else }}",
+        "TLS: create each Ingress's Secret <service>-tls in its namespace (kubectl create secret "
+        "tls),",
+        "or set ingress.tls.secretName (one certificate) or ingress.tls.clusterIssuer "
+        "(cert-manager).",
+        "{{- end }}",
+    ]
+    for s in estate.services:
+        if s.public is None:
+            continue
+        v = f".Values.services.{key(s.id)}"
+        hosts = (f'{{{{ include "manacore.hostnames" (list $ "{key(s.id)}" "{s.id}") '
+                 "| fromJsonArray | join \", \" }}")
+        ns = f'{{{{ include "manacore.namespace" (list $ "{namespace_key(s.namespace)}") }}}}'
+        lines.append(f"{{{{- if {v}.enabled }}}}")
+        for path in s.public.closed_paths:
+            lines.append(f"Closed: {path} on {hosts} answers 404 ({s.name}-not-found).")
+        if s.public.access:
+            lines += [
+                f'{{{{- if eq {ing}.protect "omit" }}}}',
+                f"WARNING: {hosts} ({s.id}) is NOT ROUTED: it is an admin UI and "
+                "ingress.protect is omit.",
+                "  Protect it (ingress.protect basicAuth or forwardAuth) or reach it through the "
+                "Cloudflare tunnel",
+                "  behind Access.",
+                "{{- else }}",
+                f"Guarded: {hosts} ({s.id}) behind the Traefik Middleware {ns}/{s.name}-auth "
+                f"({{{{ {ing}.protect }}}})"
+                + (f"; open without it: {', '.join(s.public.open_paths)}."
+                   if s.public.open_paths else "."),
+                f'{{{{- if eq {ing}.protect "basicAuth" }}}}',
+                f"  It reads the Secret {{{{ {ing}.basicAuth.secret }}}} in {ns}: without it "
+                "Traefik drops the route (404).",
+                "{{- end }}",
+                "{{- end }}"]
+        lines.append("{{- end }}")
+    return [*lines, "{{- end }}"]
