@@ -421,3 +421,31 @@ def test_the_k3s_stack_creates_what_its_setting_says(stack_run, test_secrets, es
     assert warning and all(estate[s].public.hostname in warning[0]
                            for s in ("grafana", "n8n", "umami", "llm-playground"))
     assert not stack_run("k3s").of_type("kubernetes:networking.k8s.io/v1:Ingress")
+
+
+@pytest.mark.parametrize("where", ["chart", "project"])
+def test_the_readmes_three_command_install_renders(chart, where):
+    """The B2B install with Ingress and TLS as both READMEs spell it: its `helm install`
+    renders an Ingress per public hostname of the customer's domain under the one Secret the
+    second command creates, and no tunnel connector; every ingress value is documented."""
+    from catalog.settings import ROOT
+
+    text = ((chart / "README.md") if where == "chart" else ROOT / "README.md").read_text()
+    lines = text.splitlines()
+    i = next(n for n, line in enumerate(lines) if line.startswith("kubectl create namespace "
+                                                                   "manacore && kubectl label"))
+    create, secret, install = lines[i:i + 3]
+    assert "pod-security.kubernetes.io/enforce=restricted" in create  # single mode: NOTES
+    assert secret.startswith("kubectl create secret tls manacore-tls -n manacore ")
+    assert install.startswith("helm install manacore ") and lines[i + 3] == "```"
+    args = [str(chart) if a.endswith("/manacore") and "=" not in a else a
+            for a in install.split()[2:]]
+    objs = docs(helm("template", *args, "--skip-tests").stdout)
+    ingresses = of_kind(objs, "Ingress")
+    assert ingresses and {o["metadata"]["namespace"] for o in objs} == {"manacore"}
+    assert all(h.endswith(".customer.example") for o in ingresses for h in hosts_of(o))
+    assert {o["spec"]["tls"][0]["secretName"] for o in ingresses} == {"manacore-tls"}
+    assert not [o for o in objs if o["metadata"]["name"] == "cloudflared"]
+    if where == "chart":
+        for name, field in IngressSettings.model_fields.items():
+            assert f"`ingress.{field.alias or name}" in text, name

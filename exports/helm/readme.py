@@ -38,6 +38,13 @@ def readme(estate: ResolvedEstate, b2b: dict[str, Any]) -> str:
                        for m in estate.monitors)
     keys = "\n".join(f"| `services.{key(s.id)}` | {', '.join(f'`{n}`' for n in s.secrets)} |"
                      for s in estate.containers if s.secrets)
+    guarded = ", ".join(f"`{s.public.host}` ({s.id})" for s in estate.services
+                        if s.public and s.public.access)
+    open_paths = ", ".join(f"{s.id} `{p}`" for s in estate.services
+                           if s.public and s.public.access for p in s.public.open_paths)
+    closed = ", ".join(f"{s.id} `{p}`" for s in estate.services if s.public
+                       for p in s.public.closed_paths)
+    b2b_tls = b2b.get("ingress", {}).get("tls", {}).get("secretName", "manacore-tls")
     all_skips = "\n".join(f"| {c} | {why} |" for c, why in sorted(SKIPS_ALL.items()))
 
     def copies(s: Any) -> str:
@@ -75,6 +82,11 @@ helm install manacore ./manacore -f my-values.yaml          # your choices, see 
 | `imagePullPolicy`, `waitImage` | pull policy of every container; the image of the init containers that wait for hard dependencies |
 | `secrets.NAME` | secret values (empty by default; see Secrets) |
 | `existingSecret` | a Secret you manage, used by every service instead of generated ones |
+| `ingress.enabled` | an Ingress (networking.k8s.io/v1) per public hostname, beside or instead of the tunnel connector (`services.cloudflared.enabled`); off by default (see Ingress) |
+| `ingress.className`, `ingress.annotations` | the IngressClass (`traefik`, as K3s ships it); annotations added to every Ingress |
+| `ingress.tls.enabled`, `.secretName`, `.clusterIssuer` | TLS for every hostname: from one Secret (e.g. a wildcard certificate), else `<service>-tls` per service; with a cert-manager ClusterIssuer those Secrets are issued for you |
+| `ingress.protect` | the admin UIs ({guarded}): `omit` (default: not routed, NOTES warns), `basicAuth` (`ingress.basicAuth.secret`) or `forwardAuth` (`ingress.forwardAuth.address`, `.trustForwardHeader`, `.authResponseHeaders`): a Traefik Middleware |
+| `ingress.controller.namespace`, `.podLabels` | where the controller's pods run (`kube-system`; empty labels: `app.kubernetes.io/name=traefik`): the NetworkPolicies admit them to the routed services only |
 | `services.X.enabled` | install the service |
 | `services.X.image.repository`, `.tag` | the image |
 | `services.X.replicas`, `.resources` | pods and their requests/limits (memory limit = the catalogue's); a service that runs as one pod accepts 0 or 1 (see Availability) |
@@ -180,6 +192,51 @@ same name as its role (`auth`, `chat`, `todo` …), the password of role `X` is 
 the bundled PostgreSQL's init script does).{monitors} Env values that hold only a port number (`SYNAPSE_DB_PORT`,
 `DB_POSTGRESDB_PORT`) follow `external.ports` only through `services.X.env`: set them there
 when your database does not listen on 5432.
+
+## Ingress: Traefik (or any controller) and TLS
+
+Without Cloudflare, or with your own edge, turn the Ingress on: each public service gets an
+Ingress in its namespace for its hostnames (`services.X.hostnames`, else `<host>.<domain>`) to
+its public port — the same routes the Cloudflare tunnel has, derived from the same catalogue
+facts. The tunnel connector and the Ingress can run together or alone
+(`services.cloudflared.enabled`). On a customer's K3s with its stock Traefik, everything in
+one namespace, one wildcard certificate for the domain:
+
+```sh
+kubectl create namespace manacore && kubectl label namespace manacore pod-security.kubernetes.io/enforce=restricted pod-security.kubernetes.io/warn=restricted
+kubectl create secret tls {b2b_tls} -n manacore --cert=wildcard.crt --key=wildcard.key
+helm install manacore ./manacore -n manacore --set namespaces.mode=single --set domain=customer.example --set services.cloudflared.enabled=false --set ingress.enabled=true --set ingress.tls.secretName={b2b_tls}
+```
+
+The B2B example (`ci/b2b-values.yaml`, below) sets the same `ingress` values. With cert-manager,
+set `ingress.tls.clusterIssuer` instead of creating the Secret. In split mode a shared
+`ingress.tls.secretName` must exist in every namespace that holds an Ingress.
+
+- **Admin UIs are never exposed unprotected.** The hosts that sit behind Cloudflare Access on
+  the tunnel ({guarded}) are not routed while `ingress.protect` is `omit`; NOTES names each.
+  With `basicAuth` (a Secret in each guarded service's namespace with one key of htpasswd lines,
+  `htpasswd -nbB admin PASSWORD`, or of type `kubernetes.io/basic-auth`) or `forwardAuth` (your
+  SSO's forward-auth endpoint, e.g. oauth2-proxy's `/oauth2/auth`), each gets a Traefik
+  `Middleware` (`traefik.io/v1alpha1`, Traefik's CRDs ship with K3s) named `<service>-auth`,
+  referenced by `traefik.ingress.kubernetes.io/router.middlewares`. If Traefik cannot build the
+  Middleware (a missing Secret), it drops the route and the host answers 404: it fails closed.
+  Their open paths ({open_paths}) get an Ingress of their own (`<service>-open`) without it.
+- **Closed paths answer 404** ({closed}), as on the tunnel: `Exact` and `Prefix …/` paths to a
+  small backend of their own (`<service>-not-found`: BusyBox's httpd on an empty directory,
+  two pods, the `waitImage`), whose Service Traefik reaches by its ClusterIP
+  (`traefik.ingress.kubernetes.io/service.nativelb`). Traefik drops a route whose Service is
+  missing or has no endpoints, and the request would then fall through to the service's own
+  `/`; a ClusterIP is always there, so while no 404 pod is Ready the path fails closed (502).
+- **Paths mean the same on every controller**: a catalogue path `/p` becomes `Exact /p` plus
+  `Prefix /p/`, because Traefik matches `Prefix` by characters unless `strictPrefixMatching` is
+  on: `/webhook` alone would also open n8n's `/webhook-test`.
+- **NetworkPolicies** admit the controller's pods (`ingress.controller`) to the public port of
+  each routed service (and the 404 backends) and nowhere else; an admin UI left out admits
+  nothing from it.
+- TLS: the Ingresses list their hosts under `tls`; Traefik serves the certificate on its TLS
+  entry point (`websecure`) and, like any Ingress without more annotations, HTTP on `web` too:
+  add `traefik.ingress.kubernetes.io/router.entrypoints: websecure` to `ingress.annotations`
+  to serve TLS only.
 
 ## checkov
 
