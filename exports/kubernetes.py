@@ -652,8 +652,11 @@ def path_rules(path: str, name: str, port: str) -> list[dict[str, Any]]:
             {"path": f"{bare}/", "pathType": "Prefix", "backend": _backend(name, port)}]
 
 
+NOT_FOUND = "-not-found"  # the 404 backend of a service's closed paths: <service> + this
+
+
 def not_found_name(s: ResolvedService) -> str:
-    return f"{s.name}-not-found"
+    return f"{s.name}{NOT_FOUND}"
 
 
 def not_found_objects(s: ResolvedService, form: Form) -> list[Obj]:

@@ -39,6 +39,7 @@ from catalog.model import Category, Service
 from catalog.rules import HA_REPLICAS, container_name, stateful, volume_name
 from catalog.schema import NAMESPACES, allowed_ports, port_allowed, range_of
 from exports.compose import volume_init_name
+from exports.kubernetes import NOT_FOUND
 
 # --- resource types ---------------------------------------------------------------------
 
@@ -76,6 +77,7 @@ class Catalogue(NamedTuple):
     volumes: frozenset[str]  # conventional volume names
     scratch: frozenset[str]  # volumes the catalogue marks stateful=False (caches)
     legacy_volumes: dict[str, str]  # legacy volume → the service whose data it holds
+    backends: dict[str, Service]  # workloads the program adds for a service (its 404 backend)
 
 
 @functools.cache
@@ -90,7 +92,9 @@ def catalogue() -> Catalogue:
         helpers=frozenset(volume_init_name(v) for v in volumes | legacy.keys()),
         services={s.id: s for s in services}, volumes=volumes,
         scratch=volumes - {name for name, stateful in mounts if stateful},
-        legacy_volumes=legacy)
+        legacy_volumes=legacy,
+        backends={f"{s.id}{NOT_FOUND}": s for s in services
+                  if s.public is not None and s.public.closed_paths})
 
 
 # --- reading resource inputs --------------------------------------------------------------
@@ -231,7 +235,8 @@ def _names(args: ResourceValidationArgs) -> Iterator[str]:
     if args.resource_type in WORKLOADS:
         workload, namespace = get(args.props, "metadata", "name"), \
             get(args.props, "metadata", "namespace")
-        svc = known.services.get(workload) if isinstance(workload, str) else None
+        svc = (known.services.get(workload) or known.backends.get(workload)
+               if isinstance(workload, str) else None)
         if svc is None and workload is not UNKNOWN:
             yield (f"workload name {workload!r} is not a service id of the catalogue; set "
                    "metadata.name to the service id")

@@ -394,6 +394,7 @@ def test_the_k3s_stack_creates_what_its_setting_says(stack_run, test_secrets, es
     StatefulSet, not its 404 backend; `up` warns about nothing when the admin UIs are
     protected, and names them when they are left out."""
     from tests.harness import run_program
+    from tests.test_policy import check_registrations
 
     run = run_program("k3s", secrets=test_secrets, config={"ingress": json.dumps(BASIC)})
     ingresses = run.of_type("kubernetes:networking.k8s.io/v1:Ingress")
@@ -407,6 +408,7 @@ def test_the_k3s_stack_creates_what_its_setting_says(stack_run, test_secrets, es
     assert all(r.inputs["metadata"]["annotations"]["pulumi.com/skipAwait"] == "true"
                for r in ingresses)
     assert not [line for line in run.logs if "leaves out the admin UIs" in line]
+    assert check_registrations(run.registrations) == {}  # the policy pack, 404 backend too
     by_urn = run.by_urn()
     statefulset = next(r for r in run.of_type("kubernetes:apps/v1:StatefulSet")
                        if r.inputs["metadata"]["name"] == "synapse")
