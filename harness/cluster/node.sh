@@ -256,8 +256,9 @@ kill_node() {
 down() {
   local name _ root
   for name in kube-router kube-proxy kubelet; do stop "$NAME.$name" 10; done
-  # containerd, its shims and the pods: all at once, as when the node's power goes
-  for _ in 1 2 3 4 5 6 7 8 9 10; do
+  # containerd, its shims and the pods: all at once, as when the node's power goes (a process
+  # in an uninterruptible sleep dies only when its I/O returns: seconds on a loaded machine)
+  for _ in $(seq 40); do
     node_pids | grep -q . || break
     kill_node; sleep 0.5
   done
@@ -270,12 +271,15 @@ down() {
   done
   if ip netns list | grep -qw "$NETNS"; then ip netns delete "$NETNS"; fi
   if ip link show "mcn$N" >/dev/null 2>&1; then ip link delete "mcn$N"; fi
-  # the cgroups, deepest first
+  # the cgroups, deepest first; the kernel refuses (EBUSY) a cgroup whose last task is still
+  # being torn down, for a moment after cgroup.procs is empty: tried again for up to 10 s
   for root in $(cgroup_roots); do
-    if [ -d "$root/$CGROUP" ]; then
-      find "$root/$CGROUP" -depth -type d -exec rmdir {} + 2>/dev/null || true
-      [ ! -d "$root/$CGROUP" ] || die "$NAME: cgroup $root/$CGROUP could not be removed"
-    fi
+    for _ in $(seq 20); do
+      [ -d "$root/$CGROUP" ] || break
+      find "$root/$CGROUP" -depth -type d -exec rmdir {} + 2>/dev/null || sleep 0.5
+    done
+    [ ! -d "$root/$CGROUP" ] || die "$NAME: cgroup $root/$CGROUP could not be removed" \
+      "(tasks: $(find "$root/$CGROUP" -name tasks -exec cat {} + | tr '\n' ' '))"
   done
 }
 

@@ -202,8 +202,11 @@ class Nodes:
     names: tuple[str, ...]
 
     def _node(self, verb: str, name: str) -> None:
-        subprocess.run([ROOT / "scripts" / "cluster", "node", verb, name.removeprefix("node-")],
-                       check=True, capture_output=True, timeout=300)
+        proc = subprocess.run([ROOT / "scripts" / "cluster", "node", verb,
+                               name.removeprefix("node-")], capture_output=True, text=True,
+                              timeout=300)
+        assert proc.returncode == 0, f"scripts/cluster node {verb} {name} exited " \
+            f"{proc.returncode}:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
 
     def stop(self, name: str) -> None:
         """The node dies at once, as when its power goes: every process of it, its pods too,
