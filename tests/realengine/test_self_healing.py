@@ -258,12 +258,15 @@ def condition(obj: dict[str, Any], kind: str) -> str | None:
 
 def waiting_on(estate: ResolvedEstate, pods: Any, lost: str) -> dict[str, list[str]]:
     """The Deployments (by name) whose replacements cannot be Ready while `lost` is gone, with
-    what they wait for: a hard dependency that only ran there — a StatefulSet's pod (its claim
-    is on that node's disk), or a Deployment with no pod elsewhere that itself waits. A new pod
-    checks its hard dependencies before it is Ready (init containers, its health); the pods
-    that were Ready keep serving."""
+    what they wait for: a dependency that only ran there — a StatefulSet's pod (its claim is on
+    that node's disk), or a Deployment with no pod elsewhere that itself waits. A new pod is
+    Ready only when its hard dependencies answer (init containers) and the datastores it uses,
+    lazily too (its health check, as a backend's /health checks its database: the exporter's
+    `pg_up 1`, the stand-ins'); the pods that were Ready keep serving."""
     by_name = {s.name: s for s in estate.containers}
     ids = {s.id: s.name for s in estate.containers}
+    checked = {s.name: (*s.hard, *(d for d in s.lazy if estate[d].role == "datastore"))
+               for s in estate.containers}
     where: dict[str, set[str]] = defaultdict(set)
     kind: dict[str, str] = {}
     for p in pods:
@@ -273,7 +276,7 @@ def waiting_on(estate: ResolvedEstate, pods: Any, lost: str) -> dict[str, list[s
     gone = {n for n, on in where.items() if on == {lost} and kind[n] == "StatefulSet"}
     waiting: dict[str, list[str]] = {}
     while True:
-        found = {n: [ids[d] for d in by_name[n].hard if ids.get(d) in gone]
+        found = {n: [ids[d] for d in checked[n] if ids.get(d) in gone]
                  for n in where if kind[n] == "Deployment" and n in by_name}
         found = {n: deps for n, deps in found.items() if deps}
         more = {n for n in found if where[n] == {lost}} - gone
