@@ -129,6 +129,7 @@ network() {
 }
 
 # `archive REF…`: `docker save` of the images, once per set of image ids; prints its path.
+# An archive is ~3 GB and a new image set makes a new one: those unused for a day go.
 archive() {
   local ids key out
   ids=$(docker image inspect --format '{{.Id}}' "$@") || die "not in the engine: $*"
@@ -138,6 +139,8 @@ archive() {
     mkdir -p "$CACHE/node-images"
     docker save -o "$out.tmp" "$@" && mv "$out.tmp" "$out"
   fi
+  touch "$out"
+  find "$CACHE/node-images" -name '*.tar' -mmin +1440 -delete
   echo "$out"
 }
 
