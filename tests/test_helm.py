@@ -58,28 +58,35 @@ def template(chart: Path, *args: str) -> list[dict[str, Any]]:
                      *args).stdout)
 
 
+def hooks(chart: Path, *args: str) -> list[dict[str, Any]]:
+    """The `helm test` pods the chart renders with these arguments."""
+    return [o for o in docs(helm("template", RELEASE, str(chart), "--namespace", NAMESPACE,
+                                 *args).stdout)
+            if (o["metadata"].get("annotations") or {}).get("helm.sh/hook") == "test"]
+
+
 def test_helm_test_goes_the_estates_own_paths(chart, estate):
-    """`helm test` pods: one per public service, as the tunnel connector (its labels and
+    """`helm test` pods: one for every public service, as the tunnel connector (its labels and
     namespace: the connector's NetworkPolicy and the service's ingress from it apply), and one
     per database role, as its consumer (its labels, namespace and Secret); restricted like the
     estate's pods, run once, none in what `helm install` applies."""
-    hooks = [o for o in docs(helm("template", RELEASE, str(chart), "--namespace", NAMESPACE)
-                             .stdout) if (o["metadata"].get("annotations") or {})
-             .get("helm.sh/hook") == "test"]
+    pods = hooks(chart)
     connector = estate["cloudflared"]
     public = [s for s in estate.services if s.public and not s.native and s.id != connector.id]
     roles = [*estate.databases, *estate.monitors]
-    assert len(hooks) == len(public) + len(roles)
-    for pod in hooks:
+    assert len(pods) == 1 + len(roles)
+    for pod in pods:
         labels, spec = pod["metadata"]["labels"], pod["spec"]
         assert pod["kind"] == "Pod" and spec["restartPolicy"] == "Never"
         assert spec["securityContext"]["runAsNonRoot"] is True
         c = spec["containers"][0]["securityContext"]
         assert c["allowPrivilegeEscalation"] is False and c["capabilities"]["drop"] == ["ALL"]
         script = spec["containers"][0]["command"][-1]
-        if "-test-public-" in pod["metadata"]["name"]:
+        if pod["metadata"]["name"].endswith("-test-public"):
             assert labels["app.kubernetes.io/name"] == connector.name
             assert pod["metadata"]["namespace"] == connector.namespace
+            assert sorted(s.id for s in public if f"echo {s.id} answers;" in script) == \
+                sorted(s.id for s in public)
         else:
             role = next(r for r in roles if f"-U {r.name} " in script)
             owner = estate[role.owner]
@@ -88,6 +95,32 @@ def test_helm_test_goes_the_estates_own_paths(chart, estate):
             ref = spec["containers"][0]["env"][0]["valueFrom"]["secretKeyRef"]
             assert ref == {"name": f"{owner.name}-secrets", "key": role.password_secret}
     assert not [o for o in template(chart) if o["kind"] == "Pod"]
+
+
+def test_helm_test_checks_each_installed_public_service_and_names_each_failure(
+        chart, estate, tmp_path):
+    """The public test pod's script, run by a real shell with `wget` answering for every host
+    but two: it checks them all and fails naming exactly those two; a service the values turn
+    off is not checked."""
+    public = [s for s in estate.services if s.public and not s.native and s.id != "cloudflared"]
+    down, off = public[0], public[1]
+    script = next(p for p in hooks(chart, "--set", f"services.{key(off.id)}.enabled=false")
+                  if p["metadata"]["name"].endswith("-test-public"))["spec"]["containers"][0][
+        "command"][-1]
+    bin_ = tmp_path / "bin"
+    bin_.mkdir()
+    # wget fails for the one service that is down; sleep returns at once (no 30 s of retries)
+    (bin_ / "wget").write_text(
+        f'#!/bin/sh\ncase "$*" in *//{down.name}.*) exit 4;; esac\necho "  HTTP/1.1 200 OK" >&2\n')
+    (bin_ / "sleep").write_text("#!/bin/sh\n")
+    for f in bin_.iterdir():
+        f.chmod(0o755)
+    run = subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=60,
+                         env={"PATH": f"{bin_}:/usr/bin:/bin"})
+    assert run.returncode == 1, run
+    assert run.stderr.splitlines()[-1] == f"FAILED: {down.id} does not answer"
+    answered = {line.removesuffix(" answers") for line in run.stdout.splitlines()}
+    assert answered == {s.id for s in public} - {down.id, off.id}
 
 
 @pytest.fixture(scope="module")

@@ -5,10 +5,12 @@ own and opens no path the estate does not have: it carries the selector labels o
 whose path it checks (a Deployment's ReplicaSet adopts no pod without its pod-template-hash, a
 Service routes no traffic to a pod without its named ports).
 - every public service answers on its public port through its Service, as the tunnel
-  connector reaches it (a pod with the connector's labels, in its namespace);
+  connector reaches it: one pod with the connector's labels, in its namespace, checks each
+  installed public service in turn (Helm runs test pods one after another, ~5 s each);
 - every database accepts its role: a pod with each database consumer's labels, in its
   namespace, logs in with the password from that service's own Secret (psql of the
   PostgreSQL image), as the service does.
+A pod checks everything it was given and then names every check that failed.
 """
 
 from __future__ import annotations
@@ -29,13 +31,21 @@ HOOK = {"helm.sh/hook": "test", "helm.sh/hook-delete-policy": "before-hook-creat
 TRIES, PAUSE = 15, 2  # a new pod's NetworkPolicy paths open a few seconds after it starts
 
 
-def _retried(check: str, done: str) -> str:
-    """The check, tried again for up to TRIES × PAUSE seconds: a NetworkPolicy enforcer
-    learns of a new pod within seconds, not before its first packet."""
+def _retried(check: str, passed: str, failed: str) -> str:
+    """The check, tried again for up to TRIES × PAUSE seconds (a NetworkPolicy enforcer
+    learns of a new pod within seconds, not before its first packet); `passed` is printed
+    when it passed, `failed` added to $failed when it did not."""
     # one line: a YAML string with a line break would be written double-quoted, escaping the
     # quotes of the template expressions inside it
-    return (f"n=0; until {check}; do n=$((n + 1)); [ $n -lt {TRIES} ] || exit 1; "
-            f"sleep {PAUSE}; done; echo {done}")
+    return (f"n=0; until {check}; do n=$((n + 1)); [ $n -lt {TRIES} ] || break; "
+            f"sleep {PAUSE}; done; if [ $n -lt {TRIES} ]; then echo {passed}; "
+            f"else failed=\"$failed; {failed}\"; fi; ")
+
+
+def _script(checks: str) -> str:
+    """Checks made by `_retried`, then the verdict: every failed check named."""
+    return (f"failed=; {checks}"
+            "if [ -n \"$failed\" ]; then echo \"FAILED: ${failed#; }\" >&2; exit 1; fi")
 
 
 def _pod(name: str, s: ResolvedService, form: HelmForm, image: str, script: str,
@@ -89,12 +99,14 @@ def test_objects(estate: ResolvedEstate, form: HelmForm) -> list[Obj]:
     out: list[Obj] = []
     if "cloudflared" in present:
         connector = estate["cloudflared"]
-        for s in estate.services:
-            if s.public is None or s.native or s.id == connector.id:
-                continue
-            pod = _pod(f"public-{s.name}", connector, form, form.wait_image(),
-                       _retried(public_check(s, form), f"{s.id} answers"))
-            out.append(Obj(pod, (("enabled", connector.id), ("enabled", s.id)), s.id))
+        checks = "".join(
+            f"{{{{ if {form.condition((('enabled', s.id),))} }}}}"
+            f"{_retried(public_check(s, form), f'{s.id} answers', f'{s.id} does not answer')}"
+            "{{ end }}"
+            for s in estate.services
+            if s.public is not None and not s.native and s.id != connector.id)
+        pod = _pod("public", connector, form, form.wait_image(), _script(checks))
+        out.append(Obj(pod, (("enabled", connector.id),), connector.id))
     if "postgres" in present:
         pg = estate["postgres"]
         for db in (*estate.databases, *estate.monitors):
@@ -102,6 +114,7 @@ def test_objects(estate: ResolvedEstate, form: HelmForm) -> list[Obj]:
             assert db.password_secret in owner.secrets, (owner.id, db.password_secret)
             script, env = database_check(db, estate, form)
             pod = _pod(f"database-{db.name.replace('_', '-')}", owner, form, form.image(pg),
-                       _retried(script, f"role {db.name} logs in"), env)
+                       _script(_retried(script, f"role {db.name} logs in",
+                                                f"role {db.name} cannot log in")), env)
             out.append(Obj(pod, (("enabled", owner.id), ("enabled", pg.id)), owner.id))
     return out
