@@ -35,7 +35,11 @@ class PulumiStack:
     @classmethod
     def create(cls, tmp: Path, stack: str, env: dict[str, str] | None = None) -> PulumiStack:
         work, state, home = tmp / "project", tmp / "state", tmp / "pulumi-home"
-        for folder in (work, state, home):
+        # the kubernetes provider writes the kubeconfig it was given (client key included)
+        # into a new $TMPDIR/kubeconfig* on every run and never removes it (its util.go,
+        # writeKubeconfigToFile): the stack's own TMPDIR, removed with the test's folder
+        scratch = tmp / "tmp"
+        for folder in (work, state, home, scratch):
             folder.mkdir(parents=True, exist_ok=True)
         for entry in ROOT.iterdir():
             if entry.name.startswith(".venv") or entry.name == ".tools":
@@ -51,7 +55,8 @@ class PulumiStack:
                 "PULUMI_CONFIG_PASSPHRASE": PASSPHRASE,
                 "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
                 "PULUMI_SKIP_UPDATE_CHECK": "true", "PULUMI_SKIP_CONFIRMATIONS": "true",
-                "PULUMI_NO_PROMPT": "true", "NO_COLOR": "1", **(env or {})}
+                "PULUMI_NO_PROMPT": "true", "NO_COLOR": "1", "TMPDIR": str(scratch),
+                **(env or {})}
         full.pop("VIRTUAL_ENV", None)
         me = cls(work, stack, full)
         me.run("stack", "init", stack)
