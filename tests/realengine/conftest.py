@@ -29,7 +29,7 @@ import yaml
 from catalog.model import ED25519_KEY_ID
 from catalog.resolve import ResolvedEstate
 from catalog.settings import ROOT, stack_file
-from exports.kubernetes import WAIT_IMAGE
+from exports.kubernetes import WAIT_IMAGE, Concrete
 from exports.migration import HELPER_IMAGE as MIGRATION_HELPER
 from tests.conftest import COMPOSE_BINARY, resolved
 
@@ -50,11 +50,78 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
             terminalreporter.write_line(line)
 
 
+# The order of the real-engine modules. Those needing only the Docker engine come first, so
+# that on a cold machine the cluster's and the Pulumi toolchain's builds (`prebuild`) run
+# while they do; then the cluster's, of which test_helm_cluster, test_self_healing and
+# test_helm_upgrade run one after another on one release of the chart (`release`): the install
+# and what leaves it as it is, the drains and the lost node, then its upgrade and uninstall.
+MODULE_ORDER = ("test_backup", "test_compose_estate", "test_fresh_install", "test_phase0",
+                "test_cluster", "test_helm_cluster", "test_self_healing", "test_helm_upgrade",
+                "test_pulumi_k3s")
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     here = Path(__file__).parent
-    for item in items:
-        if here in Path(item.fspath).parents:
-            item.add_marker(pytest.mark.docker_engine)
+    ours = [i for i in items if here in Path(i.fspath).parents]
+    for item in ours:
+        item.add_marker(pytest.mark.docker_engine)
+    if not ours:
+        return
+    def rank(item: pytest.Item) -> int:
+        stem = Path(item.fspath).stem
+        return MODULE_ORDER.index(stem) if stem in MODULE_ORDER else len(MODULE_ORDER)
+    at = items.index(ours[0])  # the real-engine modules stay where they were collected
+    rest = [i for i in items if i not in ours]
+    items[:] = rest[:at] + sorted(ours, key=rank) + rest[at:]  # stable: file order inside
+
+
+PREBUILD: dict[str, Any] = {}  # the background build `prebuild` started: process and log
+PREBUILD_STEPS = {"cluster": ROOT / "harness" / "cluster" / "build.sh",
+                  "toolchain": ROOT / "scripts" / "toolchain"}
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """On a cold machine the cluster's binaries and the Pulumi toolchain take ~20 minutes of
+    Go builds: when the selected tests need them, they start in the background now, one after
+    the other, while the Docker engine's modules run (MODULE_ORDER); the `cluster` and
+    `toolchain` fixtures wait for theirs (`prebuilt`). Warm, both finish in seconds."""
+    used = {name for item in session.items for name in getattr(item, "fixturenames", ())}
+    steps = [name for name in PREBUILD_STEPS if name in used]
+    if not steps or session.config.option.collectonly:
+        return
+    fd, log = tempfile.mkstemp(prefix="manacore-prebuild.", suffix=".log")
+    script = "".join(f"{PREBUILD_STEPS[name]} >/dev/null; echo \"prebuilt {name}: exit $?\"; "
+                     for name in steps)
+    PREBUILD.update(log=Path(log), process=subprocess.Popen(
+        ["bash", "-c", script], stdin=subprocess.DEVNULL, stdout=fd, stderr=fd,
+        start_new_session=True))
+    os.close(fd)
+
+
+def prebuilt(name: str) -> None:
+    """Waits until the background build has done step `name` (if it was started); its lines
+    so far (cold build times) become benchmark lines. A failed build is not reported here: the
+    harness's own call, which follows, builds again and fails with its message."""
+    process, log = PREBUILD.get("process"), PREBUILD.get("log")
+    if process is None or log is None:
+        return
+    start, done = time.monotonic(), f"prebuilt {name}: "
+    while process.poll() is None and done not in log.read_text():
+        time.sleep(1)
+    lines = log.read_text().strip().splitlines()
+    for line in lines[PREBUILD.get("reported", 0):]:
+        benchmark(f"prebuild: {line}")
+    PREBUILD["reported"] = len(lines)
+    benchmark(f"prebuild: {name}: waited {time.monotonic() - start:.0f} s for it")
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    process, log = PREBUILD.get("process"), PREBUILD.get("log")
+    if process is not None and process.poll() is None:  # the tests that needed it failed early
+        os.killpg(process.pid, 15)
+        process.wait()
+    if log is not None:
+        log.unlink(missing_ok=True)
 
 
 def _unavailable(reason: str) -> None:
@@ -169,6 +236,7 @@ def cluster(engine: Engine) -> Iterator[Cluster]:
     (their images come from the engine, which therefore outlives it) and simulated ones; its
     data deleted at the end if this session started it. A cold first run builds the
     binaries (minutes)."""
+    prebuilt("cluster")
     with harness("cluster", 3600) as kubeconfig:
         yield Cluster(Path(kubeconfig))
 
@@ -234,17 +302,38 @@ def nodes(cluster: Cluster) -> Iterator[Nodes]:
 
 
 HELM = ROOT / ".venv" / "bin" / "helm"
-RELEASE = "manacore"  # the chart's release in the suite's cluster
+# the chart's release in the suite's cluster, named like the k3s stack's instance (the
+# `app.kubernetes.io/instance` label its objects and selectors carry): the release's objects
+# and the stack's are compared field by field (test_pulumi_k3s)
+RELEASE = Concrete(resolved("k3s"), secret=str).instance
 RELEASE_NS = "manacore-release"  # where helm keeps its record
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def chart(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The chart as `manacore render helm --stack k3s` writes it."""
     out = tmp_path_factory.mktemp("chart")
     subprocess.run([ROOT / ".venv" / "bin" / "manacore", "render", "helm", "--stack", "k3s",
                     "--out", str(out)], check=True, capture_output=True)
     return out / "manacore"
+
+
+@pytest.fixture(scope="session")
+def release(cluster: Cluster, node_images: list[str], chart: Path) -> dict[str, Any]:
+    """The chart installed once with its default values, every workload Ready on real nodes,
+    for test_helm_cluster, test_self_healing and test_helm_upgrade (MODULE_ORDER); what was
+    true right then — each pod's restarts, every object as the API server held it
+    (`normalised`, which test_pulumi_k3s compares with the stack's) — and what tests disturb
+    on purpose ("changed": service ids)."""
+    from tests.realengine.pods import instance_pods, key, restarts
+    from tests.realengine.release import install, normalised
+
+    clear_cluster(cluster)
+    took = install(cluster, chart)
+    benchmark(f"helm install --wait on real nodes: every pod Ready in {took:.0f} s")
+    pods = instance_pods(cluster, RELEASE)
+    return {"installed": time.monotonic(), "pods": pods, "objects": normalised(cluster),
+            "restarts": {key(p): restarts(p) for p in pods}, "changed": set()}
 
 
 WORKLOADS = "deployments,statefulsets,daemonsets"
@@ -422,6 +511,7 @@ def benchmark_time(what: str) -> Iterator[None]:
 def toolchain() -> Path:
     """`scripts/toolchain`: the real Pulumi engine, language host and provider plugins in
     .tools/bin (built once per version, then reused)."""
+    prebuilt("toolchain")
     proc = subprocess.run([ROOT / "scripts" / "toolchain"], capture_output=True, text=True,
                           timeout=3000)
     if proc.returncode != 0 or not proc.stdout.strip():

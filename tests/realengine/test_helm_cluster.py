@@ -4,11 +4,12 @@ pods really run the harness's images — the real PostgreSQL, Redis, Synapse, ex
 VictoriaMetrics, the wiring stand-in for the rest — under the chart's security contexts,
 probes, init containers, DNS names and policies.
 
-One release, installed once with the default values (every object also through the API
-server's strict field validation); the tests run in file order on it and end with its
-upgrade and uninstall; then the B2B example against a PostgreSQL outside the chart. What a
-test disturbs on purpose (a deleted pod, a killed process) it records, and a later test checks
-that nothing else restarted.
+One release (conftest: `release`), installed once with the default values (every object also
+through the API server's strict field validation); the tests run in file order on it and
+leave it installed: test_self_healing drains and loses nodes under it next, and
+test_helm_upgrade ends with its upgrade and uninstall and the B2B example. What a test disturbs
+on purpose (a deleted pod, a killed process) it records, and a later test checks that nothing
+else restarted.
 """
 
 from __future__ import annotations
@@ -16,8 +17,6 @@ from __future__ import annotations
 import json
 import subprocess
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,18 +24,14 @@ import yaml
 
 from catalog.resolve import ResolvedService
 from catalog.settings import ROOT
-from exports.helm.values import key as values_key
 from tests.conftest import resolved
 from tests.realengine.conftest import (
-    HELM,
     REAL_NODE,
     RELEASE,
     RELEASE_NS,
     WORKLOADS,
     Cluster,
     benchmark,
-    clear_cluster,
-    not_ready,
 )
 from tests.realengine.pods import (
     can_connect,
@@ -53,73 +48,11 @@ from tests.realengine.pods import (
     restarts,
     until,
 )
+from tests.realengine.release import diagnose, helm, ours
 
 pytestmark = pytest.mark.kube_cluster
 ESTATE = resolved("k3s")
 STEADY_SECONDS = 120  # "no restart in the first minutes of steady state"
-
-
-def helm(cluster: Cluster, *args: str, check: bool = True, timeout: float = 1500
-         ) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run([str(HELM), "--kubeconfig", str(cluster.kubeconfig), *args],
-                          capture_output=True, text=True, timeout=timeout)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"helm {' '.join(args[:2])} exited {proc.returncode}:\n"
-                             f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}\n"
-                             f"{diagnose(cluster)}")
-    return proc
-
-
-def diagnose(cluster: Cluster) -> str:
-    """What keeps pods from running: warnings, and each unready pod's containers' states and
-    last log lines."""
-    lines = [f"{e['involvedObject'].get('namespace')}/{e['involvedObject']['name']}: "
-             f"{e['reason']}: {e['message'][:200]}"
-             for e in cluster.items("events", "-A", "--field-selector", "type=Warning")][-30:]
-    for pod in instance_pods(cluster, RELEASE):
-        if ready(pod):
-            continue
-        states = [f"{c['name']}: {json.dumps(c.get('state'))[:200]}"
-                  for c in (*pod["status"].get("initContainerStatuses", []),
-                            *pod["status"].get("containerStatuses", []))]
-        logs = cluster.kubectl("logs", "-n", pod["metadata"]["namespace"],
-                               pod["metadata"]["name"], "--all-containers", "--tail", "5",
-                               check=False).stdout[-800:]
-        lines.append(f"{key(pod)} on {pod['spec'].get('nodeName')}:\n  " + "\n  ".join(states)
-                     + f"\n{logs}")
-    return "\n".join(lines)
-
-
-def ours(cluster: Cluster, kinds: str) -> list[dict[str, Any]]:
-    return cluster.items(kinds, "-A", "-l", f"app.kubernetes.io/instance={RELEASE}")
-
-
-def install(cluster: Cluster, chart: Path, *args: str, verb: str = "install") -> float:
-    """`helm install|upgrade --wait` (the seconds it took), then every object of the chart
-    through the API server's strict field validation (helm 3 does not ask for it): a dry-run
-    server-side apply of each (an unknown or duplicate field is an error, not a warning;
-    immutable fields the server filled in, such as a bound claim's volume, stay as they are)."""
-    start = time.monotonic()
-    helm(cluster, verb, RELEASE, str(chart), "-n", RELEASE_NS, "--create-namespace", "--wait",
-         "--timeout", "20m", *args)
-    took = time.monotonic() - start
-    assert not not_ready(ours(cluster, WORKLOADS)), diagnose(cluster)
-    rendered = helm(cluster, "template", RELEASE, str(chart), "-n", RELEASE_NS, *args).stdout
-    cluster.kubectl("apply", "--server-side", "--force-conflicts", "--dry-run=server",
-                    "--validate=strict", "-f", "-", input=rendered, timeout=600)
-    return took
-
-
-@pytest.fixture(scope="module")
-def release(cluster: Cluster, node_images: list[str], chart: Path) -> Iterator[dict[str, Any]]:
-    """The chart installed with its default values, every workload Ready on real nodes;
-    what was true right then (each pod's restarts) and what tests disturb on purpose."""
-    clear_cluster(cluster)
-    took = install(cluster, chart)
-    benchmark(f"helm install --wait on real nodes: every pod Ready in {took:.0f} s")
-    pods = instance_pods(cluster, RELEASE)
-    yield {"installed": time.monotonic(), "pods": pods,
-           "restarts": {key(p): restarts(p) for p in pods}, "changed": set()}
 
 
 def test_every_pod_runs_ready_on_a_real_node(cluster: Cluster, release: dict[str, Any]) -> None:
@@ -342,21 +275,6 @@ def test_no_pod_restarted_in_steady_state(cluster: Cluster, release: dict[str, A
     assert not moved, diagnose(cluster)
 
 
-def secret_values(cluster: Cluster) -> dict[tuple[str, str], dict[str, str]]:
-    return {(s["metadata"]["namespace"], s["metadata"]["name"]): s.get("data") or {}
-            for s in ours(cluster, "secrets")}
-
-
-def claims(cluster: Cluster) -> dict[tuple[str, str], str]:
-    return {(c["metadata"]["namespace"], c["metadata"]["name"]): c["metadata"]["uid"]
-            for c in cluster.items("pvc", "-A")}
-
-
-def generations(cluster: Cluster) -> dict[str, int]:
-    return {f"{w['kind']}/{w['metadata']['name']}": w["metadata"]["generation"]
-            for w in ours(cluster, WORKLOADS)}
-
-
 def test_node_exporter_runs_on_every_real_node_and_is_scraped_on_each(
         cluster: Cluster, release: dict[str, Any]) -> None:
     """SPEC "Scale": one Ready node-exporter pod per node (the host's view: its network, its
@@ -385,109 +303,3 @@ def test_node_exporter_runs_on_every_real_node_and_is_scraped_on_each(
     job = next(j for j in scrape["scrape_configs"]
                if exporter.name in json.dumps(j.get("dns_sd_configs", [])))
     assert job["dns_sd_configs"][0]["type"] == "A"
-
-
-def test_upgrade_keeps_secrets_claims_and_data_and_rolls_only_what_changed(
-        cluster: Cluster, release: dict[str, Any], chart: Path) -> None:
-    secrets, held, before = secret_values(cluster), claims(cluster), generations(cluster)
-    assert held
-    took = install(cluster, chart, verb="upgrade")
-    benchmark(f"helm upgrade --wait (unchanged values): {took:.0f} s")
-    assert secret_values(cluster) == secrets
-    assert claims(cluster) == held
-    assert generations(cluster) == before
-    # one changed value rolls only what depends on it, and it really rolls: new pods Ready
-    gateway = ESTATE["gateway"]
-    install(cluster, chart, "--set", "services.gateway.resources.limits.memory=320Mi",
-            "--set", "services.gateway.resources.requests.memory=320Mi", verb="upgrade")
-    release["changed"].add(gateway.id)
-    after = generations(cluster)
-    rolled = sorted(k for k in after if after[k] != before.get(k))
-    assert rolled == [f"Deployment/{gateway.name}"], rolled
-    pod = pods_of(cluster, gateway, RELEASE)[0]
-    assert pod["spec"]["containers"][0]["resources"]["limits"]["memory"] == "320Mi"
-    assert secret_values(cluster) == secrets
-    # the data written before the upgrades is still there
-    pg = pods_of(cluster, ESTATE["postgres"], RELEASE)[0]
-    rows = exec_in(cluster, pg, "psql", "-U", "postgres", "-d", "postgres", "-tAc",
-                   "SELECT v FROM marker").stdout.split()
-    assert rows == ["before-delete"]
-
-
-def test_uninstall_keeps_every_claim_and_its_namespace(cluster: Cluster,
-                                                      release: dict[str, Any]) -> None:
-    held = claims(cluster)
-    helm(cluster, "uninstall", RELEASE, "-n", RELEASE_NS, "--wait")
-    assert set(claims(cluster)) == set(held)
-    kept = {n["metadata"]["name"] for n in cluster.items("namespaces")}
-    assert {namespace for namespace, _ in held} <= kept
-
-
-CUSTOMER_DB = "customer-db"  # where the B2B test's "external" PostgreSQL runs
-
-
-def test_b2b_install_single_namespace_external_postgres_existing_secret(
-        cluster: Cluster, node_images: list[str], chart: Path) -> None:
-    """ci/b2b-values.yaml for real: a subset of services in one namespace, with every secret
-    from the customer's own Secret, against a PostgreSQL outside the chart (the harness's
-    PostgreSQL in a namespace of its own, holding the customer's roles and databases): the
-    apps log in to it and come up."""
-    clear_cluster(cluster)
-    values = yaml.safe_load((chart / "ci" / "b2b-values.yaml").read_text())
-    namespace = values.get("namespaces", {}).get("name") or RELEASE_NS
-    keys = yaml.safe_load((chart / "values.yaml").read_text())["secrets"]
-    secret = {k: f"b2b-{k.lower().replace('_', '-')}" for k in keys}
-    port = values["services"]["postgres"]["external"]["ports"]["postgres"]
-    host = external_postgres(cluster, secret, port,
-                             [db for db in ESTATE.databases
-                              if values["services"][values_key(db.owner)]["enabled"]])
-    cluster.kubectl("create", "namespace", namespace)
-    cluster.kubectl("create", "secret", "generic", values["existingSecret"], "-n", namespace,
-                    *(f"--from-literal={k}={v}" for k, v in secret.items()))
-    # the customer's storage class and database host are theirs; this cluster's are these
-    took = install(cluster, chart, "-f", str(chart / "ci" / "b2b-values.yaml"),
-                   "--set", "storageClass=local-path",
-                   "--set", f"services.postgres.external.host={host}")
-    benchmark(f"helm install --wait (B2B example, external PostgreSQL): {took:.0f} s")
-    deployed = {w["metadata"]["namespace"] for w in ours(cluster, WORKLOADS)}
-    assert deployed == {namespace}
-    assert not [s for s in ours(cluster, "statefulsets")
-                if s["metadata"]["name"] == ESTATE["postgres"].name]
-    for pod in instance_pods(cluster, RELEASE):
-        assert REAL_NODE.fullmatch(node_of(pod)) and ready(pod), key(pod)
-    helm(cluster, "uninstall", RELEASE, "-n", RELEASE_NS, "--wait")
-    cluster.kubectl("delete", "namespace", CUSTOMER_DB, "--wait=false")
-
-
-def external_postgres(cluster: Cluster, secret: dict[str, str], port: int,
-                      databases: list[Any]) -> str:
-    """The harness's PostgreSQL as a customer's own database server, on `port`, with a role
-    and a database for each of `databases` (passwords from `secret`); its cluster DNS name."""
-    pg = ESTATE["postgres"]
-    cluster.kubectl("delete", "namespace", CUSTOMER_DB, "--ignore-not-found", "--wait=true",
-                    timeout=300)
-    cluster.kubectl("create", "namespace", CUSTOMER_DB)
-    sql = "".join(f"CREATE ROLE {db.name} LOGIN PASSWORD '{secret[db.password_secret]}';\n"
-                  f"CREATE DATABASE {db.name} OWNER {db.name};\n" for db in databases)
-    labels = {"app": "customer-db"}
-    documents = [
-        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "init"},
-         "data": {"roles.sql": sql}},
-        {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "postgres", "labels": labels},
-         "spec": {"containers": [{
-             "name": "postgres", "image": pg.image, "imagePullPolicy": "IfNotPresent",
-             "args": ["-p", str(port)],
-             "env": [{"name": "POSTGRES_PASSWORD", "value": secret["POSTGRES_PASSWORD"]},
-                     {"name": "PGPORT", "value": str(port)}],
-             "ports": [{"containerPort": port}],
-             "readinessProbe": {"exec": {"command": ["pg_isready", "-h", "127.0.0.1", "-p",
-                                                     str(port)]}, "periodSeconds": 2},
-             "volumeMounts": [{"name": "init", "mountPath": "/docker-entrypoint-initdb.d"}]}],
-             "volumes": [{"name": "init", "configMap": {"name": "init"}}]}},
-        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "postgres"},
-         "spec": {"selector": labels, "ports": [{"port": port, "targetPort": port}]}},
-    ]
-    cluster.kubectl("apply", "-n", CUSTOMER_DB, "-f", "-", input=yaml.safe_dump_all(documents))
-    cluster.kubectl("wait", "-n", CUSTOMER_DB, "--for=condition=Ready", "pod/postgres",
-                    "--timeout=300s", timeout=330)
-    return f"postgres.{CUSTOMER_DB}.svc.cluster.local"

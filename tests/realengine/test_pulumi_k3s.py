@@ -10,7 +10,6 @@ generated path stays tested under mocks). The tests share the stack and run in f
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 from collections import Counter
 from pathlib import Path
@@ -22,9 +21,7 @@ from catalog.settings import ROOT
 from tests.conftest import resolved
 from tests.harness import run_program
 from tests.realengine.conftest import (
-    HELM,
     REAL_NODE,
-    RELEASE_NS,
     WORKLOADS,
     Cluster,
     benchmark_time,
@@ -34,6 +31,9 @@ from tests.realengine.conftest import (
 )
 from tests.realengine.pods import exec_in, ready, restarted, until
 from tests.realengine.pulumi_cli import PulumiStack
+from tests.realengine.release import normalised
+
+pytestmark = pytest.mark.kube_cluster
 
 
 @pytest.fixture(scope="module")
@@ -249,61 +249,6 @@ def test_protected_claims_refuse_destroy_and_survive_it(
     assert claims <= after  # retained on delete: the data outlives the stack
 
 
-KINDS = "namespaces,configmaps,secrets,services,deployments,statefulsets,daemonsets,pvc," \
-        "networkpolicies,endpointslices,poddisruptionbudgets"
-DROP_META = ("uid", "resourceVersion", "generation", "creationTimestamp", "managedFields")
-DROP_PREFIXES = ("meta.helm.sh/", "pulumi.com/", "deployment.kubernetes.io/",
-                 "kubectl.kubernetes.io/", "pv.kubernetes.io/", "volume.kubernetes.io/",
-                 "volume.beta.kubernetes.io/", "endpoints.kubernetes.io/")
-DROP_LABELS = ("app.kubernetes.io/managed-by", "helm.sh/chart")
-
-
-def normalised(cluster: Cluster) -> dict[str, Any]:
-    """The estate's objects as the API server holds them, without what the server or the tool
-    fills in (ids, status, bookkeeping annotations, cluster IPs, a bound claim's volume, the
-    controllers' EndpointSlices) and with Secret values reduced to their keys (generated
-    values differ by design)."""
-    out: dict[str, Any] = {}
-    for item in cluster.items(KINDS, "-A"):
-        meta = item["metadata"]
-        namespace = meta.get("namespace") or meta["name"]
-        labels = meta.get("labels") or {}
-        if not namespace.startswith("manacore-") or namespace == RELEASE_NS or labels.get(
-                "endpointslice.kubernetes.io/managed-by", "").endswith(".k8s.io") or (
-                item["kind"] == "ConfigMap" and meta["name"] == "kube-root-ca.crt"):
-            continue
-        item = json.loads(json.dumps(item))
-        item.pop("status", None)
-        for key in DROP_META:
-            item["metadata"].pop(key, None)
-        scrub(item)
-        spec = item.get("spec") or {}
-        for key in ("clusterIP", "clusterIPs", "volumeName"):
-            spec.pop(key, None)
-        if item["kind"] == "Secret":
-            item["data"] = sorted(item.get("data") or {})
-        out[f"{item['kind']} {meta.get('namespace', '')}/{meta['name']}"] = item
-    return out
-
-
-def scrub(value: Any) -> None:
-    """Drops the tools' own labels and annotations from every metadata in the object (its
-    own, pod templates', claim templates')."""
-    if isinstance(value, dict):
-        meta = value.get("metadata")
-        if isinstance(meta, dict):
-            for field in ("annotations", "labels"):
-                kept = {k: v for k, v in (meta.pop(field, None) or {}).items()
-                        if not k.startswith(DROP_PREFIXES) and k not in DROP_LABELS}
-                if kept:
-                    meta[field] = kept
-        for v in value.values():
-            scrub(v)
-    elif isinstance(value, list):
-        for v in value:
-            scrub(v)
-
-
 @pytest.fixture(scope="module")
 def deployed(k3s: PulumiStack, cluster: Cluster) -> dict[str, Any]:
     """The objects `pulumi up` made (taken once, while the stack is deployed)."""
@@ -311,26 +256,12 @@ def deployed(k3s: PulumiStack, cluster: Cluster) -> dict[str, Any]:
 
 
 def test_pulumi_up_and_helm_install_make_the_same_objects(
-        cluster: Cluster, deployed: dict[str, Any], tmp_path: Path) -> None:
-    """Parity for real: after the stack is gone, `helm install` of the default chart (the
-    same catalogue, rendered for stack k3s) leaves the API server holding the same objects,
-    field by field, as `pulumi up` did."""
-    clear_cluster(cluster)
-    chart = tmp_path / "chart"
-    subprocess.run([ROOT / ".venv" / "bin" / "manacore", "render", "helm", "--stack", "k3s",
-                    "--out", str(chart)], check=True, capture_output=True)
-    try:
-        # the release named like the stack's instance label, which selectors carry
-        instance = next(i["metadata"]["labels"]["app.kubernetes.io/instance"]
-                        for i in deployed.values() if i["kind"] == "Deployment")
-        # the objects are compared, not the pods (the chart's pods on real nodes are
-        # test_helm_cluster's): no --wait
-        subprocess.run([HELM, "--kubeconfig", str(cluster.kubeconfig), "install", instance,
-                        str(chart / "manacore"), "-n", RELEASE_NS, "--create-namespace"],
-                       check=True, capture_output=True)
-        installed = normalised(cluster)
-    finally:
-        clear_cluster(cluster)
+        deployed: dict[str, Any], release: dict[str, Any]) -> None:
+    """Parity for real: `helm install` of the default chart (the same catalogue, rendered for
+    stack k3s; the session's release, named like the stack's instance, its objects taken
+    right after the install) left the API server holding the same objects, field by field,
+    as `pulumi up` did."""
+    installed = release["objects"]
     assert sorted(set(deployed) ^ set(installed)) == []
     differ = [f"{key}: {path}: pulumi {a!r} / helm {b!r}" for key in deployed
               for path, a, b in differences(deployed[key], installed[key])]

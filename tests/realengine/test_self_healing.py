@@ -18,9 +18,8 @@ import subprocess
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -33,11 +32,10 @@ from tests.realengine.conftest import (
     Cluster,
     Nodes,
     benchmark,
-    clear_cluster,
     not_ready,
 )
 from tests.realengine.pods import when
-from tests.realengine.test_helm_cluster import diagnose, install, ours
+from tests.realengine.release import diagnose, ours
 
 pytestmark = pytest.mark.kube_cluster
 
@@ -50,12 +48,11 @@ def estate() -> ResolvedEstate:
 
 
 @pytest.fixture(scope="module")
-def installed(cluster: Cluster, node_images: list[str], chart: Path) -> Iterator[Cluster]:
-    """The estate as the chart installs it with its default values, once for this module."""
-    clear_cluster(cluster)
-    install(cluster, chart)
-    yield cluster
-    clear_cluster(cluster)
+def installed(cluster: Cluster, release: dict[str, Any]) -> Cluster:
+    """The estate as the chart installs it with its default values: the session's release
+    (test_helm_cluster's, which runs just before), settled."""
+    until("the estate settled", lambda: settled(cluster), 300, cluster)
+    return cluster
 
 
 @dataclass
@@ -147,6 +144,17 @@ def until(what: str, check: Callable[[], Any], timeout: float, cluster: Cluster)
     return time.monotonic() - start
 
 
+def until_or_none(missing: Callable[[], Any], timeout: float) -> float | None:
+    """Polls `missing()` every 2 s until it is empty: the seconds it took, None after
+    `timeout` (for figures, not promises)."""
+    start = time.monotonic()
+    while missing():
+        if time.monotonic() - start > timeout:
+            return None
+        time.sleep(2)
+    return time.monotonic() - start
+
+
 def settled(cluster: Cluster) -> bool:
     """Every workload has all the Ready pods it wants, and no pod of ours is terminating."""
     pods = ours(cluster, "pods")
@@ -185,22 +193,22 @@ def test_draining_each_node_keeps_every_replicated_service_serving(
                             for o in p["metadata"].get("ownerReferences", []))]
                 assert not left, f"{node} still runs {left}"
                 # the evicted Deployment pods start again on the other nodes; those whose hard
-                # dependency is a StatefulSet on this node (PostgreSQL: most of them) wait in
-                # their init containers until it is back after the uncordon — the README's
-                # "single point of failure". Printed, not asserted: the promise is the gaps
-                # below (one copy of each replicated service kept serving throughout)
-                waited = 0.0
-                while not_ready(ours(cluster, "deployments")) and waited < 60:
-                    time.sleep(2)
-                    waited += 2
-                short = not_ready(ours(cluster, "deployments"))
-                stateful = sorted(p["metadata"]["name"] for p in before_drain
-                                  if p["spec"].get("nodeName") == node
-                                  and owner_kind(p) == "StatefulSet")
+                # dependency (or a datastore they check) is a StatefulSet on this node
+                # (PostgreSQL: most of them) wait until it is back after the uncordon — the
+                # README's "single point of failure". Printed, not asserted: the promise is the
+                # gaps below (one copy of each replicated service kept serving throughout)
+                waiting = waiting_on(estate, before_drain, node)
+
+                def short(waiting: dict[str, list[str]] = waiting) -> list[str]:
+                    return sorted(d["metadata"]["name"] for d in ours(cluster, "deployments")
+                                  if d["metadata"]["name"] not in waiting and not_ready([d]))
+                whole = until_or_none(short, 60)
                 benchmark(f"drain {node}: " + (
-                    f"every Deployment whole on the other nodes after {waited:.0f} s"
-                    if not short else f"{len(short)} Deployments short of a copy until the "
-                    f"uncordon (StatefulSets on {node}: {', '.join(stateful) or 'none'})"))
+                    f"every Deployment not waiting for {node}'s StatefulSets whole on the "
+                    f"other nodes after {whole:.0f} s" if whole is not None else
+                    f"still short of a copy after 60 s: {', '.join(short())}") + (
+                    f"; waiting for them until the uncordon: {', '.join(sorted(waiting))}"
+                    if waiting else ""))
             finally:
                 cluster.kubectl("uncordon", node)
             back = until(f"the estate settled after uncordoning {node}",
