@@ -73,11 +73,14 @@ def real_nodes(cluster: Cluster) -> set[str]:
 
 
 def deployment(name: str, replicas: int, **pod_spec: Any) -> dict[str, Any]:
+    """A test Deployment; its pods (a shell as PID 1 ignores SIGTERM) are killed at once when
+    deleted instead of after the default 30 s grace."""
     labels = {"app": name}
     return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
             "spec": {"replicas": replicas, "selector": {"matchLabels": labels},
                      "template": {"metadata": {"labels": labels},
-                                  "spec": {"containers": [container()], **pod_spec}}}}
+                                  "spec": {"containers": [container()],
+                                           "terminationGracePeriodSeconds": 0, **pod_spec}}}}
 
 
 def test_real_and_simulated_nodes_of_a_real_control_plane(cluster: Cluster) -> None:

@@ -202,11 +202,11 @@ def test_draining_each_node_keeps_every_replicated_service_serving(
                 def short(waiting: dict[str, list[str]] = waiting) -> list[str]:
                     return sorted(d["metadata"]["name"] for d in ours(cluster, "deployments")
                                   if d["metadata"]["name"] not in waiting and not_ready([d]))
-                whole = until_or_none(short, 60)
+                whole = until_or_none(short, 30)
                 benchmark(f"drain {node}: " + (
                     f"every Deployment not waiting for {node}'s StatefulSets whole on the "
                     f"other nodes after {whole:.0f} s" if whole is not None else
-                    f"still short of a copy after 60 s: {', '.join(short())}") + (
+                    f"still short of a copy after 30 s: {', '.join(short())}") + (
                     f"; waiting for them until the uncordon: {', '.join(sorted(waiting))}"
                     if waiting else ""))
             finally:
