@@ -135,9 +135,13 @@ def test_pods_resolve_cluster_names_and_reach_services_across_nodes(
     echo, = pods(cluster, namespace, "app=echo")
     me, = pods(cluster, namespace, "app=client")
     assert echo["spec"]["nodeName"] != me["spec"]["nodeName"]
-    fetched = cluster.kubectl("exec", "-n", namespace, me["metadata"]["name"], "--", "wget",
-                              "-qO-", f"http://echo.{namespace}.svc.cluster.local/hostname")
-    assert fetched.stdout.strip() == echo["metadata"]["name"]
+    # a new Service reaches every node's kube-proxy and CoreDNS a moment after its pod is
+    # Ready: the client asks again, as any client would, for up to a minute
+    fetched = until("the Service answering from the other node", lambda: cluster.kubectl(
+        "exec", "-n", namespace, me["metadata"]["name"], "--", "wget", "-qO-", "-T", "5",
+        f"http://echo.{namespace}.svc.cluster.local/hostname", check=False).stdout.strip(),
+        timeout=60, every=2)
+    assert fetched == echo["metadata"]["name"]
 
 
 def test_a_namespace_gets_its_service_account_and_tokens(cluster: Cluster,
