@@ -969,8 +969,9 @@ BACKUP = [
         memory="512Mi",
         availability=once("background", "two runs at once would dump every database twice "
                           "and race for restic's repository lock"),
-        # Docker for now; on Kubernetes a CronJob (stage 2 of issue 27)
-        targets=["docker"],
+        # Docker: one container running the schedule; Kubernetes: CronJobs, the servers' one
+        # and one per copied claim on the claim's node (catalog/backup.py)
+        targets=["docker", "kubernetes"],
         internet="the S3 endpoint of the backup repository, off the host",
     ),
 ]

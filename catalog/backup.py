@@ -12,10 +12,20 @@ is all or nothing.
 
 The same plan drives the restore (ops/backup.py and the image's `manacore-backup restore`):
 each item names the services that must be stopped while it is restored.
+
+On Kubernetes a claim is bound to its node (local-path) and mounted only in its own
+namespace, so no one pod can mount them all: the backup service is a CronJob that takes what
+the servers give (`run --servers`), and each copied claim has a CronJob of its own
+(`claim_jobs`) in the claim's namespace, on the claim's node (the scheduler follows the
+volume's node affinity; ReadWriteOnce admits a second pod on the same node), reading it as
+the claim's service. Each run is one snapshot tagged with its items; a restore takes each
+item from the newest snapshot that holds it, so a backup taken on one target restores on the
+other.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -38,6 +48,9 @@ REPOSITORY_MOUNT = "/repository"  # a local repository (`backup.path`) inside th
 PASSWORD_SECRET = "BACKUP_REPOSITORY_PASSWORD"
 S3_SECRETS = ("BACKUP_S3_ACCESS_KEY", "BACKUP_S3_SECRET_KEY")  # the repository bucket's keys
 JOB = "manacore_backup"  # the Pushgateway job of its metrics
+SERVERS = ("run", "--servers")  # the backup job's arguments on Kubernetes (claims: claim_jobs)
+# the only secrets a claim's job gets: the repository's password and keys
+CLAIM_JOB_ENV = ("RESTIC_PASSWORD", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
 
 Kind = Literal["database", "roles", "redis", "objects", "volume"]
 
@@ -92,8 +105,7 @@ class Plan(_Frozen):
                      or (pg in services and i.kind in ("database", "roles")))
 
 
-def backup_service(services: list[ResolvedService] | tuple[ResolvedService, ...]
-                   ) -> ResolvedService | None:
+def backup_service(services: Sequence[ResolvedService]) -> ResolvedService | None:
     return next((s for s in services if s.role == ROLE), None)
 
 
@@ -119,7 +131,11 @@ def mount_path(svc: ResolvedService, volume: ResolvedVolume) -> str:
     return f"{VOLUMES_ROOT}/{svc.id}{volume.path}"
 
 
-def copied_volumes(services: list[ResolvedService] | tuple[ResolvedService, ...]
+def volume_item(svc: ResolvedService, volume: ResolvedVolume) -> str:
+    return f"volume:{svc.id}:{volume.path}"
+
+
+def copied_volumes(services: Sequence[ResolvedService]
                    ) -> list[tuple[ResolvedService, ResolvedVolume]]:
     """The stateful volumes the backup container mounts: all but those of a server whose data
     is restored through the server itself (PostgreSQL, the object store). Redis's is mounted
@@ -129,8 +145,8 @@ def copied_volumes(services: list[ResolvedService] | tuple[ResolvedService, ...]
             and not (s.dump is not None and s.dump.kind in ("postgres", "s3"))]
 
 
-def plan(services: list[ResolvedService] | tuple[ResolvedService, ...],
-         databases: tuple[Database, ...], settings: StackSettings) -> Plan:
+def plan(services: Sequence[ResolvedService], databases: tuple[Database, ...],
+         settings: StackSettings) -> Plan:
     backup = backup_service(services)
     if backup is None:
         raise ValueError("the estate has no backup service on this stack")
@@ -152,7 +168,7 @@ def plan(services: list[ResolvedService] | tuple[ResolvedService, ...],
     if s3 is not None:
         users = tuple(s.id for s in services if s3.id in (*s.hard, *s.lazy) and s.role != ROLE)
         items.append(Item(id="objects", kind="objects", service=s3.id, stop=users))
-    items += [Item(id=f"volume:{s.id}:{v.path}", kind="volume", service=s.id,
+    items += [Item(id=volume_item(s, v), kind="volume", service=s.id,
                    path=mount_path(s, v), stop=(s.id,))
               for s, v in copied_volumes(services) if s is not redis]
     push = next((s for s in services if s.id == "pushgateway"), None)
@@ -169,11 +185,57 @@ def _secret(name: str) -> Template:
     return Template(parts=(SecretRef(secret=name),))
 
 
+def _reader(svc: ResolvedService, volume: ResolvedVolume) -> ResolvedVolume:
+    """A volume as the backup mounts it: read-only at its mount path; a reader, not an owner
+    (no legacy data moves into it in Phase 0, nothing to chown)."""
+    return volume.model_copy(update={"path": mount_path(svc, volume), "read_only": True,
+                                     "owner": None, "sources": ()})
+
+
+def files_copied(services: Sequence[ResolvedService]
+                 ) -> list[tuple[ResolvedService, ResolvedVolume]]:
+    """The volumes a backup copies as files (Redis's is taken through its server)."""
+    return [(s, v) for s, v in copied_volumes(services) if s.dump is None]
+
+
+class ClaimJob(_Frozen):
+    """One copied claim's backup job on Kubernetes: `job` is the backup service as that job
+    runs (named after the claim, in the claim's namespace, mounting the claim read-only and
+    its own scratch volume, with only the repository's settings and secrets); `service` is
+    the claim's service, as whose user it reads the files; `args` select its item."""
+
+    service: str
+    item: str
+    job: ResolvedService
+    args: tuple[str, ...]
+
+
+def claim_jobs(services: Sequence[ResolvedService]) -> list[ClaimJob]:
+    backup = backup_service(services)
+    if backup is None:
+        return []
+    env = {k: t for k, t in backup.env.items() if not t.secrets or k in CLAIM_JOB_ENV}
+    secrets = tuple(sorted({n for t in env.values() for n in t.secrets}))
+    servers = {s.id for s in services if s.dump is not None}
+    own = tuple(v for v in backup.volumes if not v.stateful)
+    out = []
+    for s, v in files_copied(services):
+        job = backup.model_copy(update={
+            "name": f"{backup.name}-{v.claim}", "namespace": s.namespace,
+            "volumes": (*own, _reader(s, v)), "env": env, "secrets": secrets,
+            "files": backup.files, "lazy": tuple(d for d in backup.lazy if d not in servers),
+            "hard": (), "host_mounts": ()})
+        out.append(ClaimJob(service=s.id, item=volume_item(s, v), job=job,
+                            args=("run", "--item", volume_item(s, v))))
+    return out
+
+
 def attach(services: list[ResolvedService], settings: StackSettings) -> list[ResolvedService]:
-    """The backup service as it runs on this stack: a read-only mount of every volume it
-    copies, the repository (its environment; a local path as a bind mount), the servers' and
-    the repository's credentials, and the servers it talks to as lazy needs. Raises an
-    EstateError when the stack names no repository."""
+    """The backup service as it runs on this stack: the repository (its environment; a local
+    path as a bind mount), the servers' and the repository's credentials, and the servers it
+    talks to as lazy needs; on Docker a read-only mount of every volume it copies (on
+    Kubernetes each claim has a job of its own: claim_jobs). Raises an EstateError when the
+    stack names no repository, or a path on Kubernetes."""
     backup = backup_service(services)
     if backup is None:
         return services
@@ -182,10 +244,13 @@ def attach(services: list[ResolvedService], settings: StackSettings) -> list[Res
         raise EstateError([Violation("settings", "backup", f"stack {settings.stack}: no backup "
                                      "repository: set manacore:backup with s3Endpoint and "
                                      "bucket (off the host), or a local path")])
-    # a reader, not an owner: no legacy data moves into it (Phase 0), nothing to chown
-    mounts = tuple(v.model_copy(update={"path": mount_path(s, v), "read_only": True,
-                                        "owner": None, "sources": ()})
-                   for s, v in copied_volumes(services))
+    kubernetes = settings.target == "kubernetes"
+    if kubernetes and b.s3_endpoint is None:
+        raise EstateError([Violation("settings", "backup", f"stack {settings.stack}: backup.path "
+                                     f"{b.path!r} would be a folder of one node; on Kubernetes "
+                                     "the repository is an S3 bucket off the cluster: set "
+                                     "s3Endpoint and bucket")])
+    mounts = () if kubernetes else tuple(_reader(s, v) for s, v in copied_volumes(services))
     dumps = [s for s in services if s.dump is not None]
     env = {**backup.env, "RESTIC_REPOSITORY": Template(parts=(repository(settings),))}
     secrets = {*backup.secrets, PASSWORD_SECRET, *(n for s in dumps for n in s.dump.secrets)}
@@ -202,3 +267,11 @@ def attach(services: list[ResolvedService], settings: StackSettings) -> list[Res
         "volumes": (*backup.volumes, *mounts), "env": dict(sorted(env.items())),
         "secrets": tuple(sorted(secrets)), "host_mounts": host_mounts, "lazy": lazy})
     return [updated if s is backup else s for s in services]
+
+
+def pods(svc: ResolvedService, services: Sequence[ResolvedService], target: str) -> int:
+    """Pods of a service that run at once: its replicas; for the backup on Kubernetes, its
+    servers' job and every claim's job, which share one schedule."""
+    if svc.role == ROLE and target == "kubernetes":
+        return 1 + len(files_copied(services))
+    return svc.replicas

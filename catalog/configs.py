@@ -233,7 +233,9 @@ def _stat(title: str, expr: str, unit: str, x: int, **extra: object) -> dict[str
 def backup_dashboard() -> dict[str, object]:
     """The backup job's figures, as it pushes them to the Pushgateway (images/backup): when the
     last backup succeeded (red after two hours, twice the default schedule), how big it was,
-    what it added, and whether the last run failed."""
+    what it added, and whether the last run failed. A run is pushed per part (`all` on Docker;
+    on Kubernetes `servers` and one per claim, whose jobs run side by side): the age is the
+    oldest part's, sizes add up, one failed part is a failed run."""
     job = f'{{job="{BACKUP_JOB}"}}'
     steps = [{"color": "green", "value": None}, {"color": "orange", "value": 5400},
              {"color": "red", "value": 7200}]
@@ -241,18 +243,18 @@ def backup_dashboard() -> dict[str, object]:
                                         "1": {"text": "ok", "color": "green"}}}]
     panels = [
         _stat("Since the last successful backup",
-              f"time() - max(manacore_backup_last_success_timestamp_seconds{job})", "s", 0,
+              f"time() - min(manacore_backup_last_success_timestamp_seconds{job})", "s", 0,
               thresholds={"mode": "absolute", "steps": steps}),
-        _stat("Size of the last backup", f"max(manacore_backup_last_size_bytes{job})",
+        _stat("Size of the last backup", f"sum(manacore_backup_last_size_bytes{job})",
               "bytes", 6),
-        _stat("Added by the last backup", f"max(manacore_backup_last_added_bytes{job})",
+        _stat("Added by the last backup", f"sum(manacore_backup_last_added_bytes{job})",
               "bytes", 12),
         _stat("Last run", f"min(manacore_backup_last_run_success{job})", "none", 18,
               mappings=ok),
         {"type": "timeseries", "title": "Backup size and duration",
          "gridPos": {"h": 8, "w": 24, "x": 0, "y": 6},
          "datasource": {"type": "prometheus", "uid": "victoriametrics"},
-         "targets": [{"refId": "A", "expr": f"max(manacore_backup_last_size_bytes{job})",
+         "targets": [{"refId": "A", "expr": f"sum(manacore_backup_last_size_bytes{job})",
                       "legendFormat": "size"},
                      {"refId": "B", "expr": f"max(manacore_backup_last_duration_seconds{job})",
                       "legendFormat": "duration (s)"}],

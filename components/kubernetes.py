@@ -33,6 +33,7 @@ KINDS: dict[tuple[str, str], Any] = {
     ("apps/v1", "Deployment"): k8s.apps.v1.Deployment,
     ("apps/v1", "StatefulSet"): k8s.apps.v1.StatefulSet,
     ("apps/v1", "DaemonSet"): k8s.apps.v1.DaemonSet,
+    ("batch/v1", "CronJob"): k8s.batch.v1.CronJob,
     ("discovery.k8s.io/v1", "EndpointSlice"): k8s.discovery.v1.EndpointSlice,
     ("networking.k8s.io/v1", "NetworkPolicy"): k8s.networking.v1.NetworkPolicy,
     ("networking.k8s.io/v1", "Ingress"): k8s.networking.v1.Ingress,
@@ -54,7 +55,7 @@ KINDS: dict[tuple[str, str], Any] = {
 # what the real-node suite checks.
 SKIP_AWAIT = {"pulumi.com/skipAwait": "true"}
 NO_AWAIT = ("Service", "Ingress")
-WORKLOADS = ("Deployment", "StatefulSet", "DaemonSet")
+WORKLOADS = ("Deployment", "StatefulSet", "DaemonSet", "CronJob")
 
 
 class KubernetesAdapter:

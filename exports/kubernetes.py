@@ -16,7 +16,10 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
+from catalog.backup import ROLE as BACKUP
+from catalog.backup import SERVERS, claim_jobs
 from catalog.model import Health
 from catalog.resolve import (
     ResolvedEstate,
@@ -135,6 +138,8 @@ class Form(Protocol):
     def replicas(self, s: ResolvedService) -> Any: ...
     def max_unavailable(self, s: ResolvedService) -> Any: ...
     def failover_seconds(self) -> Any: ...
+    def schedule(self) -> Any: ...  # the backup's cron expression
+    def repository_egress(self) -> Any: ...  # the backup repository's address and port
     def resources(self, s: ResolvedService) -> Any: ...
     def claim(self, s: ResolvedService, v: ResolvedVolume) -> tuple[Any, Any]: ...
     def env_data(self, s: ResolvedService) -> Any: ...
@@ -396,9 +401,11 @@ def pod_template(s: ResolvedService, estate: ResolvedEstate, form: Form) -> dict
     mounts: list[dict[str, Any]] = []
     for i, v in enumerate(s.volumes):
         name = f"data-{i}" if i else "data"
-        volumes.append({"name": name, "persistentVolumeClaim": {"claimName": v.claim}}
+        claim = {"claimName": v.claim, **({"readOnly": True} if v.read_only else {})}
+        volumes.append({"name": name, "persistentVolumeClaim": claim}
                        if v.stateful else {"name": name, "emptyDir": {}})
-        mounts.append({"name": name, "mountPath": v.path})
+        mounts.append({"name": name, "mountPath": v.path,
+                       **({"readOnly": True} if v.read_only else {})})
     for i, path in enumerate(dict.fromkeys((*r.writable, *s.writable))):
         volumes.append({"name": f"scratch-{i}", "emptyDir": {}})
         mounts.append({"name": f"scratch-{i}", "mountPath": path})
@@ -501,6 +508,59 @@ def workload(s: ResolvedService, estate: ResolvedEstate, form: Form) -> dict[str
     return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta, "spec": spec}
 
 
+def cron_job(s: ResolvedService, estate: ResolvedEstate, form: Form, args: tuple[str, ...],
+             runs_as: ResolvedService) -> dict[str, Any]:
+    """The backup as a CronJob: one run at each time of the schedule, never two at once, as
+    the user of `runs_as` (a claim's job reads the files of the claim's service as their
+    owner; restricted Pod Security admits no root and no capability)."""
+    template = pod_template(s, estate, form)
+    pod = template["spec"]
+    uid = runtime(runs_as).uid
+    pod["securityContext"] |= {"runAsUser": uid, "runAsGroup": uid, "fsGroup": uid}
+    pod["containers"][0]["securityContext"] |= {"runAsUser": uid, "runAsGroup": uid}
+    pod["containers"][0]["args"] = list(args)
+    pod["restartPolicy"] = "Never"  # a failed run is retried by the Job (backoffLimit)
+    meta = _meta(s, form, annotations=_skip_annotations(skips(runs_as)))
+    return {"apiVersion": "batch/v1", "kind": "CronJob", "metadata": meta, "spec": {
+        "schedule": form.schedule(), "timeZone": "Etc/UTC", "concurrencyPolicy": "Forbid",
+        # a run missed by more than this (the controller was down) waits for the next time
+        "startingDeadlineSeconds": 600,
+        "successfulJobsHistoryLimit": 3, "failedJobsHistoryLimit": 3,
+        "jobTemplate": {"metadata": {"labels": labels(s, form)},
+                        "spec": {"backoffLimit": 2, "template": template}}}}
+
+
+def config_objects(s: ResolvedService, form: Form, when: tuple[Cond, ...]) -> list[Obj]:
+    """The service's environment, Secret and files."""
+    out = [Obj({"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": _meta(s, form, f"{s.name}-env"), "data": form.env_data(s)},
+               when, s.id)]
+    if s.secrets:
+        out.append(Obj({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+                        "metadata": _meta(s, form, f"{s.name}-secrets"),
+                        **form.secret_payload(s)}, (*when, ("secret", s.id)), s.id))
+    if s.files:  # files embedding secrets as templates: see _render_files
+        out.append(Obj({"apiVersion": "v1", "kind": "ConfigMap",
+                        "metadata": _meta(s, form, f"{s.name}-files"),
+                        **form.file_payload(s, list(s.files))}, when, s.id))
+    return out
+
+
+def claim_job_objects(estate: ResolvedEstate, form: Form) -> list[Obj]:
+    """Each copied claim's backup CronJob (catalog.backup.claim_jobs) with its environment,
+    Secret, plan and NetworkPolicy, in the claim's namespace; there while the backup and the
+    claim's service are both enabled."""
+    out: list[Obj] = []
+    for c in claim_jobs(estate.services):
+        j, owner = c.job, estate[c.service]
+        when = (("enabled", j.id), ("enabled", owner.id))
+        out += config_objects(j, form, when)
+        out.append(Obj(cron_job(j, estate, form, c.args, owner), when, j.id))
+        out += [Obj(o.manifest, (*o.when, ("enabled", owner.id)), o.service)
+                for o in network_policies(j, estate, form)]
+    return out
+
+
 def disruption_budget(s: ResolvedService, form: Form) -> dict[str, Any]:
     """At most `max_unavailable` of the replicas go at once in a voluntary disruption (a drain,
     a K3s upgrade); one that is not Ready may always be evicted (AlwaysAllow), so a broken pod
@@ -595,6 +655,8 @@ def network_policies(s: ResolvedService, estate: ResolvedEstate, form: Form) -> 
                    for t in estate.services if t.host_access and metrics_ports(t)]
     if s.internet is not None:  # any port and protocol: QUIC to the tunnel edge, federation …
         egress.append({"to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": PRIVATE}}]})
+    if s.role == BACKUP:  # the repository may be on a private address (a NAS, the tailnet)
+        egress.append(form.repository_egress())
     pods = {"matchLabels": selector(s, form)}
     meta = _meta(s, form)
     out = [Obj({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": meta,
@@ -789,17 +851,7 @@ def service_objects(s: ResolvedService, estate: ResolvedEstate, form: Form) -> l
     on = ("enabled", s.id)
     if s.native:
         return native_objects(s, form) + ingress_objects(s, form)
-    out = [Obj({"apiVersion": "v1", "kind": "ConfigMap",
-                "metadata": _meta(s, form, f"{s.name}-env"), "data": form.env_data(s)},
-               (on,), s.id)]
-    if s.secrets:
-        out.append(Obj({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-                        "metadata": _meta(s, form, f"{s.name}-secrets"),
-                        **form.secret_payload(s)}, (on, ("secret", s.id)), s.id))
-    if s.files:  # files embedding secrets as templates: see _render_files
-        out.append(Obj({"apiVersion": "v1", "kind": "ConfigMap",
-                        "metadata": _meta(s, form, f"{s.name}-files"),
-                        **form.file_payload(s, list(s.files))}, (on,), s.id))
+    out = config_objects(s, form, (on,))
     for v in s.volumes:
         if v.stateful:
             size, storage_class = form.claim(s, v)
@@ -817,6 +869,9 @@ def service_objects(s: ResolvedService, estate: ResolvedEstate, form: Form) -> l
             spec["clusterIP"] = "None"
         out.append(Obj({"apiVersion": "v1", "kind": "Service", "metadata": _meta(s, form),
                         "spec": spec}, (on,), s.id))
+    if s.role == BACKUP:  # the servers' job; the claims' jobs follow the policies
+        out.append(Obj(cron_job(s, estate, form, SERVERS, s), (on,), s.id))
+        return out + network_policies(s, estate, form) + claim_job_objects(estate, form)
     out.append(Obj(workload(s, estate, form), (on,), s.id))
     if interchangeable(s):  # with two replicas or more: a budget for one pod makes no sense
         out.append(Obj(disruption_budget(s, form), (on, ("replicated", s.id)), s.id))
@@ -939,6 +994,14 @@ class Concrete:
     def failover_seconds(self) -> Any:
         return FAILOVER_SECONDS
 
+    def schedule(self) -> Any:
+        return self.estate.settings.backup.schedule
+
+    def repository_egress(self) -> Any:
+        endpoint = self.estate.settings.backup.s3_endpoint
+        assert endpoint is not None  # catalog.backup.attach: an S3 repository on Kubernetes
+        return repository_egress(endpoint)
+
     def resources(self, s: ResolvedService) -> Any:
         return resources(s)
 
@@ -993,6 +1056,16 @@ class Concrete:
         f = ingress.forward_auth
         return {"address": f.address, "trustForwardHeader": f.trust_forward_header,
                 "authResponseHeaders": list(f.auth_response_headers)}
+
+
+def repository_egress(endpoint: str) -> dict[str, Any]:
+    """Egress to the backup repository's S3 endpoint: its address when it is one, any
+    address when it is a name (it may resolve to a private one), its port only."""
+    url = urlsplit(endpoint)
+    assert url.hostname is not None
+    port = url.port or (443 if url.scheme == "https" else 80)
+    cidr = f"{url.hostname}/32" if is_ip(url.hostname) else "0.0.0.0/0"
+    return {"to": [{"ipBlock": {"cidr": cidr}}], "ports": _tcp([port])}
 
 
 def middleware_ref(namespace: str, name: str) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from typing import NamedTuple
 
+from catalog.backup import pods
 from catalog.resolve import ResolvedEstate, ResolvedService
 from catalog.rules import Violation
 from catalog.schema import PORT_RANGES, WELL_KNOWN_PORTS
@@ -106,13 +107,16 @@ class BudgetLine(NamedTuple):
 
 def budget(estate: ResolvedEstate) -> list[BudgetLine]:
     """Memory limits per seed group on this stack, against the seed's estimates. Every replica
-    counts (Kubernetes reserves each pod's limit: requests = limits); a per-node daemon counts
-    once, as on one node."""
+    counts (Kubernetes reserves each pod's limit: requests = limits), and each of the backup's
+    jobs, which run at once; a per-node daemon counts once, as on one node."""
     lines = []
     for group, seed_gb in SEED_ESTIMATE_GB.items():
         members = [s for s in estate.containers if budget_group(s.category, s.role) == group]
-        lines.append(BudgetLine(group, len(members), sum(s.replicas for s in members),
-                                sum((s.memory or 0) * s.replicas for s in members), seed_gb))
+        running = [pods(s, estate.services, estate.target) for s in members]
+        lines.append(BudgetLine(group, len(members), sum(running),
+                                sum((s.memory or 0) * n for s, n in zip(members, running,
+                                                                        strict=True)),
+                                seed_gb))
     return lines
 
 

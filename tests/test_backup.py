@@ -16,15 +16,23 @@ from catalog.backup import (
     PASSWORD_SECRET,
     REPOSITORY_MOUNT,
     S3_SECRETS,
+    SERVERS,
     VOLUMES_ROOT,
     backup_service,
+    files_copied,
     plan,
 )
 from catalog.configs import GRAFANA_DASHBOARD_DIR, GRAFANA_DASHBOARDS
 from catalog.load import load_estate
 from catalog.resolve import resolve
 from catalog.rules import EstateError
-from catalog.settings import ROOT, SettingsError, load_settings, settings_from_values
+from catalog.settings import (
+    ROOT,
+    BackupSettings,
+    SettingsError,
+    load_settings,
+    settings_from_values,
+)
 from components.base import BackupJob
 from components.base import plan as components_plan
 from exports.compose import to_compose
@@ -112,13 +120,24 @@ def test_repository_from_the_stack_settings() -> None:
 
 
 def test_a_stack_without_a_repository_is_a_violation() -> None:
-    settings = load_settings("macmini").model_copy(update={
-        "backup": load_settings("k3s").backup})
+    settings = load_settings("macmini").model_copy(update={"backup": BackupSettings()})
     with pytest.raises(EstateError) as caught:
         resolve(load_estate(), settings)
     assert [str(v) for v in caught.value.violations] == [
         "settings: backup: stack macmini: no backup repository: set manacore:backup with "
         "s3Endpoint and bucket (off the host), or a local path"]
+
+
+def test_a_path_repository_on_kubernetes_is_a_violation() -> None:
+    """A path on Kubernetes would be a folder of whichever node ran the job."""
+    settings = load_settings("k3s").model_copy(update={
+        "backup": BackupSettings(path="/srv/backup")})
+    with pytest.raises(EstateError) as caught:
+        resolve(load_estate(), settings)
+    assert [str(v) for v in caught.value.violations] == [
+        "settings: backup: stack k3s: backup.path '/srv/backup' would be a folder of one "
+        "node; on Kubernetes the repository is an S3 bucket off the cluster: set s3Endpoint "
+        "and bucket"]
 
 
 @pytest.mark.parametrize(("backup", "fragment"), [
@@ -229,3 +248,114 @@ def test_a_file_written_while_a_live_volume_was_backed_up_is_the_snapshots(
     assert m.compare(got, want, held={"kept", "part"}) == []
     assert m.changed(got, want) == 1
     assert m.compare(got, want, held={"kept", "part", "lost"}) == ["lost: missing"]
+
+
+# --- Kubernetes: the servers' job and one job per claim ---------------------------------------
+
+
+def test_on_kubernetes_each_item_is_taken_by_exactly_one_cron_job() -> None:
+    """A claim is mounted only on its node and in its namespace: the servers' CronJob takes
+    the roles, databases, Redis and the buckets; each copied claim has a CronJob of its own
+    beside it that mounts it read-only and reads it as the claim's service (restricted Pod
+    Security: no root, no capability), with the repository's secrets alone."""
+    from exports.kubernetes import concrete_objects, runtime
+
+    estate = resolved("k3s")
+    items = plan(estate.services, estate.databases, estate.settings).items
+    objs = {(o.kind, o.manifest["metadata"].get("namespace"), o.name): o.manifest
+            for o in concrete_objects(estate, lambda n: f"value-of-{n}")}
+    jobs = {k: m for k, m in objs.items() if k[0] == "CronJob"}
+    backup = estate["backup"]
+    assert not [k for k in objs if k[0] in ("Deployment", "StatefulSet") and k[2] == "backup"]
+
+    def pod(m):
+        return m["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+
+    taken: list[str] = []
+    servers = jobs.pop(("CronJob", backup.namespace, backup.name))
+    assert pod(servers)["containers"][0]["args"] == list(SERVERS)
+    assert not [v for v in pod(servers)["volumes"] if "persistentVolumeClaim" in v]
+    taken += [i.id for i in items if i.kind != "volume"]
+    copied = files_copied(estate.services)
+    assert len(copied) >= 7 and len(jobs) == len(copied)
+    for s, v in copied:
+        m = jobs[("CronJob", s.namespace, f"{backup.name}-{v.claim}")]
+        spec = pod(m)
+        [c] = spec["containers"]
+        assert c["args"][:2] == ["run", "--item"]
+        taken.append(c["args"][2])
+        [claim] = [x for x in spec["volumes"] if "persistentVolumeClaim" in x]
+        assert claim["persistentVolumeClaim"] == {"claimName": v.claim, "readOnly": True}
+        [mount] = [x for x in c["volumeMounts"] if x["name"] == claim["name"]]
+        assert mount == {"name": claim["name"], "mountPath": f"{VOLUMES_ROOT}/{s.id}{v.path}",
+                         "readOnly": True}
+        uid = runtime(s).uid
+        assert (spec["securityContext"]["runAsUser"], c["securityContext"]["runAsUser"]) == \
+            (uid, uid), s.id
+        assert c["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+        assert spec["restartPolicy"] == "Never"
+        secret = objs[("Secret", s.namespace, f"{backup.name}-{v.claim}-secrets")]
+        assert set(secret["stringData"]) == {PASSWORD_SECRET, *S3_SECRETS}
+        refs = {e["valueFrom"]["secretKeyRef"]["key"] for e in c["env"] if "valueFrom" in e}
+        assert refs == {PASSWORD_SECRET, *S3_SECRETS}
+        policy = objs[("NetworkPolicy", s.namespace, f"{backup.name}-{v.claim}")]["spec"]
+        assert policy["ingress"] == []
+        assert {"ipBlock": {"cidr": "100.64.0.10/32"}} in [
+            t for r in policy["egress"] for t in r["to"]]
+    for m in (servers, *jobs.values()):
+        assert (m["spec"]["schedule"], m["spec"]["concurrencyPolicy"]) == (
+            estate.settings.backup.schedule, "Forbid")
+    assert sorted(taken) == sorted(i.id for i in items)  # every item, by one job
+
+
+def test_the_repository_egress_follows_the_endpoint() -> None:
+    from exports.kubernetes import repository_egress
+
+    assert repository_egress("http://100.64.0.10:7070") == {
+        "to": [{"ipBlock": {"cidr": "100.64.0.10/32"}}], "ports": [{"protocol": "TCP",
+                                                                   "port": 7070}]}
+    assert repository_egress("https://s3.example.com") == {
+        "to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}], "ports": [{"protocol": "TCP", "port": 443}]}
+
+
+def test_a_run_takes_the_part_of_the_plan_it_is_given() -> None:
+    m = _image_script()
+    estate = resolved("k3s")
+    found = json.loads(plan(estate.services, estate.databases, estate.settings
+                            ).model_dump_json())
+    assert m.part(found, False, []) is None  # Docker: everything in one snapshot
+    assert {i["kind"] for i in m.part(found, True, [])} == {"roles", "database", "redis",
+                                                            "objects"}
+    assert [i["id"] for i in m.part(found, False, ["volume:synapse:/data"])] == [
+        "volume:synapse:/data"]
+    with pytest.raises(m.Refused, match="no item volume:nope:/x"):
+        m.part(found, False, ["volume:nope:/x"])
+
+
+def test_a_restore_takes_each_item_from_the_newest_snapshot_that_holds_it() -> None:
+    """On Kubernetes each job writes snapshots of its own items: a restore of everything reads
+    the servers' latest snapshot for the databases and each claim's latest for its files; a
+    snapshot from before the item tags holds everything of its time."""
+    m = _image_script()
+    items = [{"id": "database:chat", "kind": "database"},
+             {"id": "volume:synapse:/data", "kind": "volume"}]
+    snaps = [
+        {"id": "old", "short_id": "old", "time": "2026-12-01T00:00:00Z", "tags": ["manacore"]},
+        {"id": "s1", "short_id": "s1", "time": "2026-12-07T10:00:00Z",
+         "tags": ["manacore", "database_chat"]},
+        {"id": "v1", "short_id": "v1", "time": "2026-12-07T09:00:00Z",
+         "tags": ["manacore", "volume_synapse_data"]},
+        {"id": "v0", "short_id": "v0", "time": "2026-12-07T08:00:00Z",
+         "tags": ["manacore", "volume_synapse_data"]},
+    ]
+    job = m.Job.__new__(m.Job)
+    job.repo = "s3:test"
+    job.restic = lambda *args, json_out=False: json.dumps(
+        [s for s in snaps if len(args) < 2 or args[1] == "--host" or s["id"] == args[1]])
+    job.manifest = lambda snap: {"items": {i["id"]: {} for i in items}}
+    assert [(i["id"], s["id"]) for i, s, _ in job.sources(items, None, "k3s")] == [
+        ("database:chat", "s1"), ("volume:synapse:/data", "v1")]
+    assert [s["id"] for _, s, _ in job.sources(items, "old", "k3s")] == ["old", "old"]
+    snaps[:] = snaps[1:2]
+    with pytest.raises(m.Refused, match="no snapshot of stack k3s holds volume:synapse:/data"):
+        job.sources(items, None, "k3s")

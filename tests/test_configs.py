@@ -51,9 +51,8 @@ def estate(request: pytest.FixtureRequest) -> ResolvedEstate:
 
 def test_files_exist_on_both_stacks_with_absolute_unique_paths(estate: ResolvedEstate) -> None:
     with_files = {s.id for s in estate.services if s.files}
-    backup = {"backup"} if estate.target == "docker" else set()  # Docker only in stage 1
     assert with_files == {"postgres", "victoriametrics", "grafana", "element-web", "synapse",
-                          "searxng", "s3", *backup}
+                          "searxng", "s3", "backup"}
     declared = {s.name for s in estate.secrets}
     for s in estate.services:
         paths = [f.path for f in s.files]

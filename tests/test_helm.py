@@ -180,7 +180,11 @@ def _comparable(obj: dict[str, Any]) -> dict[str, Any]:
                   '"pulumi"'):
         text = text.replace(label, '"app.kubernetes.io/managed-by": "-"')
     out = json.loads(text)
-    for meta in (out["metadata"], out.get("spec", {}).get("template", {}).get("metadata", {})):
+    spec = out.get("spec", {})
+    job = spec.get("jobTemplate", {})  # a CronJob's Jobs and their pods are labelled too
+    for meta in (out["metadata"], spec.get("template", {}).get("metadata", {}),
+                 job.get("metadata", {}), job.get("spec", {}).get("template", {}).get(
+                     "metadata", {})):
         meta.get("labels", {}).pop("helm.sh/chart", None)
     if out["kind"] == "Secret":
         out.pop("data", None), out.pop("stringData", None)
@@ -252,7 +256,8 @@ def test_replicas_budgets_and_failover_are_values(chart, estate, default):
     assert budgets == {s.name for s in estate.containers if s.replicas > 1}
     for s in estate.containers:
         v = values["services"][key(s.id)]
-        assert v.get("replicas") == (None if s.workload == "daemon" else s.replicas), s.id
+        assert v.get("replicas") == (None if s.workload == "daemon" or s.role == "backup"
+                                     else s.replicas), s.id
         assert ("podDisruptionBudget" in v) == (s.availability.copies == "many" and
                                                 not s.stateful and s.workload == "service")
     assert "podDisruptionBudget" in schema["$defs"]["Scalable"]["properties"]

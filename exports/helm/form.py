@@ -8,6 +8,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from catalog.backup import repository
 from catalog.resolve import ResolvedEstate, ResolvedFile, ResolvedService, ResolvedVolume
 from catalog.settings import TRAEFIK_PODS
 from exports.helm.values import key, namespace_key
@@ -50,6 +51,9 @@ class HelmForm:
             if s.public is not None:
                 names[s.public.hostname] = f'{{{{ include "{hostname_helper(s.id)}" $ }}}}'
         names[self.estate.settings.domain] = "{{ .Values.domain }}"  # Matrix server name …
+        if self.estate.settings.backup.s3_endpoint is not None:  # the env's and the plan's
+            names[repository(self.estate.settings)] = (
+                's3:{{ trimSuffix "/" .Values.backup.s3Endpoint }}/{{ .Values.backup.bucket }}')
         self._names = names
         alternatives = "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
         self._pattern = re.compile(rf"(?<![\w.-])({alternatives})(?![\w-]|\.\w)")
@@ -126,6 +130,12 @@ class HelmForm:
 
     def failover_seconds(self) -> Any:
         return Raw("{{ .Values.failoverSeconds }}")
+
+    def schedule(self) -> Any:
+        return "{{ .Values.backup.schedule }}"
+
+    def repository_egress(self) -> Any:
+        return Raw('{{ include "manacore.repositoryEgress" $ }}')
 
     def resources(self, s: ResolvedService) -> Any:
         return Raw(f"{{{{ toJson {_svc(s)}.resources }}}}")

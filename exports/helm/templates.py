@@ -73,6 +73,22 @@ HELPERS = '''{{/* The chart label. */}}
 {{- if regexMatch "^[0-9]+([.][0-9]+){3}$" .Values.nativeHost -}}true{{- end -}}
 {{- end }}
 
+{{/* Egress to the backup repository's S3 endpoint (backup.s3Endpoint): its address when it
+     is one, any address when it is a name, its port only (exports.kubernetes
+     repository_egress). */}}
+{{- define "manacore.repositoryEgress" -}}
+{{- $endpoint := required "backup.s3Endpoint: the repository's S3 endpoint"
+      .Values.backup.s3Endpoint -}}
+{{- $url := urlParse $endpoint -}}
+{{- $host := regexReplaceAll ":[0-9]+$" $url.host "" -}}
+{{- $default := ternary "443" "80" (eq $url.scheme "https") -}}
+{{- $port := regexFind "[0-9]+$" (regexFind ":[0-9]+$" $url.host) | default $default -}}
+{{- $ip := regexMatch "^[0-9]+([.][0-9]+){3}$" $host -}}
+{{- $to := dict "ipBlock" (dict "cidr" (ternary (printf "%s/32" $host) "0.0.0.0/0" $ip)) -}}
+{{- $ports := list (dict "protocol" "TCP" "port" (int $port)) -}}
+{{- toJson (dict "to" (list $to) "ports" $ports) -}}
+{{- end }}
+
 {{/* The Secret a service reads, when the user brings one (per service, else global). */}}
 {{- define "manacore.existingSecret" -}}
 {{- $root := index . 0 -}}

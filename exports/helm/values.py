@@ -7,8 +7,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
+from catalog.backup import ROLE as BACKUP
 from catalog.resolve import URL_SAFE, ResolvedEstate, ResolvedService
-from catalog.settings import IngressSettings
+from catalog.settings import BackupSettings, IngressSettings
 from exports.kubernetes import (
     FAILOVER_SECONDS,
     MAX_UNAVAILABLE,
@@ -99,7 +100,7 @@ class Scalable(Workload):
 def workload_model(s: ResolvedService) -> type[_Values]:
     if s.native:
         return Native
-    if s.workload == "daemon":
+    if s.workload == "daemon" or s.role == BACKUP:  # every node; the backup's CronJobs
         return Workload
     return Scalable if interchangeable(s) else Single
 
@@ -154,6 +155,10 @@ def model(estate: ResolvedEstate) -> type[BaseModel]:
                                     "Kubernetes' default is 300")),
         waitImage=(Image, ...), existingSecret=(str, ""), secrets=(secrets, ...),
         ingress=(IngressSettings, IngressSettings()),
+        backup=(BackupSettings, Field(BackupSettings(), description="the backup's restic "
+                                      "repository (s3Endpoint, bucket; keys: the secrets "
+                                      "BACKUP_S3_ACCESS_KEY, BACKUP_S3_SECRET_KEY) and its "
+                                      "schedule (cron, UTC)")),
         services=(services, ...))
 
 
@@ -173,7 +178,7 @@ def service_values(s: ResolvedService, text: Any) -> dict[str, Any]:
         return {"enabled": True}
     assert s.image is not None
     out: dict[str, Any] = {"enabled": True, "image": _image(s.image)}
-    if s.workload != "daemon":
+    if s.workload != "daemon" and s.role != BACKUP:
         out["replicas"] = s.replicas
     if interchangeable(s):
         out["podDisruptionBudget"] = {"maxUnavailable": MAX_UNAVAILABLE}
@@ -208,6 +213,7 @@ def default_values(estate: ResolvedEstate, text: Any) -> dict[str, Any]:
         # the stack's setting (off on k3s: the tunnel routes), so the chart's defaults are
         # what the stack deploys
         "ingress": settings.ingress.model_dump(mode="json", by_alias=True),
+        "backup": settings.backup.model_dump(mode="json", by_alias=True, exclude_none=True),
         "services": {key(s.id): service_values(s, text) for s in estate.services},
     }
     model(estate).model_validate(values)  # the defaults obey the schema

@@ -8,6 +8,8 @@ pg_dump/pg_dumpall the databases and roles, redis-cli the RDB, rclone the bucket
   manacore-backup schedule                 run a backup at every time of the plan's schedule
   manacore-backup init                     create the repository (once, explicitly)
   manacore-backup run [--limit-upload KIB] one backup now: one snapshot, all or nothing
+                      [--servers | --item ID…]  only what is taken through the servers, or
+                                           these items (Kubernetes: one job per claim)
   manacore-backup snapshots [--from-stack S]
   manacore-backup restore [SERVICE…] [--snapshot ID] [--from-stack S] [--force]
                           [--limit-download KIB] [--dry-run]
@@ -33,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 PLAN = Path(os.environ.get("MANACORE_BACKUP_PLAN", "/etc/manacore/backup.json"))
+RETRY_LOCK = "10m"  # jobs of one schedule overlap: a backup waits for a prune, and back
 RESTIC_CODES = {10: "no repository there", 11: "the repository is locked",
                 12: "wrong password or no key found"}
 
@@ -117,15 +120,22 @@ class Job:
 
     # --- backup ------------------------------------------------------------------------
 
-    def backup(self, limit_upload: int | None = None) -> dict[str, Any]:
+    def backup(self, limit_upload: int | None = None,
+               items: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        """One snapshot of the items (all of the plan's by default), tagged `manacore` and
+        with each item's tag, so a restore finds the newest snapshot holding an item
+        whichever job took it. Retention runs after a run that took the servers' data (the
+        whole plan on Docker, the servers' job on Kubernetes): one job prunes, the others
+        only add."""
         start = time.time()
+        items = self.plan["items"] if items is None else items
         self.open()
         shutil.rmtree(self.staging, ignore_errors=True)
         self.staging.mkdir(parents=True)
         manifest: dict[str, Any] = {"version": 1, "stack": self.plan["stack"],
                                     "started": datetime.now(UTC).isoformat(), "items": {}}
         paths = [str(self.staging)]
-        for item in self.plan["items"]:
+        for item in items:
             kind = item["kind"]
             log(f"backup {item['id']}")
             if kind == "roles":
@@ -147,7 +157,9 @@ class Job:
                 manifest["items"][item["id"]] = listing(Path(item["path"]))
                 paths.append(item["path"])
         (self.staging / "manifest.json").write_text(json.dumps(manifest))
-        args = ["backup", "--host", self.plan["stack"], "--tag", "manacore", *paths]
+        tags = [a for i in items for a in ("--tag", marker(i))]
+        args = ["backup", "--host", self.plan["stack"], "--tag", "manacore", *tags,
+                "--retry-lock", RETRY_LOCK, *paths]
         if limit_upload:
             args[1:1] = ["--limit-upload", str(limit_upload)]
         summary = next(json.loads(line) for line in reversed(
@@ -156,8 +168,9 @@ class Job:
         took = time.time() - start
         result = {"snapshot": summary["snapshot_id"], "size": summary["total_bytes_processed"],
                   "added": summary["data_added"], "files": summary["total_files_processed"],
-                  "seconds": round(took, 1)}
-        self.retention()
+                  "seconds": round(took, 1), "items": len(items)}
+        if any(i["kind"] != "volume" for i in items):
+            self.retention()
         return result
 
     def pg_env(self) -> dict[str, str]:
@@ -231,14 +244,17 @@ class Job:
         keep = [a for k, n in self.plan["keep"].items() for a in (f"--keep-{k}", str(n))]
         try:
             self.restic("unlock")  # only stale locks (a backup that was killed)
+            # per group of snapshots of the same paths: each job's snapshots are kept alike
             self.restic("forget", "--host", self.plan["stack"], "--tag", "manacore", *keep,
-                        "--prune")
+                        "--prune", "--retry-lock", RETRY_LOCK)
         except (Failed, Refused) as exc:
             log(f"retention: {exc} (the backup itself succeeded; next run tries again)")
 
     # --- metrics -----------------------------------------------------------------------
 
-    def push(self, result: dict[str, Any] | None, started: float) -> None:
+    def push(self, result: dict[str, Any] | None, started: float, part: str = "all") -> None:
+        """The run's figures, grouped by stack and part (`all` on Docker; `servers` and one
+        per claim on Kubernetes, whose jobs run side by side)."""
         url = self.plan.get("pushgateway") or os.environ.get("PUSHGATEWAY_URL")
         if not url:
             return
@@ -259,19 +275,44 @@ class Job:
             gauge("last_duration_seconds", "seconds the last backup took", now - started)
         try:
             pushadd_to_gateway(url.removeprefix("http://"), job="manacore_backup",
-                               grouping_key={"stack": self.plan["stack"]}, registry=registry)
+                               grouping_key={"stack": self.plan["stack"], "part": part},
+                               registry=registry)
         except OSError as exc:
             log(f"metrics: the Pushgateway at {url} did not take them: {exc}")
 
     # --- restore -----------------------------------------------------------------------
 
-    def snapshot(self, snapshot: str | None, stack: str) -> dict[str, Any]:
+    def sources(self, items: list[dict[str, Any]], snapshot: str | None, stack: str
+                ) -> list[tuple[dict[str, Any], dict[str, Any], dict[str, Any]]]:
+        """(item, snapshot, the snapshot's manifest) for each item: the given snapshot, or the
+        newest snapshot of the stack that holds the item. On Docker one snapshot holds every
+        item; on Kubernetes the servers' job and each claim's job take snapshots of their
+        own, so a restore of everything reads several. A snapshot without item tags (taken
+        before they existed) holds every item of its time."""
         args = ["snapshots", snapshot] if snapshot else [
-            "snapshots", "--host", stack, "--tag", "manacore", "--latest", "1"]
+            "snapshots", "--host", stack, "--tag", "manacore"]
         found = json.loads(self.restic(*args, json_out=True) or "[]")
         if not found:
             raise Refused(f"no snapshot {snapshot or f'of stack {stack}'} in {self.repo}")
-        return max(found, key=lambda s: s["time"])
+        chosen, lacking = [], []
+        for i in items:
+            holding = [s for s in found if snapshot or marker(i) in s.get("tags", [])
+                       or s.get("tags") == ["manacore"]]
+            if holding:
+                chosen.append((i, max(holding, key=lambda s: s["time"])))
+            else:
+                lacking.append(i["id"])
+        if lacking:
+            raise Refused(f"no snapshot of stack {stack} holds {', '.join(lacking)}")
+        manifests: dict[str, dict[str, Any]] = {}
+        for _, snap in chosen:
+            if snap["id"] not in manifests:
+                manifests[snap["id"]] = self.manifest(snap)
+        missing = [f"{i['id']} ({snap['short_id']})" for i, snap in chosen
+                   if i["id"] not in manifests[snap["id"]]["items"]]
+        if missing:
+            raise Refused(f"the snapshot has no {', '.join(missing)}")
+        return [(i, snap, manifests[snap["id"]]) for i, snap in chosen]
 
     def manifest(self, snap: dict[str, Any]) -> dict[str, Any]:
         return json.loads(self.restic("dump", snap["id"], str(self.staging / "manifest.json")))
@@ -285,13 +326,12 @@ class Job:
     def restore(self, services: list[str], snapshot: str | None, stack: str, force: bool,
                 limit: int | None, dry_run: bool) -> bool:
         self.open()
-        snap = self.snapshot(snapshot, stack)
-        manifest = self.manifest(snap)
-        items = select(self.plan, services)
-        missing = [i["id"] for i in items if i["id"] not in manifest["items"]]
-        if missing:
-            raise Refused(f"snapshot {snap['short_id']} has no {', '.join(missing)}")
-        print(f"snapshot {snap['short_id']} of stack {snap['hostname']}, taken {snap['time']}")
+        sources = self.sources(select(self.plan, services), snapshot, stack)
+        for snap in {s["id"]: s for _, s, _ in sources}.values():
+            held = [i["id"] for i, s, _ in sources if s is snap]
+            print(f"snapshot {snap['short_id']} of stack {snap['hostname']}, taken "
+                  f"{snap['time']}: {', '.join(held)}")
+        items = [i for i, _, _ in sources]
         self.state.mkdir(parents=True, exist_ok=True)
         full = [f"{i['id']}: {why}" for i in items if (why := self.occupied(i))
                 and not (self.state / marker(i)).exists()]
@@ -303,7 +343,7 @@ class Job:
                 print(f"would restore {i['id']}")
             return True
         ok = True
-        for i in items:
+        for i, snap, manifest in sources:
             start = time.time()
             (self.state / marker(i)).touch()  # a rerun may replace what this one wrote
             shutil.rmtree(self.restore_dir, ignore_errors=True)
@@ -466,12 +506,9 @@ class Job:
     def check(self, services: list[str], snapshot: str | None, stack: str) -> bool:
         """What can only be read once the restored services run again: Redis's keys."""
         self.open()
-        snap = self.snapshot(snapshot, stack)
-        manifest = self.manifest(snap)
         ok = True
-        for i in select(self.plan, services):
-            if i["kind"] != "redis":
-                continue
+        redis = [i for i in select(self.plan, services) if i["kind"] == "redis"]
+        for i, _, manifest in self.sources(redis, snapshot, stack) if redis else []:
             r = self.plan["redis"]
             info = run(["redis-cli", "-h", r["host"], "-p", str(r["port"]), "info", "keyspace"],
                        env=self.redis_env())
@@ -602,15 +639,32 @@ def schedule(job: Job, limit_upload: int | None) -> None:
         once(job, limit_upload)
 
 
-def once(job: Job, limit_upload: int | None) -> int:
+def part(plan: dict[str, Any], servers: bool, ids: list[str]) -> list[dict[str, Any]] | None:
+    """The items of one job (None: the whole plan)."""
+    if servers:
+        return [i for i in plan["items"] if i["kind"] != "volume"]
+    if not ids:
+        return None
+    known = {i["id"]: i for i in plan["items"]}
+    unknown = [x for x in ids if x not in known]
+    if unknown:
+        raise Refused(f"the plan has no item {', '.join(unknown)}; items: "
+                      f"{', '.join(known)}")
+    return [known[x] for x in ids]
+
+
+def once(job: Job, limit_upload: int | None,
+         items: list[dict[str, Any]] | None = None) -> int:
     started = time.time()
+    name = "servers" if items and all(i["kind"] != "volume" for i in items) else \
+        ",".join(marker(i) for i in items) if items else "all"
     try:
-        result = job.backup(limit_upload)
+        result = job.backup(limit_upload, items)
     except (Failed, Refused) as exc:
         log(f"backup failed: {exc}")
-        job.push(None, started)
+        job.push(None, started, name)
         return 2 if isinstance(exc, Refused) else 1
-    job.push(result, started)
+    job.push(result, started, name)
     print(json.dumps(result), flush=True)
     log(f"backup {result['snapshot'][:8]}: {result['size']} bytes, {result['added']} added, "
         f"{result['seconds']} s")
@@ -623,6 +677,9 @@ def main(argv: list[str]) -> int:
     for name in ("schedule", "run"):
         p = sub.add_parser(name)
         p.add_argument("--limit-upload", type=int, help="KiB/s")
+    only = p.add_mutually_exclusive_group()  # run: a part of the plan
+    only.add_argument("--servers", action="store_true", help="what the servers give")
+    only.add_argument("--item", action="append", default=[], help="an item of the plan")
     sub.add_parser("init")
     p = sub.add_parser("snapshots")
     p.add_argument("--from-stack")
@@ -644,7 +701,7 @@ def main(argv: list[str]) -> int:
         if args.command == "schedule":
             schedule(job, args.limit_upload)
         if args.command == "run":
-            return once(job, args.limit_upload)
+            return once(job, args.limit_upload, part(job.plan, args.servers, args.item))
         if args.command == "init":
             job.restic("init")
             print(f"created the repository {job.repo}")
