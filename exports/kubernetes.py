@@ -628,7 +628,8 @@ def network_policies(s: ResolvedService, estate: ResolvedEstate, form: Form) -> 
     reaches every public service, the scraper every metrics port."""
     present = {t.id: t for t in estate.services}
     ingress: list[dict[str, Any]] = []
-    for d in estate.services:
+    clients = [*estate.services, *(c.job for c in claim_jobs(estate.services))]
+    for d in clients:  # the claims' backup jobs push their figures too
         if not d.native and s.id in (*d.hard, *d.lazy):
             ingress.append({"from": [_peer(d, form)],
                             "ports": _tcp([p.container for p in s.ports])})

@@ -4,7 +4,9 @@
 # Go module proxy (harness/s3: a wrapper module pinning the release) once per module set into
 # the cache. It listens on loopback; containers reach the host only through their bridge's
 # gateway, so while the suite's Docker engine has its default bridge (docker0) at `up`, the
-# server also listens on that address (the `containers=` line).
+# server also listens on that address (the `containers=` line), and while the suite's cluster
+# has its nodes' bridge, on this host's address there (the `nodes=` line: pods reach the host
+# as their node). `up` restarts a running server whose addresses changed (the data stays).
 #   harness/s3.sh up      start it unless it runs (idempotent); last line: the endpoint URL
 #   harness/s3.sh down    stop the server this script started; delete its data
 #   harness/s3.sh status  print the endpoint if it runs, exit 1 if not
@@ -49,17 +51,32 @@ report() {
   echo "access_key=$ACCESS_KEY"
   echo "secret_key=$SECRET_KEY"
   sed -n 's|^\(.*\)$|containers=http://\1|p' "$RUN/listen.extra" 2>/dev/null || true
+  sed -n 's|^\(.*\)$|nodes=http://\1|p' "$RUN/listen.nodes" 2>/dev/null || true
   echo "$ENDPOINT"
 }
 
+address() { ip -4 -o addr show dev "$1" 2>/dev/null | awk '{print $4}' | cut -d/ -f1 | head -1; }
+
 up() {
-  if alive versitygw && answers; then log "s3: reused"; report; return; fi
+  local gateway nodes bridge
+  gateway=$(address docker0)
+  bridge=$(source "$HERE/cluster/env.sh" && echo "$BRIDGE")
+  nodes=$(address "$bridge")
+  if alive versitygw && answers; then
+    if [ "${gateway:+$gateway:$PORT}" = "$(cat "$RUN/listen.extra" 2>/dev/null)" ] &&
+       [ "${nodes:+$nodes:$PORT}" = "$(cat "$RUN/listen.nodes" 2>/dev/null)" ]; then
+      log "s3: reused"; report; return
+    fi
+    log "s3: restarted to listen on the bridges there now"
+    stop versitygw
+  fi
   local bin; bin=$(binary)
   mkdir -p "$RUN" "$LOGS" "$DATA"
-  local listen=(--port "127.0.0.1:$PORT") gateway
-  gateway=$(ip -4 -o addr show dev docker0 2>/dev/null | awk '{print $4}' | cut -d/ -f1 | head -1)
+  local listen=(--port "127.0.0.1:$PORT")
   : >"$RUN/listen.extra"
+  : >"$RUN/listen.nodes"
   if [ -n "$gateway" ]; then listen+=(--port "$gateway:$PORT"); echo "$gateway:$PORT" >"$RUN/listen.extra"; fi
+  if [ -n "$nodes" ]; then listen+=(--port "$nodes:$PORT"); echo "$nodes:$PORT" >"$RUN/listen.nodes"; fi
   start versitygw "$bin" --access "$ACCESS_KEY" --secret "$SECRET_KEY" "${listen[@]}" posix "$DATA"
   await "versitygw answering" 30 versitygw answers
   log "s3: versitygw on ${listen[*]//--port /}"
@@ -69,7 +86,7 @@ up() {
 down() {
   alive versitygw || { log "s3: not running"; rm -rf "$DATA"; return 0; }
   stop versitygw
-  rm -rf "$DATA" "$RUN/listen.extra"
+  rm -rf "$DATA" "$RUN/listen.extra" "$RUN/listen.nodes"
   log "s3: stopped, data deleted"
 }
 

@@ -199,7 +199,7 @@ def test_grafana_gets_the_backup_panel_for_the_metrics_the_job_pushes() -> None:
             "manacore_backup_last_size_bytes"} <= queried
 
 
-def _image_script():
+def image_script():
     path = ROOT / "images" / "backup" / "manacore_backup.py"
     spec = importlib.util.spec_from_file_location("manacore_backup", path)
     module = importlib.util.module_from_spec(spec)
@@ -208,7 +208,7 @@ def _image_script():
 
 
 def test_the_verification_finds_a_changed_missing_or_extra_file(tmp_path: Path) -> None:
-    m = _image_script()
+    m = image_script()
     (tmp_path / "d").mkdir()
     (tmp_path / "d" / "a").write_bytes(b"alpha")
     (tmp_path / "b").write_bytes(b"beta")
@@ -238,7 +238,7 @@ def test_a_file_written_while_a_live_volume_was_backed_up_is_the_snapshots(
     """VictoriaMetrics writes parts while restic reads (seen on the real engine): the listing
     taken before restic lacks them. The snapshot's files count, and a file the listing read
     unchanged must still have its checksum."""
-    m = _image_script()
+    m = image_script()
     (tmp_path / "old").write_bytes(b"old")
     (tmp_path / "kept").write_bytes(b"kept")
     want = m.listing(tmp_path)
@@ -302,6 +302,12 @@ def test_on_kubernetes_each_item_is_taken_by_exactly_one_cron_job() -> None:
         assert policy["ingress"] == []
         assert {"ipBlock": {"cidr": "100.64.0.10/32"}} in [
             t for r in policy["egress"] for t in r["to"]]
+        push = estate["pushgateway"]  # takes the job's figures
+        admitted = objs[("NetworkPolicy", push.namespace, push.name)]["spec"]["ingress"]
+        assert any(peer["podSelector"]["matchLabels"]["app.kubernetes.io/name"] == m[
+            "metadata"]["name"] and peer["namespaceSelector"]["matchLabels"][
+            "kubernetes.io/metadata.name"] == s.namespace
+            for rule in admitted for peer in rule["from"]), s.id
     for m in (servers, *jobs.values()):
         assert (m["spec"]["schedule"], m["spec"]["concurrencyPolicy"]) == (
             estate.settings.backup.schedule, "Forbid")
@@ -319,7 +325,7 @@ def test_the_repository_egress_follows_the_endpoint() -> None:
 
 
 def test_a_run_takes_the_part_of_the_plan_it_is_given() -> None:
-    m = _image_script()
+    m = image_script()
     estate = resolved("k3s")
     found = json.loads(plan(estate.services, estate.databases, estate.settings
                             ).model_dump_json())
@@ -336,7 +342,7 @@ def test_a_restore_takes_each_item_from_the_newest_snapshot_that_holds_it() -> N
     """On Kubernetes each job writes snapshots of its own items: a restore of everything reads
     the servers' latest snapshot for the databases and each claim's latest for its files; a
     snapshot from before the item tags holds everything of its time."""
-    m = _image_script()
+    m = image_script()
     items = [{"id": "database:chat", "kind": "database"},
              {"id": "volume:synapse:/data", "kind": "volume"}]
     snaps = [

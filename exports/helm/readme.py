@@ -87,6 +87,7 @@ helm install manacore ./manacore -f my-values.yaml          # your choices, see 
 | `ingress.tls.enabled`, `.secretName`, `.clusterIssuer` | TLS for every hostname: from one Secret (e.g. a wildcard certificate), else `<service>-tls` per service; with a cert-manager ClusterIssuer those Secrets are issued for you |
 | `ingress.protect` | the admin UIs ({guarded}): `omit` (default: not routed, NOTES warns), `basicAuth` (`ingress.basicAuth.secret`) or `forwardAuth` (`ingress.forwardAuth.address`, `.trustForwardHeader`, `.authResponseHeaders`): a Traefik Middleware |
 | `ingress.controller.namespace`, `.podLabels` | where the controller's pods run (`kube-system`; empty labels: `app.kubernetes.io/name=traefik`): the NetworkPolicies admit them to the routed services only |
+| `backup.s3Endpoint`, `backup.bucket`, `backup.schedule` | the restic repository of the backups (an S3 bucket off the cluster; keys: the secrets `BACKUP_S3_ACCESS_KEY`, `BACKUP_S3_SECRET_KEY`; its password `BACKUP_REPOSITORY_PASSWORD`: keep a copy) and when they run (cron, UTC). CronJobs: `backup` for the databases, Redis and the buckets, and `backup-<claim>` per claim copied as files, on the claim's node; `services.backup.enabled: false` leaves them out |
 | `services.X.enabled` | install the service |
 | `services.X.image.repository`, `.tag` | the image |
 | `services.X.replicas`, `.resources` | pods and their requests/limits (memory limit = the catalogue's); a service that runs as one pod accepts 0 or 1 (see Availability) |

@@ -56,8 +56,8 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 # test_helm_upgrade run one after another on one release of the chart (`release`): the install
 # and what leaves it as it is, the drains and the lost node, then its upgrade and uninstall.
 MODULE_ORDER = ("test_backup", "test_compose_estate", "test_fresh_install", "test_phase0",
-                "test_cluster", "test_helm_cluster", "test_self_healing", "test_helm_upgrade",
-                "test_pulumi_k3s")
+                "test_cluster", "test_helm_cluster", "test_backup_k3s", "test_self_healing",
+                "test_helm_upgrade", "test_pulumi_k3s")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -321,22 +321,60 @@ def chart(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out / "manacore"
 
 
+# the schedule of the backups the suite deploys: never during a test (the hourly default would
+# fire at the full hour); the tests take their backups themselves
+NEVER_DURING_A_TEST = "0 0 1 1 *"
+REPOSITORY_PASSWORD = "manacore-test-repository-password"
+
+
 @pytest.fixture(scope="session")
-def release(cluster: Cluster, node_images: list[str], chart: Path) -> dict[str, Any]:
+def repository(cluster: Cluster) -> Iterator[dict[str, str]]:
+    """The S3 server of the backups (`scripts/s3 up`, versitygw), listening where the cluster's
+    pods reach this host (the `nodes=` line) and where containers do (`containers=`); stopped
+    at the end if this session started it. "backup": the stack setting (and chart values)
+    pointing the estate's backups at a bucket of its own there."""
+    script = ROOT / "scripts" / "s3"
+    running = subprocess.run([script, "status"], capture_output=True).returncode == 0
+    proc = subprocess.run([script, "up"], capture_output=True, text=True, timeout=1800)
+    if proc.returncode != 0:
+        _unavailable(f"scripts/s3 up failed:\n{proc.stderr[-3000:]}")
+    lines = proc.stdout.strip().splitlines()
+    found: dict[str, Any] = dict(line.split("=", 1) for line in lines[:-1])
+    if not {"nodes", "containers"} <= set(found):
+        _unavailable(f"the S3 server listens on {lines}: not where the nodes and containers "
+                     "reach this host (start the cluster and the engine first)")
+    found["backup"] = {"s3Endpoint": found["nodes"], "bucket": "manacore-k3s",
+                       "schedule": NEVER_DURING_A_TEST}
+    yield found
+    if not running:
+        subprocess.run([script, "down"], capture_output=True, timeout=120)
+
+
+@pytest.fixture(scope="session")
+def release(cluster: Cluster, node_images: list[str], chart: Path, repository: dict[str, Any],
+            tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """The chart installed once with its default values, every workload Ready on real nodes,
-    for test_helm_cluster, test_self_healing and test_helm_upgrade (MODULE_ORDER); what was
-    true right then — each pod's restarts, every object as the API server held it
-    (`normalised`, which test_pulumi_k3s compares with the stack's) — and what tests disturb
-    on purpose ("changed": service ids)."""
+    for test_helm_cluster, test_backup_k3s, test_self_healing and test_helm_upgrade
+    (MODULE_ORDER); its backups go to the suite's S3 server (`values`: the arguments every
+    install and upgrade of it passes). What was true right then — each pod's restarts, every
+    object as the API server held it (`normalised`, which test_pulumi_k3s compares with the
+    stack's) — and what tests disturb on purpose ("changed": service ids)."""
     from tests.realengine.pods import instance_pods, key, restarts
     from tests.realengine.release import install, normalised
 
     clear_cluster(cluster)
-    took = install(cluster, chart)
+    path = tmp_path_factory.mktemp("release") / "values.yaml"
+    path.write_text(yaml.safe_dump({"backup": repository["backup"], "secrets": {
+        "BACKUP_S3_ACCESS_KEY": repository["access_key"],
+        "BACKUP_S3_SECRET_KEY": repository["secret_key"],
+        "BACKUP_REPOSITORY_PASSWORD": REPOSITORY_PASSWORD}}))
+    values = ("-f", str(path))
+    took = install(cluster, chart, *values)
     benchmark(f"helm install --wait on real nodes: every pod Ready in {took:.0f} s")
     pods = instance_pods(cluster, RELEASE)
     return {"installed": time.monotonic(), "pods": pods, "objects": normalised(cluster),
-            "restarts": {key(p): restarts(p) for p in pods}, "changed": set()}
+            "restarts": {key(p): restarts(p) for p in pods}, "changed": set(),
+            "values": values}
 
 
 WORKLOADS = "deployments,statefulsets,daemonsets"

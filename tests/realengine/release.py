@@ -70,7 +70,7 @@ def install(cluster: Cluster, chart: Path, *args: str, verb: str = "install") ->
 
 
 KINDS = "namespaces,configmaps,secrets,services,deployments,statefulsets,daemonsets,pvc," \
-        "networkpolicies,endpointslices,poddisruptionbudgets"
+        "networkpolicies,endpointslices,poddisruptionbudgets,cronjobs"
 DROP_META = ("uid", "resourceVersion", "generation", "creationTimestamp", "managedFields")
 DROP_PREFIXES = ("meta.helm.sh/", "pulumi.com/", "deployment.kubernetes.io/",
                  "kubectl.kubernetes.io/", "pv.kubernetes.io/", "volume.kubernetes.io/",

@@ -6,8 +6,9 @@ probes, init containers, DNS names and policies.
 
 One release (conftest: `release`), installed once with the default values (every object also
 through the API server's strict field validation); the tests run in file order on it and
-leave it installed: test_self_healing drains and loses nodes under it next, and
-test_helm_upgrade ends with its upgrade and uninstall and the B2B example. What a test disturbs
+leave it installed: test_backup_k3s runs its backup jobs next, test_self_healing drains and
+loses nodes under it, and test_helm_upgrade ends with its upgrade and uninstall and the B2B
+example. What a test disturbs
 on purpose (a deleted pod, a killed process) it records, and a later test checks that nothing
 else restarted.
 """

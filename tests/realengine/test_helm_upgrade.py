@@ -15,6 +15,7 @@ import yaml
 from exports.helm.values import key as values_key
 from tests.conftest import resolved
 from tests.realengine.conftest import (
+    NEVER_DURING_A_TEST,
     REAL_NODE,
     RELEASE,
     RELEASE_NS,
@@ -49,14 +50,15 @@ def test_upgrade_keeps_secrets_claims_and_data_and_rolls_only_what_changed(
         cluster: Cluster, release: dict[str, Any], chart: Path) -> None:
     secrets, held, before = secret_values(cluster), claims(cluster), generations(cluster)
     assert held
-    took = install(cluster, chart, verb="upgrade")
+    took = install(cluster, chart, *release["values"], verb="upgrade")
     benchmark(f"helm upgrade --wait (unchanged values): {took:.0f} s")
     assert secret_values(cluster) == secrets
     assert claims(cluster) == held
     assert generations(cluster) == before
     # one changed value rolls only what depends on it, and it really rolls: new pods Ready
     gateway = ESTATE["gateway"]
-    install(cluster, chart, "--set", "services.gateway.resources.limits.memory=320Mi",
+    install(cluster, chart, *release["values"],
+            "--set", "services.gateway.resources.limits.memory=320Mi",
             "--set", "services.gateway.resources.requests.memory=320Mi", verb="upgrade")
     release["changed"].add(gateway.id)
     after = generations(cluster)
@@ -105,6 +107,7 @@ def test_b2b_install_single_namespace_external_postgres_existing_secret(
     # the customer's storage class and database host are theirs; this cluster's are these
     took = install(cluster, chart, "-f", str(chart / "ci" / "b2b-values.yaml"),
                    "--set", "storageClass=local-path",
+                   "--set", f"backup.schedule={NEVER_DURING_A_TEST}",
                    "--set", f"services.postgres.external.host={host}")
     benchmark(f"helm install --wait (B2B example, external PostgreSQL): {took:.0f} s")
     deployed = {w["metadata"]["namespace"] for w in ours(cluster, WORKLOADS)}

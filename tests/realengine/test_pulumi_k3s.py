@@ -43,11 +43,13 @@ def secrets() -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def k3s(tmp_path_factory: pytest.TempPathFactory, toolchain: Path, cluster: Cluster,
-        node_images: list[str], secrets: dict[str, str]) -> PulumiStack:
+        node_images: list[str], secrets: dict[str, str], repository: dict[str, Any]
+        ) -> PulumiStack:
     clear_cluster(cluster)
     stack = PulumiStack.create(tmp_path_factory.mktemp("pulumi-k3s"), "k3s",
                                env={"KUBECONFIG": str(cluster.kubeconfig)})
-    stack.config({"kubeContext": cluster.context})
+    # the release's repository and schedule, so the objects compare field by field
+    stack.config({"kubeContext": cluster.context, "backup": repository["backup"]})
     stack.config(secrets, secret=True)
     return stack
 
