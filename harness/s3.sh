@@ -55,7 +55,8 @@ report() {
   echo "$ENDPOINT"
 }
 
-address() { ip -4 -o addr show dev "$1" 2>/dev/null | awk '{print $4}' | cut -d/ -f1 | head -1; }
+# the IPv4 address of a network device; nothing when there is no such device
+address() { { ip -4 -o addr show dev "$1" 2>/dev/null || true; } | awk '{print $4}' | cut -d/ -f1 | head -1; }
 
 up() {
   local gateway nodes bridge
