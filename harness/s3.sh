@@ -61,7 +61,9 @@ address() { { ip -4 -o addr show dev "$1" 2>/dev/null || true; } | awk '{print $
 up() {
   local gateway nodes bridge
   gateway=$(address docker0)
-  bridge=$(source "$HERE/cluster/env.sh" && echo "$BRIDGE")
+  # the cluster's facts in a shell of their own (they name RUN, DATA … too)
+  # shellcheck disable=SC2016  # expanded by that shell
+  bridge=$(bash -c 'source "$1" && echo "$BRIDGE"' _ "$HERE/cluster/env.sh")
   nodes=$(address "$bridge")
   if alive versitygw && answers; then
     if [ "${gateway:+$gateway:$PORT}" = "$(cat "$RUN/listen.extra" 2>/dev/null)" ] &&
