@@ -86,7 +86,7 @@ class Plan(_Frozen):
 
     stack: str  # restic's --host: snapshots are grouped by the stack that took them
     repository: str  # restic's repository string (s3:… or the local mount)
-    schedule: str
+    schedule: str | None  # the container's own schedule (Docker); Kubernetes: the CronJobs'
     keep: dict[str, int]
     pushgateway: str | None
     cache: str  # the backup's own volume: staging, the objects' mirror, restore state
@@ -173,7 +173,8 @@ def plan(services: Sequence[ResolvedService], databases: tuple[Database, ...],
               for s, v in copied_volumes(services) if s is not redis]
     push = next((s for s in services if s.id == "pushgateway"), None)
     b = settings.backup
-    return Plan(stack=settings.stack, repository=repository(settings), schedule=b.schedule,
+    schedule = b.schedule if settings.target == "docker" else None
+    return Plan(stack=settings.stack, repository=repository(settings), schedule=schedule,
                 keep=b.keep.model_dump(), pushgateway=push.url() if push else None, cache=cache,
                 postgres=_server(pg, pg.dump) if pg and pg.dump else None,
                 redis=_server(redis, redis.dump) if redis and redis.dump else None,

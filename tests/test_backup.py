@@ -314,6 +314,14 @@ def test_on_kubernetes_each_item_is_taken_by_exactly_one_cron_job() -> None:
     assert sorted(taken) == sorted(i.id for i in items)  # every item, by one job
 
 
+def test_the_schedule_is_the_containers_on_docker_and_the_cron_jobs_on_kubernetes() -> None:
+    """The plan carries a schedule only where the container runs it itself: on Kubernetes the
+    CronJobs' (a value of the chart) is the one that counts, so the plan is the same for any."""
+    for stack, expected in (("macmini", "0 * * * *"), ("k3s", None)):
+        estate = resolved(stack)
+        assert plan(estate.services, estate.databases, estate.settings).schedule == expected
+
+
 def test_the_repository_egress_follows_the_endpoint() -> None:
     from exports.kubernetes import repository_egress
 

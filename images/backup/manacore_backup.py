@@ -631,6 +631,8 @@ def rdb_keys(path: Path) -> int:
 def schedule(job: Job, limit_upload: int | None) -> None:
     from croniter import croniter
 
+    if not job.plan["schedule"]:
+        raise Refused("the plan has no schedule: on Kubernetes the CronJobs run `run`")
     log(f"schedule {job.plan['schedule']} into {job.repo}")
     times = croniter(job.plan["schedule"], datetime.now(UTC))
     while True:

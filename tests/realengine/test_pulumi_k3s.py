@@ -108,7 +108,7 @@ def test_up_creates_the_estate_and_every_workload_becomes_ready(k3s: PulumiStack
     assert not left, "Services without a ready endpoint"
     assert len([s for s in cluster.items("services", "-A")
                 if s["metadata"]["namespace"].startswith("manacore-")]) > 40
-    names = {i["metadata"]["name"] for i in items}
+    names = {i["metadata"]["name"] for i in [*items, *cluster.items("cronjobs", "-A")]}
     assert {s.name for s in resolved("k3s").services if not s.native} <= names
     outputs = k3s.outputs()
     assert {"services", "hostnames"} <= set(outputs), sorted(outputs)
