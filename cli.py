@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from catalog.load import LoadError, load_estate, load_stack
 from catalog.model import Estate
@@ -279,20 +279,33 @@ def migrate_cmd(stack: str, output: Path, force: bool) -> None:
 
 
 def backup_cmd(stack: str, init: bool, snapshots: bool, limit_upload: int | None) -> None:
-    """Take a backup now in the stack's backup container (what its schedule does every
-    interval): one restic snapshot of every database, Redis, the buckets and every stateful
-    volume. --init creates the repository (once); --snapshots lists what it holds."""
-    from ops.docker_backup import DockerBackup, OpsError
+    """Take a backup now (what its schedule does every interval): on Docker in the stack's
+    backup container, one restic snapshot of every database, Redis, the buckets and every
+    stateful volume; on Kubernetes a Job from each of the backup's CronJobs (the servers' and
+    one per claim, a snapshot each). --init creates the repository (once); --snapshots lists
+    what it holds."""
+    from ops.docker_backup import OpsError
 
     resolved = _resolved(stack)
     args = ["init"] if init else ["snapshots"] if snapshots else [
         "run", *(["--limit-upload", str(limit_upload)] if limit_upload else [])]
     try:
-        code = DockerBackup(resolved, _say).backup(*args)
+        code = _backup_ops(resolved).backup(*args)
     except OpsError as exc:
         raise _fail([f"backup: {exc}"], exc.code) from None
     if code:
         raise SystemExit(code)
+
+
+def _backup_ops(resolved: ResolvedEstate) -> Any:
+    """The backup and restore of the stack's target."""
+    if resolved.target == "kubernetes":
+        from ops.kube_backup import KubeBackup
+
+        return KubeBackup(resolved, _say)
+    from ops.docker_backup import DockerBackup
+
+    return DockerBackup(resolved, _say)
 
 
 def restore_cmd(stack: str, services: list[str], snapshot: str | None, from_stack: str | None,
@@ -303,12 +316,15 @@ def restore_cmd(stack: str, services: list[str], snapshot: str | None, from_stac
     --force; the services an item needs stopped are stopped, and started again afterwards. An
     interrupted restore can be run again (without --force) and leaves the repository as it
     was. Exit 0 restored and verified, 1 a step failed or something differs, 2 refused."""
-    from ops.docker_backup import DockerBackup, OpsError
+    from ops.docker_backup import OpsError
 
     resolved = _resolved(stack)
     try:
-        code = DockerBackup(resolved, _say).restore(services, snapshot, from_stack, force,
-                                                    dry_run, limit_download)
+        ops = _backup_ops(resolved)
+        if limit_download and resolved.target == "kubernetes":
+            raise OpsError("--limit-download: on Docker only", 2)
+        code = ops.restore(services, snapshot, from_stack, force, dry_run,
+                           *([limit_download] if limit_download else []))
     except OpsError as exc:
         raise _fail([f"restore: {exc}"], exc.code) from None
     if code:

@@ -95,6 +95,11 @@ class Plan(_Frozen):
     objects: Server | None = None
     items: tuple[Item, ...]
 
+    def services(self) -> set[str]:
+        """The services whose data it takes (PostgreSQL's: the roles and every database)."""
+        return {i.service for i in self.items} | ({self.postgres.service} if self.postgres
+                                                  else set())
+
     def select(self, services: list[str]) -> tuple[Item, ...]:
         """The items of the given services (all when none is given); the PostgreSQL service
         selects the roles and every database."""
@@ -200,18 +205,23 @@ def files_copied(services: Sequence[ResolvedService]
 
 
 class ClaimJob(_Frozen):
-    """One copied claim's backup job on Kubernetes: `job` is the backup service as that job
-    runs (named after the claim, in the claim's namespace, mounting the claim read-only and
-    its own scratch volume, with only the repository's settings and secrets); `service` is
-    the claim's service, as whose user it reads the files; `args` select its item."""
+    """One claim's backup job on Kubernetes: `job` is the backup service as that job runs
+    (named after the claim, in the claim's namespace, mounting the claim read-only and its
+    own scratch volume, with only the repository's settings and secrets); `service` is the
+    claim's service, as whose user it reads and restores the files; `args` select its item.
+    `scheduled`: a CronJob copies the claim; Redis's claim (its data is taken through the
+    server) is only written by a restore, which puts the RDB in place there."""
 
     service: str
     item: str
     job: ResolvedService
     args: tuple[str, ...]
+    scheduled: bool = True
 
 
 def claim_jobs(services: Sequence[ResolvedService]) -> list[ClaimJob]:
+    """Every claim a backup job reads or a restore writes: each claim copied as files, and
+    Redis's."""
     backup = backup_service(services)
     if backup is None:
         return []
@@ -220,14 +230,15 @@ def claim_jobs(services: Sequence[ResolvedService]) -> list[ClaimJob]:
     servers = {s.id for s in services if s.dump is not None}
     own = tuple(v for v in backup.volumes if not v.stateful)
     out = []
-    for s, v in files_copied(services):
+    for s, v in copied_volumes(services):
         job = backup.model_copy(update={
             "name": f"{backup.name}-{v.claim}", "namespace": s.namespace,
             "volumes": (*own, _reader(s, v)), "env": env, "secrets": secrets,
             "files": backup.files, "lazy": tuple(d for d in backup.lazy if d not in servers),
             "hard": (), "host_mounts": ()})
-        out.append(ClaimJob(service=s.id, item=volume_item(s, v), job=job,
-                            args=("run", "--item", volume_item(s, v))))
+        item = "redis" if s.dump is not None else volume_item(s, v)
+        out.append(ClaimJob(service=s.id, item=item, job=job, args=("run", "--item", item),
+                            scheduled=s.dump is None))
     return out
 
 
@@ -274,5 +285,5 @@ def pods(svc: ResolvedService, services: Sequence[ResolvedService], target: str)
     """Pods of a service that run at once: its replicas; for the backup on Kubernetes, its
     servers' job and every claim's job, which share one schedule."""
     if svc.role == ROLE and target == "kubernetes":
-        return 1 + len(files_copied(services))
+        return 1 + sum(c.scheduled for c in claim_jobs(services))
     return svc.replicas

@@ -547,15 +547,17 @@ def config_objects(s: ResolvedService, form: Form, when: tuple[Cond, ...]) -> li
 
 
 def claim_job_objects(estate: ResolvedEstate, form: Form) -> list[Obj]:
-    """Each copied claim's backup CronJob (catalog.backup.claim_jobs) with its environment,
-    Secret, plan and NetworkPolicy, in the claim's namespace; there while the backup and the
-    claim's service are both enabled."""
+    """Each claim's backup CronJob (catalog.backup.claim_jobs; Redis's claim has none: only a
+    restore writes there, `manacore restore`) with its environment, Secret, plan and
+    NetworkPolicy, in the claim's namespace; there while the backup and the claim's service
+    are both enabled."""
     out: list[Obj] = []
     for c in claim_jobs(estate.services):
         j, owner = c.job, estate[c.service]
         when = (("enabled", j.id), ("enabled", owner.id))
         out += config_objects(j, form, when)
-        out.append(Obj(cron_job(j, estate, form, c.args, owner), when, j.id))
+        if c.scheduled:
+            out.append(Obj(cron_job(j, estate, form, c.args, owner), when, j.id))
         out += [Obj(o.manifest, (*o.when, ("enabled", owner.id)), o.service)
                 for o in network_policies(j, estate, form)]
     return out

@@ -111,8 +111,7 @@ class DockerBackup:
 
     def restore(self, services: list[str], snapshot: str | None, from_stack: str | None,
                 force: bool, dry_run: bool = False, limit: int | None = None) -> int:
-        known = {i.service for i in self.plan.items} | (
-            {self.plan.postgres.service} if self.plan.postgres else set())
+        known = self.plan.services()
         unknown = sorted(set(services) - known)
         if unknown:
             raise OpsError(f"nothing is backed up of {', '.join(unknown)}; services with data: "

@@ -226,11 +226,13 @@ def test_the_verification_finds_a_changed_missing_or_extra_file(tmp_path: Path) 
 
 
 def test_restore_refuses_without_an_engine_what_it_cannot_do() -> None:
-    k3s = invoke("restore", "--stack", "k3s")
-    assert k3s.exit_code == 2 and "targets kubernetes" in k3s.stderr
-    unknown = invoke("restore", "nothing-here")
-    assert unknown.exit_code == 2 and "nothing is backed up of nothing-here" in unknown.stderr
-    assert "services with data:" in unknown.stderr and "synapse" in unknown.stderr
+    for stack in ("macmini", "k3s"):
+        unknown = invoke("restore", "--stack", stack, "nothing-here")
+        assert unknown.exit_code == 2, unknown.output
+        assert "nothing is backed up of nothing-here" in unknown.stderr
+        assert "services with data:" in unknown.stderr and "synapse" in unknown.stderr
+    limited = invoke("restore", "--stack", "k3s", "--limit-download", "100")
+    assert limited.exit_code == 2 and "on Docker only" in limited.stderr
 
 
 def test_a_file_written_while_a_live_volume_was_backed_up_is_the_snapshots(
@@ -373,3 +375,46 @@ def test_a_restore_takes_each_item_from_the_newest_snapshot_that_holds_it() -> N
     snaps[:] = snaps[1:2]
     with pytest.raises(m.Refused, match="no snapshot of stack k3s holds volume:synapse:/data"):
         job.sources(items, None, "k3s")
+
+
+def test_a_k3s_restore_writes_each_item_from_the_pod_that_can() -> None:
+    """The servers' pod restores a database (it reaches PostgreSQL); a claim's pod its claim,
+    now read-write, on the claim's node as the claim's service's user; Redis's RDB from a pod
+    on Redis's claim (no CronJob: only a restore writes there)."""
+    from exports.kubernetes import runtime
+    from ops.kube_backup import KubeBackup
+
+    estate = resolved("k3s")
+    ops = KubeBackup(estate)
+    items = ops.plan.select(["synapse", "redis"])
+    assert [i.id for i in items] == ["database:synapse", "redis", "volume:synapse:/data"]
+    jobs = ops._pods_for(items, ["restore", "--force"], True)
+    names = [j["metadata"]["name"] for j in jobs]
+    assert len(set(names)) == 3 and all(len(n) <= 63 for n in names)
+
+    def pod(j):
+        return j["spec"]["template"]["spec"]
+
+    servers, redis, synapse = jobs
+    assert servers["metadata"]["namespace"] == estate["backup"].namespace
+    assert pod(servers)["containers"][0]["args"] == [
+        "restore", "--item", "database:synapse", "--force"]
+    assert not [v for v in pod(servers)["volumes"] if "persistentVolumeClaim" in v]
+    for job, owner, path in ((redis, estate["redis"], "/volumes/redis/data"),
+                             (synapse, estate["synapse"], "/volumes/synapse/data")):
+        spec = pod(job)
+        assert job["metadata"]["namespace"] == owner.namespace
+        [claim] = [v for v in spec["volumes"] if "persistentVolumeClaim" in v]
+        assert claim["persistentVolumeClaim"] == {
+            "claimName": next(v.claim for v in owner.volumes if v.stateful)}
+        [mount] = [m for m in spec["containers"][0]["volumeMounts"]
+                   if m["name"] == claim["name"]]
+        assert mount == {"name": claim["name"], "mountPath": path}  # writable
+        assert spec["securityContext"]["runAsUser"] == runtime(owner).uid
+    assert job["spec"]["backoffLimit"] == 0
+    # Redis's restore pod has its config and Secret in Redis's namespace, and no CronJob
+    from exports.kubernetes import concrete_objects
+
+    objs = {(o.kind, o.name) for o in concrete_objects(estate, str)}
+    redis_job = f"{estate['backup'].name}-redis-data"
+    assert ("Secret", f"{redis_job}-secrets") in objs and ("CronJob", redis_job) not in objs

@@ -11,7 +11,7 @@ pg_dump/pg_dumpall the databases and roles, redis-cli the RDB, rclone the bucket
                       [--servers | --item ID…]  only what is taken through the servers, or
                                            these items (Kubernetes: one job per claim)
   manacore-backup snapshots [--from-stack S]
-  manacore-backup restore [SERVICE…] [--snapshot ID] [--from-stack S] [--force]
+  manacore-backup restore [SERVICE… | --item ID…] [--snapshot ID] [--from-stack S] [--force]
                           [--limit-download KIB] [--dry-run]
   manacore-backup check [SERVICE…] [--snapshot ID] [--from-stack S]   (after the restart)
 
@@ -323,10 +323,10 @@ class Job:
             args += ["--limit-download", str(limit)]
         self.restic(*args)
 
-    def restore(self, services: list[str], snapshot: str | None, stack: str, force: bool,
-                limit: int | None, dry_run: bool) -> bool:
+    def restore(self, items: list[dict[str, Any]], snapshot: str | None, stack: str,
+                force: bool, limit: int | None, dry_run: bool) -> bool:
         self.open()
-        sources = self.sources(select(self.plan, services), snapshot, stack)
+        sources = self.sources(items, snapshot, stack)
         for snap in {s["id"]: s for _, s, _ in sources}.values():
             held = [i["id"] for i, s, _ in sources if s is snap]
             print(f"snapshot {snap['short_id']} of stack {snap['hostname']}, taken "
@@ -503,11 +503,11 @@ class Job:
             report["written while backed up"] = n
         return {**report, "differs": compare(got, want, self.held(snap, item["path"]))}
 
-    def check(self, services: list[str], snapshot: str | None, stack: str) -> bool:
+    def check(self, items: list[dict[str, Any]], snapshot: str | None, stack: str) -> bool:
         """What can only be read once the restored services run again: Redis's keys."""
         self.open()
         ok = True
-        redis = [i for i in select(self.plan, services) if i["kind"] == "redis"]
+        redis = [i for i in items if i["kind"] == "redis"]
         for i, _, manifest in self.sources(redis, snapshot, stack) if redis else []:
             r = self.plan["redis"]
             info = run(["redis-cli", "-h", r["host"], "-p", str(r["port"]), "info", "keyspace"],
@@ -688,6 +688,9 @@ def main(argv: list[str]) -> int:
     for name in ("restore", "check"):
         p = sub.add_parser(name)
         p.add_argument("services", nargs="*")
+        p.add_argument("--item", action="append", default=[],
+                       help="an item of the plan instead of services (Kubernetes: one job "
+                            "per claim)")
         p.add_argument("--snapshot")
         p.add_argument("--from-stack")
         if name == "restore":
@@ -711,11 +714,14 @@ def main(argv: list[str]) -> int:
             out = job.restic("snapshots", "--host", stack, "--tag", "manacore", json_out=True)
             for s in json.loads(out or "[]"):
                 print(f"{s['short_id']}  {s['time'][:19]}  {s['hostname']}")
+        if args.command in ("restore", "check"):
+            items = part(job.plan, False, args.item) if args.item else \
+                select(job.plan, args.services)
         if args.command == "restore":
-            return 0 if job.restore(args.services, args.snapshot, stack, args.force,
+            return 0 if job.restore(items, args.snapshot, stack, args.force,
                                     args.limit_download, args.dry_run) else 1
         if args.command == "check":
-            return 0 if job.check(args.services, args.snapshot, stack) else 1
+            return 0 if job.check(items, args.snapshot, stack) else 1
     except Refused as exc:
         print(f"refused: {exc}", file=sys.stderr)
         return 2

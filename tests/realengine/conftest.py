@@ -423,13 +423,13 @@ def random_env(estate: ResolvedEstate) -> dict[str, str]:
     return values
 
 
-def stack_copy(tmp: Path, **overrides: Any) -> Path:
-    """A copy of the macmini stack file with `manacore:` overrides (e.g. adoptLegacy)."""
-    data = yaml.safe_load(stack_file("macmini").read_text())
+def stack_copy(tmp: Path, stack: str = "macmini", **overrides: Any) -> Path:
+    """A copy of a stack file with `manacore:` overrides (e.g. adoptLegacy)."""
+    data = yaml.safe_load(stack_file(stack).read_text())
     for key, value in overrides.items():
         data["config"][f"manacore:{key}"] = value
     tmp.mkdir(parents=True, exist_ok=True)
-    (tmp / "Pulumi.macmini.yaml").write_text(yaml.safe_dump(data))
+    (tmp / f"Pulumi.{stack}.yaml").write_text(yaml.safe_dump(data))
     return tmp
 
 

@@ -4,19 +4,24 @@ them by hand, `kubectl create job --from=cronjob/…`: the servers' job dumps ev
 the roles, Redis and the buckets; each copied claim's job runs on the claim's node, reads it
 read-only as the claim's service under restricted Pod Security, and writes a snapshot tagged
 with its item. What the snapshots hold is read back with restic from outside the cluster.
+Then `manacore restore --stack k3s` brings back what was lost since.
 
 Runs after test_helm_cluster on the same release, before the nodes are drained; its Jobs are
-deleted again."""
+deleted again (the restore's keep a day, as an operator's do)."""
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from catalog.backup import files_copied, mount_path, volume_item
+from catalog.settings import ROOT
 from tests.conftest import resolved
 from tests.realengine.conftest import (
     RELEASE,
@@ -24,15 +29,17 @@ from tests.realengine.conftest import (
     Cluster,
     Engine,
     benchmark,
+    stack_copy,
 )
-from tests.realengine.pods import exec_in, key, node_of, pods_of, until
+from tests.realengine.pods import exec_in, key, node_of, pods_of, ready, until
 from tests.realengine.release import ours
 from tests.test_backup import image_script
 
 pytestmark = pytest.mark.kube_cluster
 ESTATE = resolved("k3s")
 PROBE = "manacore-probe.bin"  # written into Synapse's claim
-ROWS = 500  # into a table of the first database
+ROWS = 500  # into a table of Synapse's database
+MANACORE = str(ROOT / ".venv" / "bin" / "manacore")
 
 
 def marker_of(item: str) -> str:
@@ -81,11 +88,15 @@ def test_each_cron_job_backs_up_its_items_from_its_node(
     digest = exec_in(cluster, synapse, "sh", "-c", f"head -c 300000 /dev/urandom > "
                      f"{volume.path}/{PROBE} && sha256sum {volume.path}/{PROBE}"
                      ).stdout.split()[0]
-    database = ESTATE.databases[0].name
+    database = ESTATE["synapse"].database
     postgres = pods_of(cluster, ESTATE["postgres"], RELEASE)[0]
-    exec_in(cluster, postgres, "psql", "-U", "postgres", "-d", database, "-v",
-            "ON_ERROR_STOP=1", "-c", "DROP TABLE IF EXISTS manacore_probe; CREATE TABLE "
-            f"manacore_probe AS SELECT g AS n FROM generate_series(1, {ROWS}) g")
+
+    def sql(statement: str) -> str:
+        return exec_in(cluster, postgres, "psql", "-U", "postgres", "-d", database, "-XAtq",
+                       "-v", "ON_ERROR_STOP=1", "-c", statement).stdout.strip()
+
+    sql("DROP TABLE IF EXISTS manacore_probe; CREATE TABLE manacore_probe AS "
+        f"SELECT g AS n FROM generate_series(1, {ROWS}) g")
 
     cron = {c["metadata"]["name"]: c["metadata"]["namespace"] for c in ours(cluster, "cronjobs")}
     assert len(cron) == 1 + len(files_copied(ESTATE.services))
@@ -117,9 +128,7 @@ def test_each_cron_job_backs_up_its_items_from_its_node(
             assert pod["spec"]["securityContext"]["runAsUser"] == \
                 owner["spec"]["securityContext"]["runAsUser"], s.id
     finally:
-        for name, ns in names.items():
-            cluster.kubectl("delete", "job", name, "-n", ns, "--cascade=foreground",
-                            check=False)
+        clean(cluster)
 
     new = [s for s in snapshots(engine, repository) if s["id"] not in before]
     assert len(new) == len(cron), [s.get("tags") for s in new]
@@ -136,3 +145,45 @@ def test_each_cron_job_backs_up_its_items_from_its_node(
     held = restic(engine, repository, "restic -o s3.bucket-lookup=path dump "
                   f"{media['id']} {mount_path(ESTATE['synapse'], volume)}/{PROBE} | sha256sum")
     assert held.split()[0] == digest
+
+    # lost since the backup: the file and the table; `manacore restore --stack k3s synapse`
+    # refuses while Synapse's database and claim hold data, then with --force restores both
+    exec_in(cluster, synapse, "rm", f"{volume.path}/{PROBE}")
+    sql("DROP TABLE manacore_probe")
+    stacks = stack_copy(Path(str(cluster.kubeconfig)).parent / "stacks-k3s", "k3s",
+                        kubeContext=cluster.context, backup=repository["backup"])
+    env = {**os.environ, "MANACORE_STACK_DIR": str(stacks), "KUBECONFIG": str(
+        cluster.kubeconfig), "PATH": f"{ROOT / '.tools' / 'bin'}:{os.environ['PATH']}"}
+
+    def manacore(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([MANACORE, "restore", "--stack", "k3s", *args], env=env,
+                              capture_output=True, text=True, timeout=1800)
+
+    release["changed"].add("synapse")  # stopped and started again by the restore
+    refused = manacore("synapse")
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "not empty" in refused.stdout + refused.stderr
+    assert sql("SELECT count(*) FROM pg_tables WHERE tablename = 'manacore_probe'") == "0"
+    start = time.monotonic()
+    done = manacore("synapse", "--force")
+    took = time.monotonic() - start
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    lines = done.stdout.splitlines()
+    for item in (f"database:{database}", volume_item(ESTATE["synapse"], volume)):
+        assert any(x.startswith(f"{item}: ") and x.endswith(": verified") for x in lines), \
+            (item, done.stdout[-3000:])
+    benchmark(f"manacore restore --stack k3s synapse (its database and claim; Synapse "
+              f"stopped and started again): {took:.1f} s")
+    synapse = until("Synapse Ready again", lambda: next(
+        (p for p in pods_of(cluster, ESTATE["synapse"], RELEASE) if ready(p)), None), 300)
+    assert exec_in(cluster, synapse, "sha256sum", f"{volume.path}/{PROBE}"
+                   ).stdout.split()[0] == digest
+    assert sql("SELECT count(*) FROM manacore_probe") == str(ROWS)
+    clean(cluster)  # the restore's Jobs (kept a day for an operator to read)
+
+
+def clean(cluster: Cluster) -> None:
+    """No backup or restore Job of the release left: later modules count its pods."""
+    cluster.kubectl("delete", "jobs", "-A", "-l", "app.kubernetes.io/component=backup,"
+                    f"app.kubernetes.io/instance={RELEASE}", "--cascade=foreground",
+                    timeout=300)
