@@ -496,7 +496,12 @@ class Job:
                        limit: int | None) -> dict[str, Any]:
         target = Path(item["path"])
         clear(target)
-        self.extract(snap, item["path"], "/", limit)
+        # the tree under the path into the path itself (`<snapshot>:<path>`): restic touches
+        # nothing above it (on Kubernetes the pod's root is read-only and not the user's)
+        args = ["restore", f"{snap['id']}:{item['path']}", "--target", item["path"], "--verify"]
+        if limit:
+            args += ["--limit-download", str(limit)]
+        self.restic(*args)
         got = listing(target)
         report = {"files": got["files"], "bytes": got["bytes"]}
         if n := changed(got, want):
