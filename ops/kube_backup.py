@@ -174,8 +174,12 @@ class KubeBackup:
         for w in running.values():
             selector = ",".join(f"{k}={v}" for k, v in w["spec"]["selector"][
                 "matchLabels"].items())
-            self.kubectl("wait", "--for=delete", "pod", "-l", selector, "-n",
-                         w["metadata"]["namespace"], f"--timeout={WAIT}s", timeout=WAIT + 30)
+            gone = self.kubectl("wait", "--for=delete", "pod", "-l", selector, "-n",
+                                w["metadata"]["namespace"], f"--timeout={WAIT}s",
+                                timeout=WAIT + 30, check=False)
+            if gone.returncode and "no matching resources" not in gone.stderr:  # all gone
+                raise OpsError(f"{w['metadata']['name']}: its pods did not stop: "
+                               f"{gone.stderr.strip()[-500:]}")
         if running:
             self.say(f"stopped {', '.join(sorted(running))} ({time.monotonic() - start:.1f} s)")
         try:
