@@ -148,6 +148,25 @@ class KubeBackup:
                 found[s.id] = json.loads(got.stdout)
         return found
 
+    def stopped(self, w: dict[str, Any]) -> None:
+        """Waits until no pod of the workload runs (its selector's pods that are neither
+        Succeeded nor Failed: a finished pod with the same labels, e.g. a `helm test` pod,
+        holds nothing)."""
+        meta = w["metadata"]
+        selector = ",".join(f"{k}={v}" for k, v in w["spec"]["selector"]["matchLabels"].items())
+        deadline = time.monotonic() + WAIT
+        while True:
+            pods = json.loads(self.kubectl("get", "pods", "-n", meta["namespace"], "-l",
+                                           selector, "-o", "json").stdout)["items"]
+            live = [p["metadata"]["name"] for p in pods
+                    if p["status"].get("phase") not in ("Succeeded", "Failed")]
+            if not live:
+                return
+            if time.monotonic() > deadline:
+                raise OpsError(f"{meta['name']}: pods still running after {WAIT} s: "
+                               f"{', '.join(live)}")
+            time.sleep(1)
+
     def scale(self, w: dict[str, Any], replicas: int) -> None:
         meta = w["metadata"]
         self.kubectl("scale", f"{w['kind'].lower()}/{meta['name']}", "-n", meta["namespace"],
@@ -172,14 +191,7 @@ class KubeBackup:
         for w in running.values():
             self.scale(w, 0)
         for w in running.values():
-            selector = ",".join(f"{k}={v}" for k, v in w["spec"]["selector"][
-                "matchLabels"].items())
-            gone = self.kubectl("wait", "--for=delete", "pod", "-l", selector, "-n",
-                                w["metadata"]["namespace"], f"--timeout={WAIT}s",
-                                timeout=WAIT + 30, check=False)
-            if gone.returncode and "no matching resources" not in gone.stderr:  # all gone
-                raise OpsError(f"{w['metadata']['name']}: its pods did not stop: "
-                               f"{gone.stderr.strip()[-500:]}")
+            self.stopped(w)
         if running:
             self.say(f"stopped {', '.join(sorted(running))} ({time.monotonic() - start:.1f} s)")
         try:

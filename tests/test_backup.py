@@ -418,3 +418,26 @@ def test_a_k3s_restore_writes_each_item_from_the_pod_that_can() -> None:
     objs = {(o.kind, o.name) for o in concrete_objects(estate, str)}
     redis_job = f"{estate['backup'].name}-redis-data"
     assert ("Secret", f"{redis_job}-secrets") in objs and ("CronJob", redis_job) not in objs
+
+
+def test_a_k3s_restore_waits_only_for_pods_that_run() -> None:
+    """A finished pod with the workload's labels (a `helm test` pod) holds nothing: waiting
+    for it to go would wait forever (seen on the real nodes)."""
+    import subprocess
+
+    from ops.kube_backup import KubeBackup
+
+    ops = KubeBackup(resolved("k3s"))
+    states = [["Running", "Succeeded"], ["Succeeded"]]
+    asked = []
+
+    def kubectl(*args, **kwargs):
+        asked.append(args)
+        pods = [{"metadata": {"name": f"p{i}"}, "status": {"phase": phase}}
+                for i, phase in enumerate(states.pop(0))]
+        return subprocess.CompletedProcess(args, 0, json.dumps({"items": pods}), "")
+
+    ops.kubectl = kubectl  # type: ignore[method-assign]
+    ops.stopped({"metadata": {"name": "synapse", "namespace": "manacore-matrix"},
+                 "spec": {"selector": {"matchLabels": {"app.kubernetes.io/name": "synapse"}}}})
+    assert len(asked) == 2 and not states
