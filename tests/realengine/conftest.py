@@ -327,12 +327,11 @@ NEVER_DURING_A_TEST = "0 0 1 1 *"
 REPOSITORY_PASSWORD = "manacore-test-repository-password"
 
 
-@pytest.fixture(scope="session")
-def repository(cluster: Cluster) -> Iterator[dict[str, str]]:
-    """The S3 server of the backups (`scripts/s3 up`, versitygw), listening where the cluster's
-    pods reach this host (the `nodes=` line) and where containers do (`containers=`); stopped
-    at the end if this session started it. "backup": the stack setting (and chart values)
-    pointing the estate's backups at a bucket of its own there."""
+@contextmanager
+def s3_server(*where: str) -> Iterator[dict[str, Any]]:
+    """`scripts/s3 up` (versitygw): its keys, its addresses by who reaches them (`containers`,
+    `nodes`; `endpoint`: this host's), which must include `where`; stopped at the end if this
+    call started it."""
     script = ROOT / "scripts" / "s3"
     running = subprocess.run([script, "status"], capture_output=True).returncode == 0
     proc = subprocess.run([script, "up"], capture_output=True, text=True, timeout=1800)
@@ -340,14 +339,26 @@ def repository(cluster: Cluster) -> Iterator[dict[str, str]]:
         _unavailable(f"scripts/s3 up failed:\n{proc.stderr[-3000:]}")
     lines = proc.stdout.strip().splitlines()
     found: dict[str, Any] = dict(line.split("=", 1) for line in lines[:-1])
-    if not {"nodes", "containers"} <= set(found):
-        _unavailable(f"the S3 server listens on {lines}: not where the nodes and containers "
-                     "reach this host (start the cluster and the engine first)")
-    found["backup"] = {"s3Endpoint": found["nodes"], "bucket": "manacore-k3s",
-                       "schedule": NEVER_DURING_A_TEST}
-    yield found
-    if not running:
-        subprocess.run([script, "down"], capture_output=True, timeout=120)
+    found["endpoint"] = lines[-1]
+    if not set(where) <= set(found):
+        _unavailable(f"the S3 server listens on {lines}: not where {', '.join(where)} reach "
+                     "this host (start the engine, and the cluster for nodes, first)")
+    try:
+        yield found
+    finally:
+        if not running:
+            subprocess.run([script, "down"], capture_output=True, timeout=120)
+
+
+@pytest.fixture(scope="session")
+def repository(cluster: Cluster) -> Iterator[dict[str, Any]]:
+    """The S3 server of the backups, listening where the cluster's pods reach this host (the
+    `nodes=` line) and where containers do (`containers=`). "backup": the stack setting (and
+    chart values) pointing the estate's backups at a bucket of its own there."""
+    with s3_server("nodes", "containers") as found:
+        found["backup"] = {"s3Endpoint": found["nodes"], "bucket": "manacore-k3s",
+                           "schedule": NEVER_DURING_A_TEST}
+        yield found
 
 
 @pytest.fixture(scope="session")

@@ -33,10 +33,10 @@ from exports.migration import HELPER_IMAGE
 from tests.realengine.conftest import (
     Engine,
     Estate,
-    _unavailable,
     benchmark,
     clear_project,
     render,
+    s3_server,
     stack_copy,
 )
 
@@ -48,21 +48,10 @@ BOTS = ("mana-bot", "stats-bot", "project-doc-bot")
 
 @pytest.fixture(scope="module")
 def s3() -> Iterator[dict[str, str]]:
-    """`scripts/s3 up`; `down` at the end only if this module started it."""
-    script = ROOT / "scripts" / "s3"
-    running = subprocess.run([script, "status"], capture_output=True).returncode == 0
-    proc = subprocess.run([script, "up"], capture_output=True, text=True, timeout=1800)
-    if proc.returncode != 0:
-        _unavailable(f"scripts/s3 up failed:\n{proc.stderr[-3000:]}")
-    lines = proc.stdout.strip().splitlines()
-    found = dict(line.split("=", 1) for line in lines[:-1])
-    found["endpoint"] = lines[-1]
-    if "containers" not in found:
-        _unavailable("the S3 server does not listen where containers reach the host: start "
-                     "the engine (scripts/engine up) before scripts/s3 up")
-    yield found
-    if not running:
-        subprocess.run([script, "down"], capture_output=True, timeout=120)
+    """`scripts/s3 up`, where containers reach it; `down` at the end only if this module
+    started it."""
+    with s3_server("containers") as found:
+        yield found
 
 
 # the schedule must not fire in the middle of a test that counts snapshots (the hourly default
