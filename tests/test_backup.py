@@ -8,6 +8,9 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
+import socket
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -441,3 +444,33 @@ def test_a_k3s_restore_waits_only_for_pods_that_run() -> None:
     ops.stopped({"metadata": {"name": "synapse", "namespace": "manacore-matrix"},
                  "spec": {"selector": {"matchLabels": {"app.kubernetes.io/name": "synapse"}}}})
     assert len(asked) == 2 and not states
+
+
+def test_a_job_waits_for_a_server_that_refuses_at_first_and_names_one_that_never_answers(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A job's pod may connect before its NetworkPolicy paths are open (refused for a few
+    seconds, found on the real nodes): the job waits for each server its items need, up to
+    REACH_SECONDS; one that never answers is a failure naming it. Redis is not waited for
+    where it is stopped on purpose (its restore)."""
+    m = image_script()
+    late = socket.socket()
+    late.bind(("127.0.0.1", 0))
+    port = late.getsockname()[1]
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))  # bound, never listening: refused
+    plan = {"cache": str(tmp_path), "repository": "x",
+            "postgres": {"service": "postgres", "host": "127.0.0.1", "port": port},
+            "redis": {"service": "redis", "host": "127.0.0.1",
+                      "port": closed.getsockname()[1]}}
+    job = m.Job(plan)
+    threading.Timer(1.5, late.listen).start()
+    start = time.monotonic()
+    job.reach([{"kind": "database"}, {"kind": "volume"}], skip=("redis",))
+    assert 1.0 < time.monotonic() - start < 10
+    job.reach([{"kind": "redis"}], skip=("redis",))  # skipped: no wait, no failure
+    monkeypatch.setattr(m, "REACH_SECONDS", 1)
+    with pytest.raises(m.Failed, match=rf"redis at 127.0.0.1:{closed.getsockname()[1]} "
+                       "does not answer"):
+        job.reach([{"kind": "redis"}])
+    late.close()
+    closed.close()

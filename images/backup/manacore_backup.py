@@ -27,6 +27,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -36,6 +37,12 @@ from typing import Any
 
 PLAN = Path(os.environ.get("MANACORE_BACKUP_PLAN", "/etc/manacore/backup.json"))
 RETRY_LOCK = "10m"  # jobs of one schedule overlap: a backup waits for a prune, and back
+# a new pod's NetworkPolicy paths open a few seconds after it started (kube-router learns of it;
+# until then its connections are refused), a server restarted with the estate a little later
+REACH_SECONDS = 60
+# the servers an item's backup (and restore, and check) talks to; Redis is restored as a file
+# while it is stopped, so only its backup and its check need it running
+SERVER_OF = {"roles": "postgres", "database": "postgres", "objects": "objects", "redis": "redis"}
 RESTIC_CODES = {10: "no repository there", 11: "the repository is locked",
                 12: "wrong password or no key found"}
 
@@ -118,6 +125,29 @@ class Job:
         if code != 0:
             raise Failed(f"restic cat config failed ({code}): {' '.join(seen)[-1500:]}")
 
+    def reach(self, items: list[dict[str, Any]], skip: tuple[str, ...] = ()) -> None:
+        """Waits until each server the items are taken through (but `skip`) accepts
+        connections, for up to REACH_SECONDS: a job's first connection may come before its
+        pod's NetworkPolicy paths are open. One that still refuses is named."""
+        needed = dict.fromkeys(SERVER_OF[i["kind"]] for i in items if i["kind"] in SERVER_OF)
+        deadline = time.monotonic() + REACH_SECONDS
+        for name in needed:
+            server = self.plan.get(name)
+            if name in skip or not server:
+                continue
+            waited = time.monotonic()
+            while True:
+                try:
+                    socket.create_connection((server["host"], server["port"]), timeout=3).close()
+                    break
+                except OSError as exc:
+                    if time.monotonic() > deadline:
+                        raise Failed(f"{server['service']} at {server['host']}:"
+                                     f"{server['port']} does not answer: {exc}") from exc
+                    time.sleep(1)
+            if time.monotonic() - waited > 1:
+                log(f"{server['service']} answered after {time.monotonic() - waited:.0f} s")
+
     # --- backup ------------------------------------------------------------------------
 
     def backup(self, limit_upload: int | None = None,
@@ -130,6 +160,7 @@ class Job:
         start = time.time()
         items = self.plan["items"] if items is None else items
         self.open()
+        self.reach(items)
         shutil.rmtree(self.staging, ignore_errors=True)
         self.staging.mkdir(parents=True)
         manifest: dict[str, Any] = {"version": 1, "stack": self.plan["stack"],
@@ -332,6 +363,7 @@ class Job:
             print(f"snapshot {snap['short_id']} of stack {snap['hostname']}, taken "
                   f"{snap['time']}: {', '.join(held)}")
         items = [i for i, _, _ in sources]
+        self.reach(items, skip=("redis",))  # stopped while its file is put in place
         self.state.mkdir(parents=True, exist_ok=True)
         full = [f"{i['id']}: {why}" for i in items if (why := self.occupied(i))
                 and not (self.state / marker(i)).exists()]
@@ -513,6 +545,7 @@ class Job:
         self.open()
         ok = True
         redis = [i for i in items if i["kind"] == "redis"]
+        self.reach(redis)
         for i, _, manifest in self.sources(redis, snapshot, stack) if redis else []:
             r = self.plan["redis"]
             info = run(["redis-cli", "-h", r["host"], "-p", str(r["port"]), "info", "keyspace"],
