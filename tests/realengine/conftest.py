@@ -310,6 +310,10 @@ HELM = ROOT / ".venv" / "bin" / "helm"
 # and the stack's are compared field by field (test_pulumi_k3s)
 RELEASE = Concrete(resolved("k3s"), secret=str).instance
 RELEASE_NS = "manacore-release"  # where helm keeps its record
+# the database the release's marker row goes to (test_helm_cluster) and is read from after the
+# upgrades (test_helm_upgrade): one the backups hold, so the row also comes through PostgreSQL's
+# recovery from its backup onto another node (test_backup_k3s)
+MARKER_DATABASE = resolved("k3s").databases[0].name
 
 
 @pytest.fixture(scope="session")

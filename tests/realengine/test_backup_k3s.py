@@ -4,10 +4,13 @@ them by hand, `kubectl create job --from=cronjob/…`: the servers' job dumps ev
 the roles, Redis and the buckets; each copied claim's job runs on the claim's node, reads it
 read-only as the claim's service under restricted Pod Security, and writes a snapshot tagged
 with its item. What the snapshots hold is read back with restic from outside the cluster.
-Then `manacore restore --stack k3s` brings back what was lost since.
+Then `manacore restore --stack k3s` brings back what was lost since; and when PostgreSQL's
+node is gone for good, the README's runbook brings PostgreSQL back on another node from that
+backup (issue 26).
 
-Runs after test_helm_cluster on the same release, before the nodes are drained; its Jobs are
-deleted again (the restore's keep a day, as an operator's do)."""
+Runs after test_helm_cluster on the same release, before the nodes are drained, its tests in
+order (the second restores the first's backup); its Jobs are deleted again (the restore's keep
+a day, as an operator's do)."""
 
 from __future__ import annotations
 
@@ -24,15 +27,18 @@ from catalog.backup import files_copied, mount_path, volume_item
 from catalog.settings import ROOT
 from tests.conftest import resolved
 from tests.realengine.conftest import (
+    REAL_NODE,
     RELEASE,
+    RELEASE_NS,
     REPOSITORY_PASSWORD,
     Cluster,
     Engine,
+    Nodes,
     benchmark,
     stack_copy,
 )
 from tests.realengine.pods import exec_in, key, node_of, pods_of, ready, until
-from tests.realengine.release import ours
+from tests.realengine.release import helm, ours
 from tests.test_backup import image_script
 
 pytestmark = pytest.mark.kube_cluster
@@ -65,6 +71,13 @@ def snapshots(engine: Engine, repository: dict[str, Any]) -> list[dict[str, Any]
                              "--json") or "[]")
 
 
+def psql(cluster: Cluster, database: str, statement: str) -> str:
+    """A statement as PostgreSQL's superuser in the release's PostgreSQL pod; its rows."""
+    pod = pods_of(cluster, ESTATE["postgres"], RELEASE)[0]
+    return exec_in(cluster, pod, "psql", "-U", "postgres", "-d", database, "-XAtq", "-v",
+                   "ON_ERROR_STOP=1", "-c", statement).stdout.strip()
+
+
 def finished(cluster: Cluster, names: dict[str, str]) -> list[dict[str, Any]] | None:
     jobs = [cluster.items("jobs", "-n", ns, "--field-selector", f"metadata.name={name}")
             for name, ns in names.items()]
@@ -89,11 +102,9 @@ def test_each_cron_job_backs_up_its_items_from_its_node(
                      f"{volume.path}/{PROBE} && sha256sum {volume.path}/{PROBE}"
                      ).stdout.split()[0]
     database = ESTATE["synapse"].database
-    postgres = pods_of(cluster, ESTATE["postgres"], RELEASE)[0]
 
     def sql(statement: str) -> str:
-        return exec_in(cluster, postgres, "psql", "-U", "postgres", "-d", database, "-XAtq",
-                       "-v", "ON_ERROR_STOP=1", "-c", statement).stdout.strip()
+        return psql(cluster, database, statement)
 
     sql("DROP TABLE IF EXISTS manacore_probe; CREATE TABLE manacore_probe AS "
         f"SELECT g AS n FROM generate_series(1, {ROWS}) g")
@@ -150,14 +161,9 @@ def test_each_cron_job_backs_up_its_items_from_its_node(
     # refuses while Synapse's database and claim hold data, then with --force restores both
     exec_in(cluster, synapse, "rm", f"{volume.path}/{PROBE}")
     sql("DROP TABLE manacore_probe")
-    stacks = stack_copy(Path(str(cluster.kubeconfig)).parent / "stacks-k3s", "k3s",
-                        kubeContext=cluster.context, backup=repository["backup"])
-    env = {**os.environ, "MANACORE_STACK_DIR": str(stacks), "KUBECONFIG": str(
-        cluster.kubeconfig), "PATH": f"{ROOT / '.tools' / 'bin'}:{os.environ['PATH']}"}
 
     def manacore(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([MANACORE, "restore", "--stack", "k3s", *args], env=env,
-                              capture_output=True, text=True, timeout=1800)
+        return restore(cluster, repository, *args)
 
     release["changed"].add("synapse")  # stopped and started again by the restore
     refused = manacore("synapse")
@@ -180,6 +186,70 @@ def test_each_cron_job_backs_up_its_items_from_its_node(
                    ).stdout.split()[0] == digest
     assert sql("SELECT count(*) FROM manacore_probe") == str(ROWS)
     clean(cluster)  # the restore's Jobs (kept a day for an operator to read)
+
+
+def test_postgres_whose_node_is_gone_for_good_comes_back_from_its_backup_on_another_node(
+        cluster: Cluster, release: dict[str, Any], chart: Path, nodes: Nodes,
+        repository: dict[str, Any]) -> None:
+    """Issue 26's stateful case, the README's runbook for PostgreSQL when its node is gone for
+    good: its pod cannot leave that node (its claim is on the node's disk), so the operator
+    deletes the node, PostgreSQL's pod and its claim; `helm upgrade --reuse-values` makes an
+    empty claim, which the scheduler puts on a node that is there; PostgreSQL starts on it
+    empty (the estate's roles and databases from its init); `manacore restore --stack k3s
+    postgres --force` brings every database back from the latest backup — the servers'
+    snapshot the test above took, holding the probe table it restored. What was written after
+    that backup is lost with the node (the schedule's interval: hourly by default)."""
+    pg, database = ESTATE["postgres"], ESTATE["synapse"].database
+    assert psql(cluster, database, "SELECT count(*) FROM manacore_probe") == str(ROWS)
+    psql(cluster, database, "INSERT INTO manacore_probe VALUES (0)")  # after the backup
+
+    pod = pods_of(cluster, pg, RELEASE)[0]
+    lost = node_of(pod)
+    [claim] = [v["persistentVolumeClaim"]["claimName"] for v in pod["spec"]["volumes"]
+               if "persistentVolumeClaim" in v]
+    release["changed"] |= {pg.id, *(db.owner for db in ESTATE.databases)}
+    start = time.monotonic()
+    nodes.stop(lost)
+    try:
+        cluster.kubectl("delete", "node", lost)
+        cluster.kubectl("delete", "pod", "-n", pg.namespace, pod["metadata"]["name"],
+                        "--force", "--grace-period=0")
+        cluster.kubectl("delete", "pvc", "-n", pg.namespace, claim, timeout=120)
+        helm(cluster, "upgrade", RELEASE, str(chart), "-n", RELEASE_NS, "--reuse-values")
+        again = until("PostgreSQL Ready on a new claim", lambda: next(
+            (p for p in pods_of(cluster, pg, RELEASE) if ready(p)), None), 300)
+        serving = time.monotonic() - start
+    finally:
+        nodes.start(lost)  # the machine replaced: every other workload back on its claims
+    assert node_of(again) != lost and REAL_NODE.fullmatch(node_of(again)), node_of(again)
+    assert psql(cluster, database, "SELECT count(*) FROM pg_tables WHERE tablename = "
+                "'manacore_probe'") == "0"  # empty indeed
+    start = time.monotonic()
+    done = restore(cluster, repository, pg.id, "--force")
+    took = time.monotonic() - start
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    lines = done.stdout.splitlines()
+    for db in ESTATE.databases:
+        assert any(x.startswith(f"database:{db.name}: ") and x.endswith(": verified")
+                   for x in lines), (db.name, done.stdout[-3000:])
+    assert psql(cluster, database, "SELECT count(*), min(n) FROM manacore_probe") == f"{ROWS}|1"
+    benchmark(f"PostgreSQL's node gone for good: serving again, empty, on {node_of(again)} "
+              f"{serving:.1f} s after the loss (node, pod and claim deleted, helm upgrade); "
+              f"manacore restore --stack k3s postgres --force ({len(ESTATE.databases)} "
+              f"databases, their services stopped and started again): {took:.1f} s")
+    clean(cluster)
+
+
+def restore(cluster: Cluster, repository: dict[str, Any], *args: str
+            ) -> subprocess.CompletedProcess[str]:
+    """`manacore restore --stack k3s ARGS` as the operator runs it, the k3s stack pointed at
+    the suite's cluster and the release's repository."""
+    stacks = stack_copy(Path(str(cluster.kubeconfig)).parent / "stacks-k3s", "k3s",
+                        kubeContext=cluster.context, backup=repository["backup"])
+    env = {**os.environ, "MANACORE_STACK_DIR": str(stacks), "KUBECONFIG": str(
+        cluster.kubeconfig), "PATH": f"{ROOT / '.tools' / 'bin'}:{os.environ['PATH']}"}
+    return subprocess.run([MANACORE, "restore", "--stack", "k3s", *args], env=env,
+                          capture_output=True, text=True, timeout=1800)
 
 
 def clean(cluster: Cluster) -> None:

@@ -27,6 +27,7 @@ from catalog.resolve import ResolvedService
 from catalog.settings import ROOT
 from tests.conftest import resolved
 from tests.realengine.conftest import (
+    MARKER_DATABASE,
     REAL_NODE,
     RELEASE,
     RELEASE_NS,
@@ -212,7 +213,7 @@ def test_a_statefulset_pod_deleted_comes_back_on_its_claim_with_its_data(
     rows written before are there (the real server, the real local-path volume)."""
     pg = ESTATE["postgres"]
     pod = pods_of(cluster, pg, RELEASE)[0]
-    psql = ("psql", "-v", "ON_ERROR_STOP=1", "-U", "postgres", "-d", "postgres", "-tAc")
+    psql = ("psql", "-v", "ON_ERROR_STOP=1", "-U", "postgres", "-d", MARKER_DATABASE, "-tAc")
     exec_in(cluster, pod, *psql, "CREATE TABLE IF NOT EXISTS marker (v text); "
             "INSERT INTO marker VALUES ('before-delete')")
     node = node_of(pod)

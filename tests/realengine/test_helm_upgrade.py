@@ -15,6 +15,7 @@ import yaml
 from exports.helm.values import key as values_key
 from tests.conftest import resolved
 from tests.realengine.conftest import (
+    MARKER_DATABASE,
     NEVER_DURING_A_TEST,
     REAL_NODE,
     RELEASE,
@@ -69,7 +70,7 @@ def test_upgrade_keeps_secrets_claims_and_data_and_rolls_only_what_changed(
     assert secret_values(cluster) == secrets
     # the data written before the upgrades is still there
     pg = pods_of(cluster, ESTATE["postgres"], RELEASE)[0]
-    rows = exec_in(cluster, pg, "psql", "-U", "postgres", "-d", "postgres", "-tAc",
+    rows = exec_in(cluster, pg, "psql", "-U", "postgres", "-d", MARKER_DATABASE, "-tAc",
                    "SELECT v FROM marker").stdout.split()
     assert rows == ["before-delete"]
 
