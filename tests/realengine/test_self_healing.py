@@ -40,6 +40,7 @@ from tests.realengine.release import diagnose, ours
 pytestmark = pytest.mark.kube_cluster
 
 FAILOVER_LIMIT = 90  # s: a lost node's stateless pods are Ready elsewhere within this (issue 26)
+WHOLE_WAIT = 15  # s a drained node's Deployments are watched becoming whole elsewhere (a figure)
 
 
 @pytest.fixture(scope="module")
@@ -202,11 +203,11 @@ def test_draining_each_node_keeps_every_replicated_service_serving(
                 def short(waiting: dict[str, list[str]] = waiting) -> list[str]:
                     return sorted(d["metadata"]["name"] for d in ours(cluster, "deployments")
                                   if d["metadata"]["name"] not in waiting and not_ready([d]))
-                whole = until_or_none(short, 30)
+                whole = until_or_none(short, WHOLE_WAIT)
                 benchmark(f"drain {node}: " + (
                     f"every Deployment not waiting for {node}'s StatefulSets whole on the "
                     f"other nodes after {whole:.0f} s" if whole is not None else
-                    f"still short of a copy after 30 s: {', '.join(short())}") + (
+                    f"still short of a copy after {WHOLE_WAIT} s: {', '.join(short())}") + (
                     f"; waiting for them until the uncordon: {', '.join(sorted(waiting))}"
                     if waiting else ""))
             finally:
