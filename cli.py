@@ -331,6 +331,28 @@ def restore_cmd(stack: str, services: list[str], snapshot: str | None, from_stac
         raise SystemExit(code)
 
 
+def move_cmd(services: list[str], source: str, target: str, force: bool, dry_run: bool,
+             carry_secrets: bool) -> None:
+    """Move services' data (default: all) from a Docker stack to a Kubernetes stack, the
+    Phase 1 move: check that the secrets the data needs match on both stacks and that the
+    cluster's targets are empty (unless --force), stop the writers on Docker, take a final
+    backup, restore it into the cluster and verify it; each step's time and the downtime are
+    printed. The Docker side stays stopped with its volumes as they were. --carry-secrets sets
+    the differing secrets in the target stack's Pulumi config (`pulumi up` deploys them).
+    Exit 0 moved and verified, 1 a step failed, 2 refused (nothing stopped)."""
+    from ops.docker_backup import OpsError
+    from ops.move import Move
+
+    try:
+        move = Move(_resolved(source), _resolved(target), _say)
+        code = move.carry_secrets(services, target) if carry_secrets else \
+            move.run(services, force, dry_run)
+    except OpsError as exc:
+        raise _fail([f"move: {exc}"], exc.code) from None
+    if code:
+        raise SystemExit(code)
+
+
 def _write(render: Callable[[Path], object], output: Path, force: bool, stage: str,
            stderr: bool = False) -> None:
     """Render into `output`, where manacore owns what it wrote: stale files of the last render
@@ -444,6 +466,20 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="check the snapshot and the targets "
                    "only; stop and change nothing")
     p.add_argument("--limit-download", type=int, metavar="KIB", help="read at most KiB/s")
+    p = _command(commands, "move", lambda a: move_cmd(
+        a.services, a.source, a.target, a.force, a.dry_run, a.carry_secrets), move_cmd.__doc__)
+    p.add_argument("services", nargs="*", metavar="SERVICE",
+                   help="services whose data moves (postgres: the roles and every database); "
+                   "default: all")
+    p.add_argument("--from", dest="source", default="macmini", metavar="STACK",
+                   help="the Docker stack the data leaves; default: %(default)s")
+    p.add_argument("--to", dest="target", default="k3s", metavar="STACK",
+                   help="the Kubernetes stack it moves to; default: %(default)s")
+    p.add_argument("--force", action="store_true", help="replace what the cluster's targets "
+                   "hold")
+    p.add_argument("--dry-run", action="store_true", help="the checks only; stop nothing")
+    p.add_argument("--carry-secrets", action="store_true", help="set the secrets the data "
+                   "needs in the target stack's Pulumi config (from the Docker containers)")
 
     render = _command(commands, "render", None, "Write an export of the estate for a stack.")
     render.set_defaults(help_of=render)

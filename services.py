@@ -985,17 +985,21 @@ SECRETS = [
     Secret(name="S3_RPC_SECRET", kind="hex32",
            description="Garage's RPC secret (32 bytes, hex): nodes of one cluster share it"),
     Secret(name="S3_ADMIN_TOKEN", description="bearer token of Garage's admin API"),
-    Secret(name="BETTER_AUTH_SECRET", description="Better Auth signing secret"),
+    Secret(name="BETTER_AUTH_SECRET", description="Better Auth signing secret (sessions, "
+           "encrypted tokens in its database)", follows_data=True),
     Secret(name="SEARXNG_SECRET", description="SearXNG server secret"),
     Secret(name="SYNAPSE_REGISTRATION_SHARED_SECRET", description="Synapse admin registration"),
-    Secret(name="SYNAPSE_MACAROON_SECRET_KEY", description="Synapse macaroon key"),
-    Secret(name="SYNAPSE_SIGNING_KEY", kind="ed25519",
+    Secret(name="SYNAPSE_MACAROON_SECRET_KEY", description="Synapse macaroon key (signs "
+           "the tokens it hands out)", follows_data=True),
+    Secret(name="SYNAPSE_SIGNING_KEY", kind="ed25519", follows_data=True,
            description="Synapse's signing key, the whole line of its signing key file (keep "
            "the legacy one: federation knows it); new: `docker run --rm --entrypoint "
            "generate_signing_key <the catalogue's synapse image>`"),
     Secret(name="GRAFANA_ADMIN_PASSWORD", description="Grafana admin password"),
-    Secret(name="UMAMI_APP_SECRET", description="Umami session secret"),
-    Secret(name="N8N_ENCRYPTION_KEY", description="n8n credential encryption key"),
+    Secret(name="UMAMI_APP_SECRET", description="Umami session secret (the salt of its "
+           "visitors' session ids)", follows_data=True),
+    Secret(name="N8N_ENCRYPTION_KEY", description="n8n credential encryption key (its "
+           "credentials are stored encrypted with it)", follows_data=True),
     Secret(name="GEMINI_API_KEY", description="Google Gemini API key (NutriPhi)",
            generate=False),
     Secret(name="MATRIX_MANA_BOT_TOKEN", description="Matrix access token of mana-bot",
@@ -1008,7 +1012,8 @@ SECRETS = [
     Secret(name="TELEGRAM_OLLAMA_BOT_TOKEN", description="Telegram bot token", generate=False),
     Secret(name="WATCHTOWER_NOTIFICATION_URL", description="shoutrrr URL (Telegram)",
            generate=False),
-    Secret(name="BACKUP_REPOSITORY_PASSWORD", description="restic repository password of the "
+    Secret(name="BACKUP_REPOSITORY_PASSWORD", follows_data=True,
+           description="restic repository password of the "
            "backups: without it no backup can be read; keep a copy off the host"),
     Secret(name="BACKUP_S3_ACCESS_KEY", description="access key of the backup bucket",
            generate=False),

@@ -536,12 +536,15 @@ class Secret(_Model):
     """A secret value known by name. Generated ones come from `pulumi_random` if unset, in
     their `kind`: a password (32 letters and digits), or a Matrix signing key line
     (`ed25519 <key id> <base64 of 32 random bytes>`, Synapse's signing key file), or 32 random
-    bytes as 64 hex digits (`hex32`: Garage's RPC secret)."""
+    bytes as 64 hex digits (`hex32`: Garage's RPC secret). `follows_data`: the data was made
+    with this value (encrypted, signed, hashed with it), so where the data moves (`manacore
+    move`) the value must be the same."""
 
     name: str
     description: str = ""
     generate: bool = True
     kind: Literal["password", "ed25519", "hex32"] = "password"
+    follows_data: bool = False
 
 
 ED25519_KEY_ID = "a_mana"  # the key id of a generated signing key

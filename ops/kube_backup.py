@@ -173,12 +173,14 @@ class KubeBackup:
                      f"--replicas={replicas}")
 
     def restore(self, services: list[str], snapshot: str | None, from_stack: str | None,
-                force: bool, dry_run: bool = False) -> int:
+                force: bool, dry_run: bool = False, items: tuple[Item, ...] | None = None
+                ) -> int:
+        """`items`: exactly these (a move's), instead of the services' (default: all)."""
         unknown = sorted(set(services) - self.plan.services())
         if unknown:
             raise OpsError(f"nothing is backed up of {', '.join(unknown)}; services with data: "
                            f"{', '.join(sorted(self.plan.services()))}", 2)
-        items = self.plan.select(services)
+        items = self.plan.select(services) if items is None else items
         source = [*(["--snapshot", snapshot] if snapshot else []),
                   *(["--from-stack", from_stack] if from_stack else [])]
         common = [*source, *(["--force"] if force else [])]

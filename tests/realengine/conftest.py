@@ -52,12 +52,13 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 
 # The order of the real-engine modules. Those needing only the Docker engine come first, so
 # that on a cold machine the cluster's and the Pulumi toolchain's builds (`prebuild`) run
-# while they do; then the cluster's, of which test_helm_cluster, test_self_healing and
-# test_helm_upgrade run one after another on one release of the chart (`release`): the install
-# and what leaves it as it is, the drains and the lost node, then its upgrade and uninstall.
+# while they do; then the cluster's, of which test_helm_cluster, test_backup_k3s, test_move,
+# test_self_healing and test_helm_upgrade run one after another on one release of the chart
+# (`release`): the install and what leaves it as it is, its backups and restores, the move of
+# Synapse's data into it, the drains and the lost node, then its upgrade and uninstall.
 MODULE_ORDER = ("test_backup", "test_compose_estate", "test_fresh_install", "test_phase0",
-                "test_cluster", "test_helm_cluster", "test_backup_k3s", "test_self_healing",
-                "test_helm_upgrade", "test_pulumi_k3s")
+                "test_cluster", "test_helm_cluster", "test_backup_k3s", "test_move",
+                "test_self_healing", "test_helm_upgrade", "test_pulumi_k3s")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -369,7 +370,7 @@ def repository(cluster: Cluster) -> Iterator[dict[str, Any]]:
 def release(cluster: Cluster, node_images: list[str], chart: Path, repository: dict[str, Any],
             tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """The chart installed once with its default values, every workload Ready on real nodes,
-    for test_helm_cluster, test_backup_k3s, test_self_healing and test_helm_upgrade
+    for test_helm_cluster, test_backup_k3s, test_move, test_self_healing and test_helm_upgrade
     (MODULE_ORDER); its backups go to the suite's S3 server (`values`: the arguments every
     install and upgrade of it passes). What was true right then — each pod's restarts, every
     object as the API server held it (`normalised`, which test_pulumi_k3s compares with the
