@@ -207,9 +207,10 @@ class Move:
         finally:
             if code == 2:  # refused (or failed) before the cluster changed: back on Docker
                 self.docker.start(writers)
+        steps = ", ".join(f"{n} {t:.1f} s" for n, t in self.times[1:])
         self.say(f"move: {'done' if code == 0 else 'FAILED'}; down for "
-                 f"{time.monotonic() - down:.1f} s (" + ", ".join(
-                     f"{n} {t:.1f} s" for n, t in self.times) + ")")
+                 f"{time.monotonic() - down:.1f} s ({steps}), after the checks "
+                 f"({self.times[0][1]:.1f} s)")
         if code == 0:
             self.say(f"the data of {', '.join(sorted({i.service for i in items}))} now lives on "
                      f"{to}; on {frm} its writers stay stopped, their volumes as they were "

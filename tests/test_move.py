@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import stat
 import subprocess
 from pathlib import Path
@@ -110,7 +111,9 @@ def test_a_move_stops_the_writers_backs_up_their_items_and_restores_that_snapsho
     assert not [c for c in fake.calls if c[0] == "start"]  # stays stopped on Docker
     for step in ("check", "stop", "backup", "restore"):
         assert any(x.startswith(f"move: {step}: ") and x.endswith(" s") for x in lines), lines
-    assert any(x.startswith("move: done; down for ") for x in lines), lines
+    assert any(re.fullmatch(r"move: done; down for [\d.]+ s \(stop [\d.]+ s, backup [\d.]+ s, "
+                            r"restore [\d.]+ s\), after the checks \([\d.]+ s\)", x)
+               for x in lines), lines
 
 
 def test_a_secret_the_data_needs_that_differs_is_refused_before_anything_stops() -> None:
