@@ -75,14 +75,18 @@ class DockerBackup:
 
     # --- restore -------------------------------------------------------------------------
 
-    def secrets(self) -> dict[str, str]:
-        """The backup container's environment, as its stack gave it (secrets included)."""
-        name = self.service.container_name
+    def environment(self, svc: ResolvedService) -> dict[str, str]:
+        """A service's container's environment, as its stack gave it (secrets included)."""
+        name = svc.container_name
         found = self.docker("inspect", name, check=False)
         if found.returncode != 0:
-            raise OpsError(f"no container {name}: deploy the stack first (pulumi up, or "
-                           "docker compose up), then restore", 2)
-        env = dict(e.split("=", 1) for e in json.loads(found.stdout)[0]["Config"]["Env"])
+            raise OpsError(f"no container {name}: deploy stack {self.estate.settings.stack} "
+                           "first (pulumi up, or docker compose up)", 2)
+        return dict(e.split("=", 1) for e in json.loads(found.stdout)[0]["Config"]["Env"])
+
+    def secrets(self) -> dict[str, str]:
+        """The backup container's environment that the restore container gets."""
+        env = self.environment(self.service)
         return {k: env[k] for k in self.service.environment if k in env}
 
     def restore_args(self, values: dict[str, str], phase: str) -> list[str]:
@@ -125,7 +129,7 @@ class DockerBackup:
         if checked != 0 or dry_run:
             return checked
         stop = [self.estate[s] for s in dict.fromkeys(x for i in items for x in i.stop)]
-        running = [s for s in stop if self._running(s)]
+        running = [s for s in stop if self.running(s)]
         if running:
             self.say(f"stopping {', '.join(s.container_name for s in running)}")
             self.docker("stop", *(s.container_name for s in running), timeout=300)
@@ -139,7 +143,7 @@ class DockerBackup:
             code = self.in_restore_container(values, "check", *common)
         return code
 
-    def _running(self, svc: ResolvedService) -> bool:
+    def running(self, svc: ResolvedService) -> bool:
         proc = self.docker("inspect", "-f", "{{.State.Running}}", svc.container_name,
                            check=False)
         return proc.stdout.strip() == "true"

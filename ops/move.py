@@ -106,11 +106,7 @@ class Move:
 
     def source_value(self, name: str) -> str:
         svc, key = self._holder(self.source, name)
-        found = self.docker.docker("inspect", svc.container_name, check=False)
-        if found.returncode != 0:
-            raise OpsError(f"no container {svc.container_name} on the Docker host: deploy "
-                           f"stack {self.source.settings.stack} first", 2)
-        env = dict(e.split("=", 1) for e in json.loads(found.stdout)[0]["Config"]["Env"])
+        env = self.docker.environment(svc)
         if key not in env:
             raise OpsError(f"{svc.container_name} has no {key} (the secret {name})", 2)
         return env[key]
@@ -185,27 +181,25 @@ class Move:
                                f"needs them equal: {', '.join(differ)}; carry them with "
                                f"`manacore move --carry-secrets --to {to}` and `pulumi up -s "
                                f"{to}`", 2)
-            checked = self.kube.run(self.kube._pods_for(items, [
-                "restore", "--from-stack", frm, *(["--force"] if force else []),
-                "--dry-run"], False))
+            checked = self.kube.restore(services, None, frm, force, dry_run=True, items=items)
         if checked != 0 or dry_run:
             return checked
-        writers = [s for s in self.writers(items) if self.docker._running(s)]
+        writers = [s for s in self.writers(items) if self.docker.running(s)]
         down = time.monotonic()
         with self.step("stop"):
             if writers:
                 self.say(f"stopping {', '.join(s.container_name for s in writers)} on {frm}")
                 self.docker.docker("stop", *(s.container_name for s in writers), timeout=300)
-        code = 2  # until the restore has begun to change the cluster's data
+        restoring, code = False, 1  # from the restore on, the cluster's data may change
         try:
             with self.step("backup"):
                 snapshot = self.final_backup(items)
                 self.say(f"final backup: snapshot {snapshot[:8]} of {frm}")
             with self.step("restore"):
-                code = 1
+                restoring = True
                 code = self.kube.restore(services, snapshot, frm, force, items=items)
         finally:
-            if code == 2:  # refused (or failed) before the cluster changed: back on Docker
+            if not restoring or code == 2:  # the cluster unchanged (2: refused): back on Docker
                 self.docker.start(writers)
         steps = ", ".join(f"{n} {t:.1f} s" for n, t in self.times[1:])
         self.say(f"move: {'done' if code == 0 else 'FAILED'}; down for "

@@ -35,11 +35,12 @@ class Fake:
         self.cluster = {n: v + ("-other" if n in differ else "") for n, v in self.values.items()}
         self.backup_fails = backup_fails
         move.docker.docker = self.docker  # type: ignore[method-assign]
-        move.docker._running = lambda s: True  # type: ignore[method-assign]
+        move.docker.running = lambda s: True  # type: ignore[method-assign]
         move.docker.start = lambda svcs: self.calls.append(  # type: ignore[method-assign]
             ("start", *sorted(s.container_name for s in svcs)))
         move.kube.kubectl = self.kubectl  # type: ignore[method-assign]
         move.kube.run = self.run  # type: ignore[method-assign]
+        self.real_restore = move.kube.restore  # its dry run: the Jobs it would create
         move.kube.restore = self.restore  # type: ignore[method-assign]
 
     def docker(self, *args: str, check: bool = True, **kw: Any
@@ -72,6 +73,8 @@ class Fake:
 
     def restore(self, services: list[str], snapshot: str | None, from_stack: str | None,
                 force: bool, dry_run: bool = False, items: Any = None) -> int:
+        if dry_run:
+            return self.real_restore(services, snapshot, from_stack, force, True, items)
         self.calls.append(("restore", snapshot, from_stack, force, *(i.id for i in items)))
         return 0
 

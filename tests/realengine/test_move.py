@@ -49,6 +49,7 @@ from tests.realengine.conftest import (
 from tests.realengine.pods import exec_in, pods_of, ready, until
 from tests.realengine.pulumi_cli import PulumiStack
 from tests.realengine.release import helm
+from tests.realengine.test_backup import psql as over_port
 from tests.realengine.test_backup import tables, volume_sums, write_env
 from tests.realengine.test_backup_k3s import ESTATE, clean, psql
 
@@ -112,8 +113,6 @@ def docker_estate(engine: Engine, cluster: Cluster, repository: dict[str, Any],
 
 
 def psql_docker(est: Estate, sql: str) -> str:
-    from tests.realengine.test_backup import psql as over_port
-
     return over_port(est, est.resolved["synapse"].database or "", sql)
 
 
